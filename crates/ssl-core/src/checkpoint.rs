@@ -1,0 +1,132 @@
+//! Checkpoints: a folder per epoch holding `model.safetensors` (every
+//! variable of the run's `VarStore`, PyTorch-style names),
+//! `optimizer.safetensors` and `state.json` (epoch, step, config). A folder
+//! is written under a temporary name and renamed into place, and the
+//! `latest` pointer is replaced atomically, so a crash never leaves a
+//! half-written checkpoint that `--resume` would pick up.
+
+use crate::metrics::{write_atomic, write_json_atomic};
+use crate::optim::Optimizer;
+use crate::{Error, Result};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use tch::{nn::VarStore, Tensor};
+
+/// What `state.json` holds.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointState {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Optimizer steps completed.
+    pub step: usize,
+    /// The run's whole resolved config.
+    pub config: Value,
+}
+
+/// Writes a checkpoint of `epoch` into `dir/epoch-NNNN` and points
+/// `dir/latest` at it. Older checkpoints beyond `keep` are removed.
+pub fn save(
+    dir: &Path,
+    vs: &VarStore,
+    opt: &Optimizer,
+    state: &CheckpointState,
+    keep: usize,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let name = format!("epoch-{:04}", state.epoch);
+    let final_dir = dir.join(&name);
+    let tmp_dir = dir.join(format!(".{name}.tmp"));
+    if tmp_dir.exists() {
+        std::fs::remove_dir_all(&tmp_dir).map_err(|e| Error::io(&tmp_dir, e))?;
+    }
+    std::fs::create_dir_all(&tmp_dir).map_err(|e| Error::io(&tmp_dir, e))?;
+    let model = tmp_dir.join("model.safetensors");
+    vs.save(&model).map_err(|e| Error::TorchFile { path: model.clone(), source: e })?;
+    let optim = tmp_dir.join("optimizer.safetensors");
+    let tensors: Vec<(String, Tensor)> =
+        opt.state_tensors().into_iter().map(|(n, t)| (n, t.to_device(tch::Device::Cpu))).collect();
+    Tensor::write_safetensors(&tensors, &optim)
+        .map_err(|e| Error::TorchFile { path: optim.clone(), source: e })?;
+    let value = serde_json::to_value(state)
+        .map_err(|e| Error::Json { path: tmp_dir.join("state.json"), source: e })?;
+    write_json_atomic(&tmp_dir.join("state.json"), &value)?;
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    }
+    std::fs::rename(&tmp_dir, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    write_atomic(&dir.join("latest"), name.as_bytes())?;
+    prune(dir, keep)?;
+    Ok(final_dir)
+}
+
+fn prune(dir: &Path, keep: usize) -> Result<()> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("epoch-"))
+        .collect();
+    names.sort();
+    let excess = names.len().saturating_sub(keep.max(1));
+    for n in &names[..excess] {
+        let p = dir.join(n);
+        std::fs::remove_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+    }
+    Ok(())
+}
+
+/// The folder `dir/latest` points to, if any.
+pub fn latest(dir: &Path) -> Result<Option<PathBuf>> {
+    let pointer = dir.join("latest");
+    if !pointer.exists() {
+        return Ok(None);
+    }
+    let name = std::fs::read_to_string(&pointer).map_err(|e| Error::io(&pointer, e))?;
+    let path = dir.join(name.trim());
+    if !path.join("state.json").exists() {
+        return Err(Error::Checkpoint { path, msg: "`latest` points to a folder without state.json".into() });
+    }
+    Ok(Some(path))
+}
+
+/// Loads a checkpoint folder into `vs` and `opt`; returns its state. Every
+/// variable of `vs` must be present with the same shape, so a checkpoint of
+/// another architecture is refused with the offending name.
+pub fn load(path: &Path, vs: &mut VarStore, opt: &mut Optimizer) -> Result<CheckpointState> {
+    let state_path = path.join("state.json");
+    let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
+    let state: CheckpointState =
+        serde_json::from_str(&text).map_err(|e| Error::Json { path: state_path.clone(), source: e })?;
+    let model = path.join("model.safetensors");
+    load_weights(&model, vs)?;
+    let optim = path.join("optimizer.safetensors");
+    let tensors =
+        Tensor::read_safetensors(&optim).map_err(|e| Error::TorchFile { path: optim.clone(), source: e })?;
+    opt.load_state_tensors(&tensors).map_err(|e| Error::Checkpoint { path: optim, msg: e.to_string() })?;
+    Ok(state)
+}
+
+/// Loads safetensors weights into `vs`, checking names and shapes first.
+pub fn load_weights(file: &Path, vs: &mut VarStore) -> Result<()> {
+    let tensors =
+        Tensor::read_safetensors(file).map_err(|e| Error::TorchFile { path: file.into(), source: e })?;
+    let found: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
+    for (name, var) in vs.variables() {
+        match found.get(&name) {
+            None => {
+                return Err(Error::Checkpoint {
+                    path: file.into(),
+                    msg: format!("no tensor `{name}`: is it a checkpoint of another architecture?"),
+                })
+            }
+            Some(t) if t.size() != var.size() => {
+                return Err(Error::Checkpoint {
+                    path: file.into(),
+                    msg: format!("`{name}` has shape {:?}, the model expects {:?}", t.size(), var.size()),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    vs.load(file).map_err(|e| Error::TorchFile { path: file.into(), source: e })
+}

@@ -1,0 +1,62 @@
+//! The error type of ssl-core.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in ssl-core.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A libtorch call failed.
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// A libtorch call on a file failed (safetensors, checkpoints).
+    #[error("{path}: {source}")]
+    TorchFile {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: tch::TchError,
+    },
+    /// JSON could not be parsed or written.
+    #[error("{path}: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: serde_json::Error,
+    },
+    /// A tensor had the wrong shape.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// A configuration value is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A checkpoint is missing, incomplete or from another model.
+    #[error("checkpoint {path}: {msg}")]
+    Checkpoint {
+        /// The checkpoint folder or file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// An error from a data source (the modality crates wrap theirs here).
+    #[error("{0}")]
+    Data(String),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}

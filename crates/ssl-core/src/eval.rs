@@ -1,0 +1,263 @@
+//! Evaluation of frozen representations: feature extraction, weighted kNN
+//! (Wu et al., "Unsupervised Feature Learning via Non-Parametric Instance
+//! Discrimination", <https://arxiv.org/abs/1805.01978>; k = 200, T = 0.1 as
+//! lightly's benchmarks) and a linear probe trained to convergence.
+
+use crate::losses::l2_normalize;
+use crate::optim::{Optimizer, OptimizerConfig};
+use crate::{Error, Result};
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+/// Runs `features` over `inputs` in chunks of `batch_size` without grad and
+/// gathers the result on the CPU as f32.
+///
+/// # Shapes
+/// `inputs: [N, ...]` → `[N, F]`
+pub fn extract_features(
+    features: &dyn Fn(&Tensor) -> Tensor,
+    inputs: &Tensor,
+    batch_size: usize,
+    device: Device,
+) -> Tensor {
+    let n = inputs.size()[0];
+    let bs = batch_size.max(1) as i64;
+    tch::no_grad(|| {
+        let chunks: Vec<Tensor> = (0..n)
+            .step_by(bs as usize)
+            .map(|s| {
+                let x = inputs.narrow(0, s, bs.min(n - s)).to_device(device);
+                features(&x).to_kind(Kind::Float).to_device(Device::Cpu)
+            })
+            .collect();
+        Tensor::cat(&chunks, 0)
+    })
+}
+
+fn check(train_f: &Tensor, train_y: &Tensor, test_f: &Tensor, test_y: &Tensor) -> Result<()> {
+    let (a, b) = (train_f.size(), test_f.size());
+    if a.len() != 2 || b.len() != 2 || a[1] != b[1] {
+        return Err(Error::Shape(format!(
+            "features must be [N, F] with the same F: train {a:?}, test {b:?}"
+        )));
+    }
+    if train_y.size() != [a[0]] || test_y.size() != [b[0]] {
+        return Err(Error::Shape(format!(
+            "labels must be [N]: train {:?} for {} rows, test {:?} for {} rows",
+            train_y.size(),
+            a[0],
+            test_y.size(),
+            b[0]
+        )));
+    }
+    if a[0] == 0 || b[0] == 0 {
+        return Err(Error::Shape("empty train or test features".into()));
+    }
+    Ok(())
+}
+
+/// Weighted kNN top-1: cosine similarity to the `k` nearest training
+/// features, each voting for its class with weight `exp(sim / t)`.
+///
+/// # Shapes
+/// `train_f: [N, F]`, `train_y: [N]`, `test_f: [M, F]`, `test_y: [M]`
+pub fn knn_top1(
+    train_f: &Tensor,
+    train_y: &Tensor,
+    test_f: &Tensor,
+    test_y: &Tensor,
+    k: usize,
+    t: f64,
+    num_classes: usize,
+) -> Result<f64> {
+    check(train_f, train_y, test_f, test_y)?;
+    let k = (k as i64).min(train_f.size()[0]);
+    let train = l2_normalize(&train_f.to_kind(Kind::Float));
+    let test = l2_normalize(&test_f.to_kind(Kind::Float));
+    let train_y = train_y.to_kind(Kind::Int64);
+    let m = test.size()[0];
+    let mut correct = 0i64;
+    tch::no_grad(|| {
+        for s in (0..m).step_by(512) {
+            let len = 512.min(m - s);
+            let sim = test.narrow(0, s, len).matmul(&train.tr());
+            let (vals, idx) = sim.topk(k, 1, true, true);
+            let labels = train_y.index_select(0, &idx.reshape([-1])).reshape([len, k]);
+            let weights = (vals / t).exp();
+            let votes = Tensor::zeros([len, num_classes as i64], (Kind::Float, Device::Cpu))
+                .scatter_add(1, &labels, &weights);
+            let pred = votes.argmax(1, false);
+            correct += pred
+                .eq_tensor(&test_y.narrow(0, s, len).to_kind(Kind::Int64))
+                .sum(Kind::Int64)
+                .int64_value(&[]);
+        }
+    });
+    Ok(correct as f64 / m as f64)
+}
+
+/// How the linear probe trains.
+#[derive(Clone, Debug, Serialize)]
+pub struct LinearProbeConfig {
+    /// Full-batch AdamW steps at most.
+    pub max_steps: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// Weight decay on the weights.
+    pub weight_decay: f64,
+    /// Stop when the training loss improves by less than this (relative)
+    /// over `patience` steps.
+    pub tol: f64,
+    /// See `tol`.
+    pub patience: usize,
+}
+
+impl Default for LinearProbeConfig {
+    fn default() -> Self {
+        Self { max_steps: 3000, lr: 0.01, weight_decay: 1e-4, tol: 1e-4, patience: 50 }
+    }
+}
+
+/// What the linear probe reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct LinearProbeResult {
+    /// Top-1 on the held-out split.
+    pub test_top1: f64,
+    /// Top-1 on the training split.
+    pub train_top1: f64,
+    /// Final training loss.
+    pub train_loss: f64,
+    /// Steps until convergence.
+    pub steps: usize,
+}
+
+/// A linear classifier on frozen features (standardised with the training
+/// split's mean and std), trained full-batch with AdamW until the loss stops
+/// improving, then scored on the held-out split.
+///
+/// # Shapes
+/// `train_f: [N, F]`, `train_y: [N]`, `test_f: [M, F]`, `test_y: [M]`
+pub fn linear_probe(
+    train_f: &Tensor,
+    train_y: &Tensor,
+    test_f: &Tensor,
+    test_y: &Tensor,
+    num_classes: usize,
+    cfg: &LinearProbeConfig,
+) -> Result<LinearProbeResult> {
+    check(train_f, train_y, test_f, test_y)?;
+    let x = train_f.to_kind(Kind::Float);
+    let mean = x.mean_dim([0i64].as_slice(), true, Kind::Float);
+    let std = x.std_dim([0i64].as_slice(), false, true) + 1e-6;
+    let x = (x - &mean) / &std;
+    let xt = (test_f.to_kind(Kind::Float) - &mean) / &std;
+    let (y, yt) = (train_y.to_kind(Kind::Int64), test_y.to_kind(Kind::Int64));
+    let f = x.size()[1];
+    let opts = (Kind::Float, Device::Cpu);
+    let w = (Tensor::randn([num_classes as i64, f], opts) * 0.01).set_requires_grad(true);
+    let b = Tensor::zeros([num_classes as i64], opts).set_requires_grad(true);
+    let mut opt = Optimizer::new(
+        &OptimizerConfig::adamw(cfg.lr, cfg.weight_decay),
+        vec![("weight".into(), w.shallow_clone()), ("bias".into(), b.shallow_clone())],
+    );
+    let mut history: Vec<f64> = Vec::new();
+    let mut steps = 0;
+    for step in 0..cfg.max_steps {
+        opt.zero_grad();
+        let loss = x.linear(&w, Some(&b)).cross_entropy_for_logits(&y);
+        loss.backward();
+        opt.step(cfg.lr);
+        steps = step + 1;
+        history.push(loss.double_value(&[]));
+        if history.len() > cfg.patience {
+            let old = history[history.len() - 1 - cfg.patience];
+            let new = history[history.len() - 1];
+            if (old - new) / old.abs().max(1e-12) < cfg.tol {
+                break;
+            }
+        }
+    }
+    let acc = |inp: &Tensor, lab: &Tensor| {
+        tch::no_grad(|| {
+            inp.linear(&w, Some(&b)).argmax(1, false).eq_tensor(lab).to_kind(Kind::Float).mean(Kind::Float)
+        })
+        .double_value(&[])
+    };
+    Ok(LinearProbeResult {
+        test_top1: acc(&xt, &yt),
+        train_top1: acc(&x, &y),
+        train_loss: history.last().copied().unwrap_or(f64::NAN),
+        steps,
+    })
+}
+
+/// kNN and linear-probe accuracy of one encoder.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    /// Weighted kNN top-1 on the test split.
+    pub knn_top1: f64,
+    /// Linear-probe top-1 on the test split.
+    pub linear_top1: f64,
+    /// Linear-probe details.
+    pub linear: LinearProbeResult,
+    /// Feature dimension.
+    pub feature_dim: i64,
+}
+
+/// Both evaluations on precomputed features.
+pub fn evaluate_features(
+    train_f: &Tensor,
+    train_y: &Tensor,
+    test_f: &Tensor,
+    test_y: &Tensor,
+    num_classes: usize,
+) -> Result<EvalReport> {
+    let knn = knn_top1(train_f, train_y, test_f, test_y, 200, 0.1, num_classes)?;
+    let linear = linear_probe(train_f, train_y, test_f, test_y, num_classes, &LinearProbeConfig::default())?;
+    Ok(EvalReport { knn_top1: knn, linear_top1: linear.test_top1, linear, feature_dim: train_f.size()[1] })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two well-separated Gaussian blobs per class: both evaluations must be
+    /// near perfect; with labels shuffled, near chance.
+    fn blobs(n: i64, seed: i64) -> (Tensor, Tensor) {
+        tch::manual_seed(seed);
+        let y = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(3);
+        let centers = Tensor::eye(3, (Kind::Float, Device::Cpu)).repeat([1, 4]) * 5.0;
+        let x = centers.index_select(0, &y) + Tensor::randn([n, 12], (Kind::Float, Device::Cpu));
+        (x, y)
+    }
+
+    #[test]
+    fn knn_and_probe_separate_blobs() {
+        let (x, y) = blobs(300, 0);
+        let (xt, yt) = blobs(90, 1);
+        let r = evaluate_features(&x, &y, &xt, &yt, 3).unwrap();
+        assert!(r.knn_top1 > 0.95, "{}", r.knn_top1);
+        assert!(r.linear_top1 > 0.95, "{}", r.linear_top1);
+        let shuffled = y.index_select(0, &Tensor::randperm(300, (Kind::Int64, Device::Cpu)));
+        let r = evaluate_features(&x, &shuffled, &xt, &yt, 3).unwrap();
+        assert!(r.knn_top1 < 0.6, "{}", r.knn_top1);
+    }
+
+    #[test]
+    fn knn_votes_are_weighted() {
+        // One very close neighbour of class 1 outvotes two far ones of class 0.
+        let train = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0, 0.1, 1.0]).reshape([3, 2]);
+        let y = Tensor::from_slice(&[1i64, 0, 0]);
+        let test = Tensor::from_slice(&[1.0f32, 0.05]).reshape([1, 2]);
+        let acc = knn_top1(&train, &y, &test, &Tensor::from_slice(&[1i64]), 3, 0.1, 2).unwrap();
+        assert_eq!(acc, 1.0);
+    }
+
+    #[test]
+    fn shape_errors_are_reported() {
+        let x = Tensor::zeros([4, 3], (Kind::Float, Device::Cpu));
+        let y = Tensor::zeros([5], (Kind::Int64, Device::Cpu));
+        let err = knn_top1(&x, &y, &x, &y, 2, 0.1, 2).unwrap_err().to_string();
+        assert!(err.contains("labels must be [N]"), "{err}");
+    }
+}

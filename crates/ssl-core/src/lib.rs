@@ -1,0 +1,29 @@
+//! ssl-core: what every ssl-rs modality shares.
+//!
+//! - [`losses`]: NT-Xent, InfoNCE against a queue, negative cosine, Barlow
+//!   Twins, VICReg, with parity tests against lightly.
+//! - [`optim`], [`schedule`], [`ema`]: SGD, AdamW, LARS; warmup + cosine;
+//!   momentum encoders.
+//! - [`method`], [`trainer`], [`checkpoint`], [`metrics`]: the training loop
+//!   that knows nothing of images, tokens or waveforms.
+//! - [`eval`]: feature extraction, weighted kNN and a linear probe.
+//! - [`modules`]: MLP projection and prediction heads.
+//! - [`augment`]: seeded per-sample randomness and batch parallelism.
+
+pub mod amp;
+pub mod augment;
+pub mod checkpoint;
+pub mod device;
+pub mod ema;
+pub mod error;
+pub mod eval;
+pub mod losses;
+pub mod method;
+pub mod metrics;
+pub mod modules;
+pub mod optim;
+pub mod schedule;
+pub mod trainer;
+
+pub use error::{Error, Result};
+pub use method::{Batch, BatchSource, Method};

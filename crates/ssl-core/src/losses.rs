@@ -1,0 +1,193 @@
+//! Self-supervised losses. Each matches lightly's implementation (values and
+//! gradients), checked by `tests/loss_parity.rs` against fixtures written by
+//! `tools/golden/losses.py`.
+//!
+//! - NT-Xent: Chen et al., "A Simple Framework for Contrastive Learning of
+//!   Visual Representations", <https://arxiv.org/abs/2002.05709>
+//! - InfoNCE with a queue: He et al., "Momentum Contrast for Unsupervised
+//!   Visual Representation Learning", <https://arxiv.org/abs/1911.05722>
+//! - Negative cosine: Grill et al. (BYOL) <https://arxiv.org/abs/2006.07733>,
+//!   Chen & He (SimSiam) <https://arxiv.org/abs/2011.10566>
+//! - Barlow Twins: Zbontar et al., <https://arxiv.org/abs/2103.03230>
+//! - VICReg: Bardes et al., <https://arxiv.org/abs/2105.04906>
+
+use tch::{Kind, Tensor};
+
+/// Rows divided by their L2 norm (clamped at 1e-12, as `F.normalize`).
+///
+/// # Shapes
+/// `x: [N, D]` → `[N, D]`
+pub fn l2_normalize(x: &Tensor) -> Tensor {
+    let norm = x.norm_scalaropt_dim(2.0, [1i64].as_slice(), true).clamp_min(1e-12);
+    x / norm
+}
+
+/// Mean cross entropy of `logits` `[N, C]` against class indices `[N]`,
+/// computed in the logits' own precision (tch's `cross_entropy_for_logits`
+/// always goes through f32).
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Tensor {
+    logits.log_softmax(-1, logits.kind()).nll_loss(targets)
+}
+
+/// NT-Xent (normalised temperature-scaled cross entropy), symmetric over the
+/// two views: for each of the `2N` embeddings, the positive is its other view
+/// and the negatives are the other `2N - 2` embeddings. Mean over `2N`.
+///
+/// # Shapes
+/// `z0, z1: [N, D]` → scalar
+pub fn nt_xent(z0: &Tensor, z1: &Tensor, temperature: f64) -> Tensor {
+    let n = z0.size()[0];
+    let device = z0.device();
+    let z = l2_normalize(&Tensor::cat(&[z0, z1], 0));
+    let logits = z.matmul(&z.tr()) / temperature;
+    let self_mask = Tensor::eye(2 * n, (Kind::Bool, device));
+    let logits = logits.masked_fill(&self_mask, f64::NEG_INFINITY);
+    let targets = Tensor::cat(
+        &[Tensor::arange_start(n, 2 * n, (Kind::Int64, device)), Tensor::arange(n, (Kind::Int64, device))],
+        0,
+    );
+    cross_entropy(&logits, &targets)
+}
+
+/// InfoNCE against an external queue of negatives (MoCo): the positive of
+/// `q[i]` is `k[i]`; the negatives are the rows of `queue`. `q` and `k` are
+/// L2-normalised here; the queue holds keys that were normalised when they
+/// were enqueued (as MoCo and lightly's memory bank store them), so it is
+/// used as is. Cross entropy with target 0, mean over `N`. Callers pass `k`
+/// from the momentum encoder, detached.
+///
+/// # Shapes
+/// `q, k: [N, D]`, `queue: [K, D]` → scalar
+pub fn info_nce_queue(q: &Tensor, k: &Tensor, queue: &Tensor, temperature: f64) -> Tensor {
+    let q = l2_normalize(q);
+    let k = l2_normalize(k);
+    let pos = (&q * &k).sum_dim_intlist([1i64].as_slice(), true, q.kind());
+    let neg = q.matmul(&queue.tr());
+    let logits = Tensor::cat(&[pos, neg], 1) / temperature;
+    let targets = Tensor::zeros([q.size()[0]], (Kind::Int64, q.device()));
+    cross_entropy(&logits, &targets)
+}
+
+/// Negative cosine similarity, mean over the batch (BYOL, SimSiam). Callers
+/// detach the target branch themselves.
+///
+/// # Shapes
+/// `p, z: [N, D]` → scalar
+pub fn negative_cosine(p: &Tensor, z: &Tensor) -> Tensor {
+    -Tensor::cosine_similarity(p, z, 1, 1e-8).mean(p.kind())
+}
+
+/// Each column standardised over the batch as `BatchNorm1d(affine=False)`
+/// in training mode: biased variance, eps 1e-5 (lightly's Barlow Twins).
+fn standardize(z: &Tensor) -> Tensor {
+    let dim = [0i64];
+    let mean = z.mean_dim(dim.as_slice(), true, z.kind());
+    let var = z.var_dim(dim.as_slice(), false, true);
+    (z - mean) / (var + 1e-5).sqrt()
+}
+
+/// Sum of squares of the off-diagonal entries of a square matrix.
+fn off_diagonal_sq_sum(c: &Tensor) -> Tensor {
+    let d = c.size()[0];
+    let mask = Tensor::eye(d, (Kind::Bool, c.device())).logical_not();
+    c.masked_select(&mask).square().sum(c.kind())
+}
+
+/// Barlow Twins: the cross-correlation matrix of the batch-normalised
+/// embeddings is pushed towards the identity;
+/// `sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2`.
+///
+/// # Shapes
+/// `z0, z1: [N, D]` → scalar
+pub fn barlow_twins(z0: &Tensor, z1: &Tensor, lambda: f64) -> Tensor {
+    let n = z0.size()[0] as f64;
+    let c = standardize(z0).tr().matmul(&standardize(z1)) / n;
+    let on_diag = (c.diagonal(0, 0, 1) - 1.0).square().sum(c.kind());
+    on_diag + off_diagonal_sq_sum(&c) * lambda
+}
+
+/// VICReg's three terms, returned separately so runs can log them.
+pub struct VicRegTerms {
+    /// Mean squared error between the two views.
+    pub invariance: Tensor,
+    /// Hinge on the per-dimension std (mean of both views).
+    pub variance: Tensor,
+    /// Off-diagonal covariance (sum of both views).
+    pub covariance: Tensor,
+}
+
+/// Hinge on each dimension's std: `mean(relu(1 - sqrt(var + eps)))`.
+fn variance_term(x: &Tensor, eps: f64) -> Tensor {
+    let std = (x.var_dim([0i64].as_slice(), true, false) + eps).sqrt();
+    (-std + 1.0).relu().mean(x.kind())
+}
+
+/// Off-diagonal squared covariance, summed, divided by `D`.
+fn covariance_term(x: &Tensor) -> Tensor {
+    let (n, d) = (x.size()[0] as f64, x.size()[1] as f64);
+    let xc = x - x.mean_dim([0i64].as_slice(), true, x.kind());
+    let cov = xc.tr().matmul(&xc) / (n - 1.0);
+    off_diagonal_sq_sum(&cov) / d
+}
+
+/// VICReg's terms (invariance, variance, covariance) for two views.
+///
+/// # Shapes
+/// `z0, z1: [N, D]` → three scalars
+pub fn vicreg_terms(z0: &Tensor, z1: &Tensor, eps: f64) -> VicRegTerms {
+    VicRegTerms {
+        invariance: z0.mse_loss(z1, tch::Reduction::Mean),
+        variance: (variance_term(z0, eps) + variance_term(z1, eps)) * 0.5,
+        covariance: covariance_term(z0) + covariance_term(z1),
+    }
+}
+
+/// VICReg: `lambda * invariance + mu * variance + nu * covariance`, with
+/// lightly's defaults `lambda = 25, mu = 25, nu = 1, eps = 1e-4`.
+///
+/// # Shapes
+/// `z0, z1: [N, D]` → scalar
+pub fn vicreg(z0: &Tensor, z1: &Tensor, lambda: f64, mu: f64, nu: f64, eps: f64) -> Tensor {
+    let t = vicreg_terms(z0, z1, eps);
+    t.invariance * lambda + t.variance * mu + t.covariance * nu
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nt_xent_is_low_for_matching_views_and_high_for_shuffled() {
+        tch::manual_seed(0);
+        let z = Tensor::randn([32, 16], (Kind::Float, tch::Device::Cpu));
+        let same = nt_xent(&z, &z, 0.1).double_value(&[]);
+        let perm = Tensor::randperm(32, (Kind::Int64, tch::Device::Cpu));
+        let shuffled = nt_xent(&z, &z.index_select(0, &perm), 0.1).double_value(&[]);
+        assert!(same < 0.5, "{same}");
+        assert!(shuffled > same + 2.0, "{shuffled} vs {same}");
+    }
+
+    #[test]
+    fn barlow_twins_rewards_invariance_and_decorrelation() {
+        tch::manual_seed(1);
+        let z = Tensor::randn([256, 8], (Kind::Double, tch::Device::Cpu));
+        let other = Tensor::randn([256, 8], (Kind::Double, tch::Device::Cpu));
+        // Identical views: every C_ii is var / (var + eps), almost 1.
+        assert!(barlow_twins(&z, &z, 0.0).double_value(&[]) < 1e-6);
+        // Independent views: C_ii near 0, so the invariance term is near D.
+        let indep = barlow_twins(&z, &other, 0.0).double_value(&[]);
+        assert!(indep > 6.0, "{indep}");
+        // Correlated columns add to the redundancy term.
+        let dup = Tensor::cat(&[z.narrow(1, 0, 4), z.narrow(1, 0, 4)], 1);
+        let redundant = barlow_twins(&dup, &dup, 1.0).double_value(&[]);
+        assert!(redundant > 7.0, "{redundant}"); // 8 off-diagonal ones
+    }
+
+    #[test]
+    fn vicreg_variance_term_penalises_collapse() {
+        let collapsed = Tensor::zeros([16, 4], (Kind::Double, tch::Device::Cpu));
+        let t = vicreg_terms(&collapsed, &collapsed, 1e-4);
+        assert!((t.variance.double_value(&[]) - (1.0 - 1e-2)).abs() < 1e-9);
+        assert_eq!(t.invariance.double_value(&[]), 0.0);
+    }
+}

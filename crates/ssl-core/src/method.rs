@@ -1,0 +1,65 @@
+//! The contract between a self-supervised method, its data and the trainer.
+//!
+//! A method owns its networks (in the trainer's `VarStore`) and turns a batch
+//! into a loss; it never calls the optimizer. A batch source turns an epoch
+//! and an index into a batch; the trainer never looks inside.
+
+use crate::Result;
+use tch::Tensor;
+
+/// One batch of views. For vision, each view is `[B, C, H, W]`.
+pub struct Batch {
+    /// The augmented views of the same `B` samples, in the same order.
+    pub views: Vec<Tensor>,
+    /// Class labels `[B]` where the source has them (for online probes).
+    pub labels: Option<Tensor>,
+}
+
+impl Batch {
+    /// Number of samples (the first dimension of the first view).
+    pub fn len(&self) -> usize {
+        self.views.first().map_or(0, |v| v.size()[0] as usize)
+    }
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The same batch on `device`.
+    pub fn to_device(&self, device: tch::Device) -> Batch {
+        Batch {
+            views: self.views.iter().map(|v| v.to_device(device)).collect(),
+            labels: self.labels.as_ref().map(|l| l.to_device(device)),
+        }
+    }
+}
+
+/// Scalars a method reports besides the loss (e.g. VICReg's terms).
+pub type Metrics = Vec<(&'static str, f64)>;
+
+/// A self-supervised method.
+pub trait Method {
+    /// The paper's name in kebab case (`simclr`, `moco-v2`, …).
+    fn name(&self) -> &'static str;
+    /// The training loss for a batch, and extra metrics.
+    fn loss(&self, batch: &Batch, train: bool) -> (Tensor, Metrics);
+    /// Called after each optimizer step (momentum encoders update here).
+    /// `step` is 0-based; `total_steps` is the run's length.
+    fn after_step(&mut self, _step: usize, _total_steps: usize) {}
+    /// The representation used for evaluation: backbone features, eval mode.
+    ///
+    /// # Shapes
+    /// one input batch → `[B, F]`
+    fn features(&self, x: &Tensor) -> Tensor;
+}
+
+/// Where batches come from; called from a producer thread, so it must be
+/// `Sync`. Batch `index` of `epoch` must be the same every time it is asked
+/// for (seeded), so that a resumed run sees the same data.
+pub trait BatchSource: Sync {
+    /// Batches per epoch.
+    fn batches_per_epoch(&self) -> usize;
+    /// Samples per batch (for throughput).
+    fn batch_size(&self) -> usize;
+    /// Builds batch `index` of `epoch`, on the CPU.
+    fn batch(&self, epoch: usize, index: usize) -> Result<Batch>;
+}

@@ -1,0 +1,232 @@
+//! The training loop: batches from a [`BatchSource`] (built on a producer
+//! thread, so augmentation overlaps compute), a [`Method`]'s loss, backward,
+//! gradient clipping, the optimizer with a warmup + cosine schedule, the
+//! method's after-step hook (EMA), JSONL metrics, a progress bar, and atomic
+//! checkpoints that `resume` continues from.
+
+use crate::checkpoint::{self, CheckpointState};
+use crate::method::{BatchSource, Method};
+use crate::metrics::{progress_bar, JsonlLog};
+use crate::optim::{Optimizer, OptimizerConfig};
+use crate::schedule::WarmupCosine;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::nn::VarStore;
+
+/// How to train (the method and data are configured by the caller).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Epochs to train.
+    pub epochs: usize,
+    /// Optimizer and peak learning rate.
+    pub optimizer: OptimizerConfig,
+    /// Epochs of linear warmup.
+    pub warmup_epochs: usize,
+    /// Learning rate at the end of the cosine decay.
+    pub final_lr: f64,
+    /// Clip the global gradient norm to this value.
+    pub grad_clip: Option<f64>,
+    /// bf16 autocast (CUDA only; ignored on the CPU).
+    pub bf16: bool,
+    /// Write a checkpoint every this many epochs (the last epoch always).
+    pub checkpoint_every: usize,
+    /// Checkpoints to keep.
+    pub keep_checkpoints: usize,
+    /// Write a metrics line every this many steps.
+    pub log_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            optimizer: OptimizerConfig::lars(0.3, 1e-6),
+            warmup_epochs: 1,
+            final_lr: 0.0,
+            grad_clip: None,
+            bf16: true,
+            checkpoint_every: 5,
+            keep_checkpoints: 2,
+            log_every: 10,
+        }
+    }
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainSummary {
+    /// Epochs completed in total (a resumed run counts the earlier ones).
+    pub epochs: usize,
+    /// Optimizer steps in total.
+    pub steps: usize,
+    /// Mean loss over the last epoch.
+    pub final_loss: f64,
+    /// Wall time of this invocation's training, in seconds.
+    pub train_wall_s: f64,
+    /// Samples per second over this invocation.
+    pub samples_per_s: f64,
+}
+
+/// Trains one method on one device into one run folder.
+pub struct Trainer {
+    cfg: TrainConfig,
+    device: tch::Device,
+    run_dir: PathBuf,
+    /// The whole resolved config of the run, saved in checkpoints.
+    run_config: Value,
+}
+
+impl Trainer {
+    /// A trainer writing `metrics.jsonl` and `checkpoints/` under `run_dir`.
+    pub fn new(cfg: TrainConfig, device: tch::Device, run_dir: &Path, run_config: Value) -> Self {
+        Self { cfg, device, run_dir: run_dir.to_path_buf(), run_config }
+    }
+
+    /// The checkpoint folder.
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.run_dir.join("checkpoints")
+    }
+
+    /// Trains `method`, whose variables live in `vs`, on `data`. With
+    /// `resume`, continues from the run folder's latest checkpoint.
+    pub fn fit(
+        &self,
+        method: &mut dyn Method,
+        vs: &mut VarStore,
+        data: &dyn BatchSource,
+        resume: bool,
+    ) -> Result<TrainSummary> {
+        let per_epoch = data.batches_per_epoch();
+        if per_epoch == 0 {
+            return Err(Error::Config(
+                "the data source yields no batch: fewer samples than the batch size?".into(),
+            ));
+        }
+        std::fs::create_dir_all(&self.run_dir).map_err(|e| Error::io(&self.run_dir, e))?;
+        let total_steps = per_epoch * self.cfg.epochs;
+        let mut opt = Optimizer::from_var_store(&self.cfg.optimizer, vs);
+        let schedule = WarmupCosine {
+            base_lr: self.cfg.optimizer.lr,
+            final_lr: self.cfg.final_lr,
+            warmup_steps: per_epoch * self.cfg.warmup_epochs,
+            total_steps,
+        };
+        let (mut start_epoch, mut step) = (0, 0);
+        if resume {
+            match checkpoint::latest(&self.checkpoint_dir())? {
+                Some(path) => {
+                    let state = checkpoint::load(&path, vs, &mut opt)?;
+                    (start_epoch, step) = (state.epoch, state.step);
+                    eprintln!(
+                        "resuming from {} (epoch {}, step {})",
+                        path.display(),
+                        state.epoch,
+                        state.step
+                    );
+                }
+                None => eprintln!(
+                    "--resume: no checkpoint in {}, starting afresh",
+                    self.checkpoint_dir().display()
+                ),
+            }
+        }
+        let mut log = JsonlLog::open(&self.run_dir.join("metrics.jsonl"))?;
+        let bar = progress_bar(total_steps as u64, "samples/s");
+        bar.set_position(step as u64);
+        let started = Instant::now();
+        let mut samples = 0usize;
+        let mut final_loss = f64::NAN;
+        let device = self.device;
+        let jobs: Vec<(usize, usize)> =
+            (start_epoch..self.cfg.epochs).flat_map(|e| (0..per_epoch).map(move |i| (e, i))).collect();
+
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel(2);
+            scope.spawn(move || {
+                for (epoch, index) in jobs {
+                    if tx.send((epoch, data.batch(epoch, index))).is_err() {
+                        break;
+                    }
+                }
+            });
+            let (mut epoch_loss, mut epoch_steps) = (0.0, 0usize);
+            let mut window = (Instant::now(), 0usize);
+            for (epoch, batch) in rx {
+                let batch = batch?.to_device(device);
+                let n = batch.len();
+                let lr = schedule.lr(step);
+                opt.zero_grad();
+                let (loss, extra) = crate::amp::bf16_autocast(self.cfg.bf16, || method.loss(&batch, true));
+                loss.backward();
+                let grad_norm = self.cfg.grad_clip.map(|c| opt.clip_grad_norm(c));
+                opt.step(lr);
+                method.after_step(step, total_steps);
+                step += 1;
+                samples += n;
+                window.1 += n;
+                let last_of_epoch = step % per_epoch == 0;
+                if step % self.cfg.log_every.max(1) == 0 || last_of_epoch {
+                    let loss_v = loss.double_value(&[]);
+                    if !loss_v.is_finite() {
+                        return Err(Error::Data(format!(
+                            "loss is {loss_v} at step {step}: lower the learning rate?"
+                        )));
+                    }
+                    epoch_loss += loss_v;
+                    epoch_steps += 1;
+                    let rate = window.1 as f64 / window.0.elapsed().as_secs_f64().max(1e-9);
+                    window = (Instant::now(), 0);
+                    let mut rec = json!({"step": step, "epoch": epoch, "loss": loss_v, "lr": lr, "samples_per_s": rate});
+                    if let Some(g) = grad_norm {
+                        rec["grad_norm"] = json!(g);
+                    }
+                    for (k, v) in extra {
+                        rec[k] = json!(v);
+                    }
+                    log.write(&rec)?;
+                    bar.set_message(format!("loss {loss_v:.4}  lr {lr:.3e}  {rate:.0}"));
+                }
+                bar.set_position(step as u64);
+                if last_of_epoch {
+                    let done = epoch + 1;
+                    final_loss = epoch_loss / epoch_steps.max(1) as f64;
+                    let line = format!(
+                        "epoch {done}/{}  loss {final_loss:.4}  lr {lr:.3e}  {:.0} samples/s",
+                        self.cfg.epochs,
+                        samples as f64 / started.elapsed().as_secs_f64()
+                    );
+                    if bar.is_hidden() {
+                        eprintln!("{line}")
+                    } else {
+                        bar.println(line)
+                    }
+                    (epoch_loss, epoch_steps) = (0.0, 0);
+                    let every = self.cfg.checkpoint_every;
+                    if done == self.cfg.epochs || (every > 0 && done % every == 0) {
+                        let state = CheckpointState { epoch: done, step, config: self.run_config.clone() };
+                        checkpoint::save(
+                            &self.checkpoint_dir(),
+                            vs,
+                            &opt,
+                            &state,
+                            self.cfg.keep_checkpoints,
+                        )?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        bar.finish_and_clear();
+        let wall = started.elapsed().as_secs_f64();
+        Ok(TrainSummary {
+            epochs: self.cfg.epochs,
+            steps: step,
+            final_loss,
+            train_wall_s: wall,
+            samples_per_s: samples as f64 / wall.max(1e-9),
+        })
+    }
+}

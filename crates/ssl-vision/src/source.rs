@@ -1,0 +1,86 @@
+//! The batch source for view-based methods: shuffles the training split
+//! each epoch (seeded), and makes `n_views` augmented views of every sample
+//! in parallel (rayon), each from the sample's own RNG.
+
+use crate::augment::ViewAugment;
+use crate::data::ImageSet;
+use crate::transforms::ImageU8;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use ssl_core::augment::{par_map, sample_rng};
+use ssl_core::{Batch, BatchSource};
+use tch::Tensor;
+
+/// Augmented views of an image set; see the module docs. The last partial
+/// batch is dropped (BatchNorm dislikes tiny batches).
+pub struct ViewSource<'a> {
+    set: &'a ImageSet,
+    augs: Vec<ViewAugment>,
+    batch_size: usize,
+    seed: u64,
+}
+
+impl<'a> ViewSource<'a> {
+    /// Two views per sample, both from `aug`.
+    pub fn new(set: &'a ImageSet, aug: ViewAugment, batch_size: usize, seed: u64) -> Self {
+        Self::with_views(set, vec![aug.clone(), aug], batch_size, seed)
+    }
+    /// One view per entry of `augs` (asymmetric views, e.g. BYOL's).
+    pub fn with_views(set: &'a ImageSet, augs: Vec<ViewAugment>, batch_size: usize, seed: u64) -> Self {
+        Self { set, augs, batch_size: batch_size.max(1), seed }
+    }
+
+    fn order(&self, epoch: usize) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..self.set.len()).collect();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+            self.seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(epoch as u64 + 1)),
+        );
+        idx.shuffle(&mut rng);
+        idx
+    }
+}
+
+/// Stacks equally-sized CHW float images into `[B, C, H, W]`.
+pub fn stack(images: &[Vec<f32>], c: usize, size: usize) -> Tensor {
+    let flat: Vec<f32> = images.concat();
+    Tensor::from_slice(&flat).reshape([images.len() as i64, c as i64, size as i64, size as i64])
+}
+
+/// The evaluation tensor of a split: every image through `aug.eval_view`,
+/// `[N, C, size, size]`.
+pub fn eval_tensor(set: &ImageSet, aug: &ViewAugment) -> Tensor {
+    let views: Vec<Vec<f32>> =
+        par_map(&set.images, |img: &ImageU8| Ok::<_, ()>(aug.eval_view(img))).unwrap_or_default();
+    let c = set.images.first().map_or(3, |i| i.c);
+    stack(&views, c, aug.size)
+}
+
+impl BatchSource for ViewSource<'_> {
+    fn batches_per_epoch(&self) -> usize {
+        self.set.len() / self.batch_size
+    }
+
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    fn batch(&self, epoch: usize, index: usize) -> ssl_core::Result<Batch> {
+        let order = self.order(epoch);
+        let ids = &order[index * self.batch_size..(index + 1) * self.batch_size];
+        let per_sample: Vec<Vec<Vec<f32>>> = par_map(ids, |&i| {
+            let mut rng = sample_rng(self.seed, epoch, i);
+            Ok::<_, ssl_core::Error>(
+                self.augs.iter().map(|a| a.view(&self.set.images[i], &mut rng)).collect(),
+            )
+        })?;
+        let c = self.set.images[ids[0]].c;
+        let views = (0..self.augs.len())
+            .map(|v| {
+                let imgs: Vec<Vec<f32>> = per_sample.iter().map(|s| s[v].clone()).collect();
+                stack(&imgs, c, self.augs[v].size)
+            })
+            .collect();
+        let labels = Tensor::from_slice(&ids.iter().map(|&i| self.set.labels[i]).collect::<Vec<_>>());
+        Ok(Batch { views, labels: Some(labels) })
+    }
+}

@@ -1,0 +1,261 @@
+//! Image operations on `f32` CHW images in `[0, 1]`, with the semantics of
+//! `torchvision.transforms.v2.functional` on float tensors (checked by
+//! `tests/transform_parity.rs` against `tools/golden/transforms.py`).
+
+/// An 8-bit image, channels first (`[C, H, W]`), `C` = 1 or 3.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageU8 {
+    /// Channels.
+    pub c: usize,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+    /// `c * h * w` bytes, channel-major.
+    pub data: Vec<u8>,
+}
+
+/// A float image, channels first (`[C, H, W]`), values in `[0, 1]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageF {
+    /// Channels.
+    pub c: usize,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+    /// `c * h * w` values, channel-major.
+    pub data: Vec<f32>,
+}
+
+impl ImageF {
+    /// Bytes to `[0, 1]` floats.
+    pub fn from_u8(img: &ImageU8) -> Self {
+        Self { c: img.c, h: img.h, w: img.w, data: img.data.iter().map(|&v| v as f32 / 255.0).collect() }
+    }
+    fn plane(&self, c: usize) -> &[f32] {
+        &self.data[c * self.h * self.w..(c + 1) * self.h * self.w]
+    }
+    /// The grayscale value of each pixel (`[H * W]`).
+    fn gray(&self) -> Vec<f32> {
+        if self.c == 1 {
+            return self.data.clone();
+        }
+        let (r, g, b) = (self.plane(0), self.plane(1), self.plane(2));
+        (0..self.h * self.w).map(|i| 0.2989 * r[i] + 0.587 * g[i] + 0.114 * b[i]).collect()
+    }
+}
+
+/// Crop `[top, top+height) × [left, left+width)` and resize to
+/// `out_h × out_w` with bilinear interpolation, `align_corners=False`, no
+/// antialiasing (as `F.resized_crop(..., antialias=False)`). Regions outside
+/// the image are zero.
+pub fn resized_crop(
+    img: &ImageF,
+    top: i64,
+    left: i64,
+    height: usize,
+    width: usize,
+    out_h: usize,
+    out_w: usize,
+) -> ImageF {
+    let px = |c: usize, y: i64, x: i64| -> f32 {
+        let (yy, xx) = (top + y, left + x);
+        if yy < 0 || xx < 0 || yy >= img.h as i64 || xx >= img.w as i64 {
+            0.0
+        } else {
+            img.data[(c * img.h + yy as usize) * img.w + xx as usize]
+        }
+    };
+    // Source index and weight along one axis, as ATen's upsample_bilinear2d.
+    let axis = |inp: usize, out: usize| -> Vec<(i64, i64, f32)> {
+        let scale = inp as f32 / out as f32;
+        (0..out)
+            .map(|d| {
+                let src = ((d as f32 + 0.5) * scale - 0.5).max(0.0);
+                let i0 = src as i64;
+                let i1 = if i0 < inp as i64 - 1 { i0 + 1 } else { i0 };
+                (i0, i1, src - i0 as f32)
+            })
+            .collect()
+    };
+    let (ys, xs) = (axis(height, out_h), axis(width, out_w));
+    let mut data = Vec::with_capacity(img.c * out_h * out_w);
+    for c in 0..img.c {
+        for &(y0, y1, ly) in &ys {
+            for &(x0, x1, lx) in &xs {
+                let top_row = (1.0 - lx) * px(c, y0, x0) + lx * px(c, y0, x1);
+                let bottom_row = (1.0 - lx) * px(c, y1, x0) + lx * px(c, y1, x1);
+                data.push((1.0 - ly) * top_row + ly * bottom_row);
+            }
+        }
+    }
+    ImageF { c: img.c, h: out_h, w: out_w, data }
+}
+
+/// Mirror left-right.
+pub fn hflip(img: &mut ImageF) {
+    for row in img.data.chunks_mut(img.w) {
+        row.reverse();
+    }
+}
+
+/// `clamp(img * f)`.
+pub fn adjust_brightness(img: &mut ImageF, f: f32) {
+    img.data.iter_mut().for_each(|v| *v = (*v * f).clamp(0.0, 1.0));
+}
+
+/// Blend with the mean of the grayscale image: `clamp(f*img + (1-f)*mean)`.
+pub fn adjust_contrast(img: &mut ImageF, f: f32) {
+    let gray = img.gray();
+    let mean = gray.iter().sum::<f32>() / gray.len().max(1) as f32;
+    img.data.iter_mut().for_each(|v| *v = (f * *v + (1.0 - f) * mean).clamp(0.0, 1.0));
+}
+
+/// Blend with the per-pixel grayscale value (no-op on one channel).
+pub fn adjust_saturation(img: &mut ImageF, f: f32) {
+    if img.c == 1 {
+        return;
+    }
+    let gray = img.gray();
+    let n = img.h * img.w;
+    for (i, v) in img.data.iter_mut().enumerate() {
+        *v = (f * *v + (1.0 - f) * gray[i % n]).clamp(0.0, 1.0);
+    }
+}
+
+/// Shift the hue by `f` turns, `f` in `[-0.5, 0.5]` (no-op on one channel).
+pub fn adjust_hue(img: &mut ImageF, f: f32) {
+    if img.c == 1 {
+        return;
+    }
+    let n = img.h * img.w;
+    for i in 0..n {
+        let (r, g, b) = (img.data[i], img.data[n + i], img.data[2 * n + i]);
+        let maxc = r.max(g).max(b);
+        let minc = r.min(g).min(b);
+        let v = maxc;
+        let cr = maxc - minc;
+        let eqc = cr == 0.0;
+        let s = if eqc { 0.0 } else { cr / maxc };
+        let crd = if eqc { 1.0 } else { cr };
+        let (rc, gc, bc) = ((maxc - r) / crd, (maxc - g) / crd, (maxc - b) / crd);
+        let h = if maxc == r {
+            bc - gc
+        } else if maxc == g {
+            2.0 + rc - bc
+        } else {
+            4.0 + gc - rc
+        };
+        let h = (h / 6.0 + 1.0) % 1.0;
+        let h = (h + f).rem_euclid(1.0);
+        let i6 = (h * 6.0).floor();
+        let fr = h * 6.0 - i6;
+        let p = (v * (1.0 - s)).clamp(0.0, 1.0);
+        let q = (v * (1.0 - s * fr)).clamp(0.0, 1.0);
+        let t = (v * (1.0 - s * (1.0 - fr))).clamp(0.0, 1.0);
+        let (r2, g2, b2) = match (i6 as i64).rem_euclid(6) {
+            0 => (v, t, p),
+            1 => (q, v, p),
+            2 => (p, v, t),
+            3 => (p, q, v),
+            4 => (t, p, v),
+            _ => (v, p, q),
+        };
+        img.data[i] = r2;
+        img.data[n + i] = g2;
+        img.data[2 * n + i] = b2;
+    }
+}
+
+/// Grayscale, keeping the number of channels (no-op on one channel).
+pub fn to_grayscale(img: &mut ImageF) {
+    if img.c == 1 {
+        return;
+    }
+    let gray = img.gray();
+    for plane in img.data.chunks_mut(img.h * img.w) {
+        plane.copy_from_slice(&gray);
+    }
+}
+
+/// `1 - x` where `x >= threshold`.
+pub fn solarize(img: &mut ImageF, threshold: f32) {
+    img.data.iter_mut().for_each(|v| {
+        if *v >= threshold {
+            *v = 1.0 - *v
+        }
+    });
+}
+
+/// Separable Gaussian blur with reflect padding (as `F.gaussian_blur`).
+/// `kernel` is odd.
+pub fn gaussian_blur(img: &mut ImageF, kernel: usize, sigma: f32) {
+    let r = (kernel / 2) as i64;
+    let mut k: Vec<f32> = (-r..=r).map(|i| (-((i * i) as f32) / (2.0 * sigma * sigma)).exp()).collect();
+    let sum: f32 = k.iter().sum();
+    k.iter_mut().for_each(|v| *v /= sum);
+    let reflect = |i: i64, n: i64| -> usize {
+        let mut i = i;
+        if n == 1 {
+            return 0;
+        }
+        while i < 0 || i >= n {
+            i = if i < 0 { -i } else { 2 * (n - 1) - i };
+        }
+        i as usize
+    };
+    let (h, w) = (img.h as i64, img.w as i64);
+    for plane in img.data.chunks_mut(img.h * img.w) {
+        let src = plane.to_vec();
+        let mut tmp = vec![0f32; src.len()];
+        for y in 0..h {
+            for x in 0..w {
+                tmp[(y * w + x) as usize] =
+                    (-r..=r).map(|d| k[(d + r) as usize] * src[(y * w) as usize + reflect(x + d, w)]).sum();
+            }
+        }
+        for y in 0..h {
+            for x in 0..w {
+                plane[(y * w + x) as usize] = (-r..=r)
+                    .map(|d| k[(d + r) as usize] * tmp[reflect(y + d, h) * w as usize + x as usize])
+                    .sum();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ramp() -> ImageF {
+        ImageF { c: 1, h: 2, w: 3, data: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0] }
+    }
+
+    #[test]
+    fn flip_mirrors_rows() {
+        let mut img = ramp();
+        hflip(&mut img);
+        assert_eq!(img.data, vec![0.4, 0.2, 0.0, 1.0, 0.8, 0.6]);
+    }
+
+    #[test]
+    fn identity_crop_is_identity_and_upscale_interpolates() {
+        let img = ramp();
+        assert_eq!(resized_crop(&img, 0, 0, 2, 3, 2, 3), img);
+        let up = resized_crop(&img, 0, 0, 1, 2, 1, 4);
+        // src x = (d + 0.5) / 2 - 0.5 clamped: 0, 0.25, 0.75, 1.
+        let want = [0.0, 0.05, 0.15, 0.2];
+        for (a, b) in up.data.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{:?}", up.data);
+        }
+    }
+
+    #[test]
+    fn blur_keeps_constant_images_and_mass() {
+        let mut img = ImageF { c: 1, h: 5, w: 6, data: vec![0.5; 30] };
+        gaussian_blur(&mut img, 5, 1.0);
+        assert!(img.data.iter().all(|v| (v - 0.5).abs() < 1e-6));
+    }
+}

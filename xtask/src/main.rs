@@ -1,0 +1,59 @@
+//! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo
+//! does. It never links tch: it must build before libtorch exists, because
+//! installing libtorch is its first job.
+//!
+//! ```text
+//! cargo xtask setup            install or find libtorch (idempotent)
+//! cargo xtask doctor           torch version, CUDA, cuDNN, threads
+//! cargo xtask test             fmt --check, clippy -D warnings, cargo test
+//! cargo xtask train-vision ..  pretrain + evaluate (args go to the binary)
+//! ```
+
+mod setup;
+mod tasks;
+
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_else(|| "help".to_string());
+    let rest: Vec<String> = args.collect();
+    match task.as_str() {
+        "setup" => setup::setup().map(|torch| torch.print_summary()),
+        "doctor" => tasks::doctor(),
+        "test" => tasks::test(&rest),
+        "train-vision" => tasks::train_vision(&rest),
+        "help" | "--help" | "-h" => {
+            print_help();
+            Ok(())
+        }
+        other => {
+            print_help();
+            bail!("unknown xtask `{other}`")
+        }
+    }
+}
+
+fn print_help() {
+    eprintln!(
+        "cargo xtask <task>\n\n\
+         tasks:\n  \
+         setup          install libtorch (torch==2.11.0 from PyPI) into a shared cache, or use $LIBTORCH\n  \
+         doctor         print the torch version, CUDA and cuDNN availability, device count, threads\n  \
+         test           setup, then cargo fmt --check, clippy -D warnings, cargo test --workspace\n  \
+         train-vision   setup, then pretrain and evaluate (try `cargo xtask train-vision --help`)\n\n\
+         environment:\n  \
+         SSL_RS_CACHE          cache folder for the torch venv (default ~/.cache/ssl-rs)\n  \
+         LIBTORCH              use this libtorch (a folder with lib/ and include/) instead\n  \
+         LIBTORCH_USE_PYTORCH  use the torch of the python3 on PATH instead"
+    );
+}
+
+/// The workspace root (the parent of `xtask/`).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits one level below the workspace root")
+        .to_path_buf()
+}

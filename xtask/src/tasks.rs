@@ -1,0 +1,43 @@
+//! The tasks that run cargo after [`setup`](crate::setup::setup).
+
+use crate::project_root;
+use crate::setup::{run, setup, Torch};
+use anyhow::Result;
+use std::process::Command;
+
+fn cargo(torch: &Torch, args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(project_root()).args(args);
+    torch.apply(&mut cmd);
+    cmd
+}
+
+/// `cargo xtask doctor`: what libtorch sees on this machine.
+pub fn doctor() -> Result<()> {
+    let torch = setup()?;
+    torch.print_summary();
+    run(&mut cargo(&torch, &["run", "--quiet", "--release", "-p", "ssl-core", "--bin", "ssl-doctor"]))
+}
+
+/// `cargo xtask test`: what CI runs. Extra args go to `cargo test`.
+pub fn test(extra: &[String]) -> Result<()> {
+    let torch = setup()?;
+    torch.print_summary();
+    let started = std::time::Instant::now();
+    eprintln!("xtask: cargo fmt --check");
+    run(&mut cargo(&torch, &["fmt", "--all", "--", "--check"]))?;
+    eprintln!("xtask: cargo clippy");
+    run(&mut cargo(&torch, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    eprintln!("xtask: cargo test");
+    run(cargo(&torch, &["test", "--workspace"]).args(extra))?;
+    eprintln!("xtask: all checks passed in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// `cargo xtask train-vision [ARGS]`: builds the release binary and runs it.
+pub fn train_vision(args: &[String]) -> Result<()> {
+    let torch = setup()?;
+    torch.print_summary();
+    run(cargo(&torch, &["run", "--quiet", "--release", "-p", "ssl-vision", "--bin", "train-vision", "--"])
+        .args(args))
+}
