@@ -13,7 +13,8 @@ fn bench_losses(c: &mut Criterion) {
     let z1 = Tensor::randn([n, d], (Kind::Float, device)).set_requires_grad(true);
     let queue = losses::l2_normalize(&Tensor::randn([4096, d], (Kind::Float, device)));
     let mut group = c.benchmark_group("cpu");
-    let cases: Vec<(&str, Box<dyn Fn() -> Tensor>)> = vec![
+    type Case<'a> = (&'static str, Box<dyn Fn() -> Tensor + 'a>);
+    let cases: Vec<Case> = vec![
         ("ntxent", Box::new(|| losses::nt_xent(&z0, &z1, 0.5))),
         ("infonce_queue4096", Box::new(|| losses::info_nce_queue(&z0, &z1, &queue, 0.2))),
         ("barlow", Box::new(|| losses::barlow_twins(&z0, &z1, 5e-3))),

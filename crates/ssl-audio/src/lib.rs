@@ -61,7 +61,7 @@ pub fn read_wav(path: &Path) -> Result<Waveform> {
         return Err(err(format!("header announces {expected} samples, file holds {}", samples.len())));
     }
     let ch = spec.channels.max(1) as usize;
-    if samples.len() % ch != 0 {
+    if !samples.len().is_multiple_of(ch) {
         return Err(err(format!("{} samples is not a whole number of {ch}-channel frames", samples.len())));
     }
     let mono = samples.chunks(ch).map(|f| f.iter().sum::<f32>() / ch as f32).collect();

@@ -263,7 +263,7 @@ pub fn bundled_mnist5k() -> Result<ImageData> {
 const CIFAR_RECORD: usize = 1 + 3 * 32 * 32;
 
 fn parse_cifar(path: &Path, b: &[u8]) -> Result<ImageSet> {
-    if b.is_empty() || b.len() % CIFAR_RECORD != 0 {
+    if b.is_empty() || !b.len().is_multiple_of(CIFAR_RECORD) {
         return Err(Error::format(
             path,
             format!(

@@ -6,22 +6,22 @@
 //!   [`augment`]: the per-view pipelines (SimCLR's, a digits preset).
 //! - [`data`]: MNIST IDX, CIFAR-10 binary and image-folder loaders, and the
 //!   bundled MNIST-5k set; [`source`]: the batch source feeding the trainer.
-//! - [`simclr`]: SimCLR.
+//! - [`simclr`] holds SimCLR.
 //!
 //! ```no_run
 //! use ssl_core::trainer::{TrainConfig, Trainer};
-//! use ssl_vision::{data, simclr::{SimClr, SimClrConfig}, augment::ViewAugment, source::ViewSource};
+//! use ssl_vision::{augment::ViewAugment, data, simclr::{SimClr, SimClrConfig}, source::ViewSource};
 //!
-//! # fn main() -> anyhow::Result<()> {
-//! let data = data::load(&"bundled".parse()?)?;
-//! let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
-//! let cfg = SimClrConfig::small(1);
-//! let mut method = SimClr::new(&vs.root(), &cfg);
-//! let source = ViewSource::new(&data.train, ViewAugment::digits(28), 256, 0);
-//! let trainer = Trainer::new(TrainConfig::default(), tch::Device::Cpu, "runs/example".as_ref(), serde_json::json!({}));
-//! let summary = trainer.fit(&mut method, &mut vs, &source, false)?;
-//! println!("final loss {}", summary.final_loss);
-//! # Ok(()) }
+//! fn main() -> anyhow::Result<()> {
+//!     let data = data::load(&"bundled".parse()?)?;
+//!     let mut vs = tch::nn::VarStore::new(tch::Device::cuda_if_available());
+//!     let mut method = SimClr::new(&vs.root(), &SimClrConfig::small(1));
+//!     let source = ViewSource::new(&data.train, ViewAugment::digits(28), 256, 0);
+//!     let trainer = Trainer::new(TrainConfig::default(), vs.device(), "runs/mine".as_ref(), serde_json::json!({}));
+//!     let summary = trainer.fit(&mut method, &mut vs, &source, false)?;
+//!     println!("loss {:.3} after {} steps", summary.final_loss, summary.steps);
+//!     Ok(())
+//! }
 //! ```
 
 pub mod augment;
@@ -33,3 +33,8 @@ pub mod source;
 pub mod transforms;
 
 pub use error::{Error, Result};
+
+/// Compiles the README's examples as doctests, so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
