@@ -33,8 +33,10 @@ impl Batch {
     }
 }
 
-/// Scalars a method reports besides the loss (e.g. VICReg's terms).
-pub type Metrics = Vec<(&'static str, f64)>;
+/// Scalars a method reports besides the loss (e.g. VICReg's terms), as
+/// 0-d tensors: the trainer reads them only on logging steps, so a GPU is
+/// not synchronised every step.
+pub type Metrics = Vec<(&'static str, Tensor)>;
 
 /// A self-supervised method.
 pub trait Method {

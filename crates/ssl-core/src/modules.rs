@@ -18,9 +18,24 @@ pub struct MlpHeadConfig {
 }
 
 impl MlpHeadConfig {
-    /// SimCLR's 2-layer projection head with BatchNorm.
+    /// SimCLR's 2-layer projection head with BatchNorm (as lightly's
+    /// `SimCLRProjectionHead`); also BYOL's projector and predictor.
     pub fn simclr(input: i64, hidden: i64, output: i64) -> Self {
         Self { dims: vec![input, hidden, output], batch_norm: true, last_batch_norm: false }
+    }
+    /// MoCo v2's head: `Linear → ReLU → Linear`, no BatchNorm.
+    pub fn moco_v2(input: i64, hidden: i64, output: i64) -> Self {
+        Self { dims: vec![input, hidden, output], batch_norm: false, last_batch_norm: false }
+    }
+    /// SimSiam's 3-layer projector, BatchNorm everywhere, the last without
+    /// affine parameters.
+    pub fn simsiam_projection(input: i64, hidden: i64, output: i64) -> Self {
+        Self { dims: vec![input, hidden, hidden, output], batch_norm: true, last_batch_norm: true }
+    }
+    /// Barlow Twins' and VICReg's 3-layer expander (BatchNorm on the hidden
+    /// layers only).
+    pub fn expander(input: i64, hidden: i64, output: i64) -> Self {
+        Self { dims: vec![input, hidden, hidden, output], batch_norm: true, last_batch_norm: false }
     }
 }
 

@@ -184,7 +184,7 @@ impl Trainer {
                         rec["grad_norm"] = json!(g);
                     }
                     for (k, v) in extra {
-                        rec[k] = json!(v);
+                        rec[k] = json!(v.double_value(&[]));
                     }
                     log.write(&rec)?;
                     bar.set_message(format!("loss {loss_v:.4}  lr {lr:.3e}  {rate:.0}"));

@@ -22,7 +22,7 @@ impl Method for Toy {
     }
     fn loss(&self, batch: &Batch, _train: bool) -> (Tensor, Metrics) {
         let loss = self.lin.forward(&batch.views[0]).mse_loss(&batch.views[1], tch::Reduction::Mean);
-        (loss, vec![("extra", 1.0)])
+        (loss, vec![("extra", Tensor::from(1.0f64))])
     }
     fn features(&self, x: &Tensor) -> Tensor {
         self.lin.forward(x)

@@ -6,7 +6,8 @@
 //!   [`augment`]: the per-view pipelines (SimCLR's, a digits preset).
 //! - [`data`]: MNIST IDX, CIFAR-10 binary and image-folder loaders, and the
 //!   bundled MNIST-5k set; [`source`]: the batch source feeding the trainer.
-//! - [`simclr`] holds SimCLR.
+//! - [`simclr`], [`moco`] (MoCo v2), [`byol`] (BYOL, SimSiam) and
+//!   [`redundancy`] (Barlow Twins, VICReg); [`methods`] finds them by name.
 //!
 //! ```no_run
 //! use ssl_core::trainer::{TrainConfig, Trainer};
@@ -25,8 +26,13 @@
 //! ```
 
 pub mod augment;
+pub mod branch;
+pub mod byol;
 pub mod data;
 pub mod error;
+pub mod methods;
+pub mod moco;
+pub mod redundancy;
 pub mod resnet;
 pub mod simclr;
 pub mod source;

@@ -1,0 +1,217 @@
+//! The vision methods by their command-line names, each with a training
+//! recipe (optimizer, learning rate per 256 samples, weight decay) sized for
+//! short runs on small data sets.
+
+use crate::byol::{Byol, ByolConfig, SimSiam, SimSiamConfig};
+use crate::moco::{MocoV2, MocoV2Config};
+use crate::redundancy::{Redundancy, RedundancyConfig};
+use crate::resnet::ResNetConfig;
+use crate::simclr::{SimClr, SimClrConfig};
+use crate::{Error, Result};
+use serde::Serialize;
+use ssl_core::method::Method;
+use ssl_core::optim::OptimizerConfig;
+use tch::nn;
+
+/// Every method `train-vision --method` accepts.
+pub const METHODS: &[&str] = &["simclr", "moco-v2", "byol", "simsiam", "barlow-twins", "vicreg"];
+
+/// How a method is trained by default.
+#[derive(Clone, Debug, Serialize)]
+pub struct Recipe {
+    /// `lars`, `sgd` or `adamw`.
+    pub optimizer: &'static str,
+    /// Peak learning rate for a batch of 256 (scaled linearly).
+    pub lr_per_256: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Temperature, for the contrastive methods.
+    pub temperature: Option<f64>,
+}
+
+/// The default recipe of a method.
+pub fn recipe(method: &str) -> Result<Recipe> {
+    let r = |optimizer, lr_per_256, weight_decay, temperature| Recipe {
+        optimizer,
+        lr_per_256,
+        weight_decay,
+        temperature,
+    };
+    Ok(match method {
+        "simclr" => r("lars", 0.6, 1e-6, Some(0.2)),
+        "moco-v2" => r("sgd", 0.06, 5e-4, Some(0.2)),
+        "byol" => r("lars", 0.4, 1.5e-6, None),
+        "simsiam" => r("sgd", 0.05, 1e-4, None),
+        "barlow-twins" => r("lars", 0.2, 1.5e-6, None),
+        "vicreg" => r("lars", 0.3, 1e-6, None),
+        other => return Err(unknown(other)),
+    })
+}
+
+fn unknown(name: &str) -> Error {
+    Error::Config(format!("unknown method `{name}`; expected one of: {}", METHODS.join(", ")))
+}
+
+/// The optimizer config of a recipe for `batch_size`, with optional
+/// overrides.
+pub fn optimizer(
+    recipe: &Recipe,
+    batch_size: usize,
+    name: Option<&str>,
+    lr: Option<f64>,
+    wd: Option<f64>,
+) -> Result<OptimizerConfig> {
+    let name = name.unwrap_or(recipe.optimizer);
+    let lr = lr.unwrap_or(recipe.lr_per_256 * batch_size as f64 / 256.0);
+    let wd = wd.unwrap_or(recipe.weight_decay);
+    Ok(match name {
+        "lars" => OptimizerConfig::lars(lr, wd),
+        "sgd" => OptimizerConfig::sgd(lr, wd),
+        "adamw" => OptimizerConfig::adamw(lr, wd),
+        o => return Err(Error::Config(format!("unknown optimizer `{o}`; expected lars, sgd or adamw"))),
+    })
+}
+
+/// Builds a method in `vs` on `backbone`; head widths scale with the
+/// backbone's feature width. Returns the method and its resolved config.
+pub fn build(
+    name: &str,
+    vs: &nn::VarStore,
+    backbone: &ResNetConfig,
+    temperature: Option<f64>,
+) -> Result<(Box<dyn Method>, serde_json::Value)> {
+    let f = backbone.feature_dim();
+    let b = backbone.clone();
+    let t = temperature.or(recipe(name)?.temperature);
+    Ok(match name {
+        "simclr" => {
+            let cfg = SimClrConfig {
+                backbone: b,
+                head_hidden: 4 * f,
+                head_out: 128,
+                temperature: t.unwrap_or(0.5),
+            };
+            (Box::new(SimClr::new(&vs.root(), &cfg)), json(&cfg))
+        }
+        "moco-v2" => {
+            let cfg = MocoV2Config { hidden: 4 * f, temperature: t.unwrap_or(0.2), ..MocoV2Config::new(b) };
+            (Box::new(MocoV2::new(vs, &cfg)?), json(&cfg))
+        }
+        "byol" => {
+            let cfg = ByolConfig { hidden: 8 * f, out: 128, ..ByolConfig::new(b) };
+            (Box::new(Byol::new(vs, &cfg)?), json(&cfg))
+        }
+        "simsiam" => {
+            let cfg = SimSiamConfig { out: 4 * f, pred_hidden: f, ..SimSiamConfig::new(b) };
+            (Box::new(SimSiam::new(&vs.root(), &cfg)), json(&cfg))
+        }
+        "barlow-twins" => {
+            let cfg = RedundancyConfig::barlow_twins(b, 8 * f);
+            (Box::new(Redundancy::barlow_twins(&vs.root(), &cfg)), json(&cfg))
+        }
+        "vicreg" => {
+            let cfg = RedundancyConfig::vicreg(b, 8 * f);
+            (Box::new(Redundancy::vicreg(&vs.root(), &cfg)), json(&cfg))
+        }
+        other => return Err(unknown(other)),
+    })
+}
+
+/// A config as JSON, for `config.json`.
+fn json<T: Serialize>(cfg: &T) -> serde_json::Value {
+    serde_json::to_value(cfg).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ssl_core::method::Batch;
+    use ssl_core::optim::Optimizer;
+    use tch::{Device, Kind, Tensor};
+
+    fn tiny() -> ResNetConfig {
+        ResNetConfig::resnet18_cifar().with_width(4).with_in_channels(1)
+    }
+
+    #[test]
+    fn every_method_builds_steps_and_has_a_recipe() {
+        tch::manual_seed(0);
+        let x = Tensor::randn([16, 1, 12, 12], (Kind::Float, Device::Cpu));
+        let batch = Batch { views: vec![x.shallow_clone(), (&x * 0.9 + 0.05).contiguous()], labels: None };
+        for &name in METHODS {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let (mut m, cfg) = build(name, &vs, &tiny(), None).unwrap();
+            assert_eq!(m.name(), name);
+            assert!(cfg.get("backbone").is_some(), "{name}: {cfg}");
+            let r = recipe(name).unwrap();
+            let mut opt = Optimizer::from_var_store(&optimizer(&r, 16, None, None, None).unwrap(), &vs);
+            let (loss, _) = m.loss(&batch, true);
+            assert!(loss.double_value(&[]).is_finite(), "{name}");
+            loss.backward();
+            opt.step(0.01);
+            m.after_step(0, 10);
+            assert_eq!(m.features(&x).size(), [16, 32], "{name}");
+        }
+        assert!(build("dino", &nn::VarStore::new(Device::Cpu), &tiny(), None).is_err());
+        assert!(recipe("dino").unwrap_err().to_string().contains("simclr, moco-v2"));
+    }
+
+    #[test]
+    fn momentum_targets_are_not_trained_and_follow_the_online_branch() {
+        tch::manual_seed(1);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let (mut m, _) = build("byol", &vs, &tiny(), None).unwrap();
+        let vars = vs.variables();
+        let target: Vec<_> = vars.iter().filter(|(n, _)| n.starts_with("target.")).collect();
+        assert!(!target.is_empty());
+        assert!(target.iter().all(|(_, t)| !t.requires_grad()));
+        let w = |n: &str| vars[n].detach().copy();
+        let key = "backbone.conv1.weight";
+        assert!(w(&format!("online.{key}")).equal(&w(&format!("target.{key}"))), "target starts as a copy");
+        let x = Tensor::randn([8, 1, 12, 12], (Kind::Float, Device::Cpu));
+        let batch = Batch { views: vec![x.shallow_clone(), x.flip([3])], labels: None };
+        let mut opt = Optimizer::from_var_store(&OptimizerConfig::sgd(0.5, 0.0), &vs);
+        let before = w(&format!("target.{key}"));
+        let (loss, _) = m.loss(&batch, true);
+        loss.backward();
+        opt.step(0.5);
+        assert!(before.equal(&w(&format!("target.{key}"))), "the optimizer must not touch the target");
+        m.after_step(0, 100);
+        let (online, target) = (w(&format!("online.{key}")), w(&format!("target.{key}")));
+        // tau = 0.99 at step 0: the target moves 1% of the way.
+        let expect = &before * 0.99 + &online * 0.01;
+        assert!((target - expect).abs().max().double_value(&[]) < 1e-6);
+    }
+
+    #[test]
+    fn moco_enqueues_the_keys_of_each_step() {
+        tch::manual_seed(2);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = crate::moco::MocoV2Config {
+            queue_size: 20,
+            bn_splits: 2,
+            ..crate::moco::MocoV2Config::new(tiny())
+        };
+        let mut m = crate::moco::MocoV2::new(&vs, &cfg).unwrap();
+        let x = Tensor::randn([8, 1, 12, 12], (Kind::Float, Device::Cpu));
+        let batch = Batch { views: vec![x.shallow_clone(), x.flip([3])], labels: None };
+        let before = m.queue().copy();
+        let norms = before.norm_scalaropt_dim(2.0, [1i64].as_slice(), false);
+        assert!((norms - 1.0).abs().max().double_value(&[]) < 1e-5, "the initial queue is normalised");
+        for step in 0..3 {
+            let (loss, _) = m.loss(&batch, true);
+            assert!(loss.double_value(&[]).is_finite());
+            m.after_step(step, 3);
+        }
+        let ptr = vs.variables()["queue_ptr"].int64_value(&[0]);
+        assert_eq!(ptr, 24 % 20, "three batches of 8 wrap around a queue of 20");
+        // Rows 0..4 were overwritten twice, 4..20 once: all differ from the start.
+        let changed = before.ne_tensor(m.queue()).any_dim(1, false).sum(Kind::Int64).int64_value(&[]);
+        assert_eq!(changed, 20);
+        // Evaluation-mode losses do not enqueue.
+        let q = m.queue().copy();
+        let _ = m.loss(&batch, false);
+        m.after_step(3, 3);
+        assert!(q.equal(m.queue()));
+    }
+}

@@ -1,0 +1,129 @@
+//! MoCo v2 (He et al., "Momentum Contrast for Unsupervised Visual
+//! Representation Learning", <https://arxiv.org/abs/1911.05722>; Chen et al.,
+//! "Improved Baselines with Momentum Contrastive Learning",
+//! <https://arxiv.org/abs/2003.04297>): queries from the online encoder,
+//! keys from a momentum encoder, InfoNCE against a queue of past keys.
+//!
+//! Shuffle-BN needs several devices; on one device the encoders normalise
+//! `bn_splits` sub-batches separately instead (the `SplitBatchNorm` of the
+//! MoCo authors' CIFAR demo), so BatchNorm cannot leak which key matches
+//! which query. The queue and its pointer are variables of the `VarStore`,
+//! so checkpoints carry them and `--resume` continues with the same queue.
+
+use crate::branch::{Branch, Target};
+use crate::resnet::ResNetConfig;
+use serde::{Deserialize, Serialize};
+use ssl_core::losses::{info_nce_queue, l2_normalize};
+use ssl_core::method::{Batch, Method, Metrics};
+use ssl_core::modules::MlpHeadConfig;
+use std::cell::RefCell;
+use tch::nn::{self, ModuleT};
+use tch::{Kind, Tensor};
+
+/// MoCo v2's configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MocoV2Config {
+    /// The backbone.
+    pub backbone: ResNetConfig,
+    /// Head hidden width (2048).
+    pub hidden: i64,
+    /// Key width (128).
+    pub out: i64,
+    /// InfoNCE temperature (0.2).
+    pub temperature: f64,
+    /// Negatives in the queue (65536 on ImageNet; 4096 for small sets).
+    pub queue_size: i64,
+    /// Key-encoder momentum (0.999 on ImageNet; 0.99 for short runs).
+    pub momentum: f64,
+    /// Sub-batches for split BatchNorm (the shuffle-BN substitute).
+    pub bn_splits: i64,
+}
+
+impl MocoV2Config {
+    /// Small-data defaults: queue 4096, momentum 0.99, 8 BN splits.
+    pub fn new(backbone: ResNetConfig) -> Self {
+        Self {
+            backbone,
+            hidden: 2048,
+            out: 128,
+            temperature: 0.2,
+            queue_size: 4096,
+            momentum: 0.99,
+            bn_splits: 8,
+        }
+    }
+}
+
+/// MoCo v2; see the module docs. Variables: `online.*`, `target.*`,
+/// `queue` `[K, D]`, `queue_ptr` `[1]`.
+pub struct MocoV2 {
+    online: Branch,
+    target: Target,
+    queue: Tensor,
+    queue_ptr: Tensor,
+    cfg: MocoV2Config,
+    /// Keys of the last training batch, enqueued after the step.
+    pending: RefCell<Option<Tensor>>,
+}
+
+impl MocoV2 {
+    /// Builds the encoders and a random, normalised queue in `vs`.
+    pub fn new(vs: &nn::VarStore, cfg: &MocoV2Config) -> ssl_core::Result<Self> {
+        let head = |f| MlpHeadConfig::moco_v2(f, cfg.hidden, cfg.out);
+        let online = Branch::new(&(vs.root() / "online"), &cfg.backbone, head);
+        let target = Target::new(vs, "online", &cfg.backbone, head)?;
+        let init = l2_normalize(&Tensor::randn([cfg.queue_size, cfg.out], (Kind::Float, vs.device())));
+        let queue = vs.root().add("queue", init, false);
+        let queue_ptr = vs.root().add("queue_ptr", Tensor::zeros([1], (Kind::Int64, vs.device())), false);
+        Ok(Self { online, target, queue, queue_ptr, cfg: cfg.clone(), pending: RefCell::new(None) })
+    }
+
+    /// The queue of negatives, `[K, D]`.
+    pub fn queue(&self) -> &Tensor {
+        &self.queue
+    }
+
+    fn enqueue(&self, keys: &Tensor) {
+        let k = self.cfg.queue_size;
+        let n = keys.size()[0].min(k);
+        let ptr = self.queue_ptr.int64_value(&[0]);
+        tch::no_grad(|| {
+            let idx = (Tensor::arange(n, (Kind::Int64, keys.device())) + ptr).remainder(k);
+            let _ = self.queue.shallow_clone().index_copy_(
+                0,
+                &idx,
+                &keys.narrow(0, 0, n).to_kind(self.queue.kind()),
+            );
+            let _ = self.queue_ptr.shallow_clone().fill_((ptr + n) % k);
+        });
+    }
+}
+
+impl Method for MocoV2 {
+    fn name(&self) -> &'static str {
+        "moco-v2"
+    }
+
+    fn loss(&self, batch: &Batch, train: bool) -> (Tensor, Metrics) {
+        let splits = self.cfg.bn_splits;
+        let q = self.online.forward_split(&batch.views[0], train, splits);
+        let k =
+            tch::no_grad(|| l2_normalize(&self.target.branch.forward_split(&batch.views[1], train, splits)));
+        let loss = info_nce_queue(&q, &k, &self.queue.detach(), self.cfg.temperature);
+        if train {
+            *self.pending.borrow_mut() = Some(k);
+        }
+        (loss, Vec::new())
+    }
+
+    fn after_step(&mut self, _step: usize, _total_steps: usize) {
+        self.target.update(self.cfg.momentum);
+        if let Some(k) = self.pending.borrow_mut().take() {
+            self.enqueue(&k);
+        }
+    }
+
+    fn features(&self, x: &Tensor) -> Tensor {
+        self.online.backbone.forward_t(x, false)
+    }
+}
