@@ -93,6 +93,19 @@ z0 = (torch.randn(16, 8) + 0.2) * scale
 z1 = z0 + 0.5 * torch.randn(16, 8) * scale
 record("vicreg", lambda dt: VICRegLoss(), {"z0": z0, "z1": z1})
 
+# --- MoCo v3 in-batch InfoNCE (no lightly class: the paper's Algorithm 1) ---
+# ctr(q, k) = 2 * tau * CE(normalize(q) @ normalize(k).T / tau, arange(N)).
+def make_ctr(dt, t=0.2):
+    def ctr(q, k):
+        q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
+        return F.cross_entropy(q @ k.T / t, torch.arange(len(q))) * 2 * t
+    return ctr
+
+
+q = torch.randn(8, 16)
+k = q + 2.0 * torch.randn(8, 16)  # noisy positives: a loss well above 0
+record("infonce_inbatch", make_ctr, {"q": q, "k": k})
+
 OUT.parent.mkdir(parents=True, exist_ok=True)
 save_file(out, str(OUT))
 print(f"wrote {len(out)} tensors to {OUT}")

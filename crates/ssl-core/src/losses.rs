@@ -68,6 +68,19 @@ pub fn info_nce_queue(q: &Tensor, k: &Tensor, queue: &Tensor, temperature: f64) 
     cross_entropy(&logits, &targets)
 }
 
+/// In-batch InfoNCE (MoCo v3, Chen et al., <https://arxiv.org/abs/2104.02057>,
+/// Algorithm 1): the positive of `q[i]` is `k[i]`, the negatives are the
+/// other keys of the batch; `q` and `k` are L2-normalised here. Cross entropy,
+/// mean over `N`, times `2T` as in the paper's pseudo-code.
+///
+/// # Shapes
+/// `q, k: [N, D]` → scalar
+pub fn info_nce_in_batch(q: &Tensor, k: &Tensor, temperature: f64) -> Tensor {
+    let logits = l2_normalize(q).matmul(&l2_normalize(k).tr()) / temperature;
+    let targets = Tensor::arange(q.size()[0], (Kind::Int64, q.device()));
+    cross_entropy(&logits, &targets) * (2.0 * temperature)
+}
+
 /// Negative cosine similarity, mean over the batch (BYOL, SimSiam). Callers
 /// detach the target branch themselves.
 ///

@@ -1,8 +1,31 @@
 //! Shared network pieces: MLP projection and prediction heads (SimCLR,
-//! MoCo v2/v3, BYOL, SimSiam, Barlow Twins and VICReg all use one).
+//! MoCo v2/v3, BYOL, SimSiam, Barlow Twins and VICReg all use one),
+//! BatchNorm with PyTorch's full set of state-dict keys, and the
+//! pre-norm transformer block of ViT (Dosovitskiy et al.,
+//! <https://arxiv.org/abs/2010.11929>) with timm's parameter names.
 
-use tch::nn::{self, ModuleT};
-use tch::Tensor;
+use tch::nn::{self, Module, ModuleT};
+use tch::{Kind, Tensor};
+
+/// `nn.BatchNorm1d`/`2d`'s state-dict keys include `num_batches_tracked`,
+/// which tch's BatchNorm lacks; this registers it (an int64 scalar, not
+/// trained and not updated: with a fixed momentum PyTorch does not read it
+/// either) so that our safetensors files hold exactly PyTorch's keys.
+fn track_batches(p: &nn::Path) {
+    let _ = p.add("num_batches_tracked", Tensor::zeros([], (Kind::Int64, p.device())), false);
+}
+
+/// `nn.BatchNorm2d(c)` with PyTorch's state-dict keys.
+pub fn batch_norm2d(p: nn::Path, c: i64, cfg: nn::BatchNormConfig) -> nn::BatchNorm {
+    track_batches(&p);
+    nn::batch_norm2d(p, c, cfg)
+}
+
+/// `nn.BatchNorm1d(c)` with PyTorch's state-dict keys.
+pub fn batch_norm1d(p: nn::Path, c: i64, cfg: nn::BatchNormConfig) -> nn::BatchNorm {
+    track_batches(&p);
+    nn::batch_norm1d(p, c, cfg)
+}
 
 /// An MLP head: `Linear → [BatchNorm] → ReLU` for every hidden layer, then a
 /// final `Linear` (optionally followed by an affine-free BatchNorm, as
@@ -76,13 +99,13 @@ impl MlpHead {
             if hidden {
                 if cfg.batch_norm {
                     let idx = layers.len();
-                    layers.push(Layer::Bn(nn::batch_norm1d(&p / idx, w[1], Default::default())));
+                    layers.push(Layer::Bn(batch_norm1d(&p / idx, w[1], Default::default())));
                 }
                 layers.push(Layer::Relu);
             } else if cfg.last_batch_norm {
                 let idx = layers.len();
                 let bn = nn::BatchNormConfig { affine: false, ..Default::default() };
-                layers.push(Layer::Bn(nn::batch_norm1d(&p / idx, w[1], bn)));
+                layers.push(Layer::Bn(batch_norm1d(&p / idx, w[1], bn)));
             }
         }
         Self { layers }
@@ -101,6 +124,118 @@ impl ModuleT for MlpHead {
     }
 }
 
+/// A transformer block's shape.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockConfig {
+    /// Token width.
+    pub dim: i64,
+    /// Attention heads (`dim` must be divisible by it).
+    pub heads: i64,
+    /// MLP hidden width as a multiple of `dim` (4).
+    pub mlp_ratio: f64,
+    /// LayerNorm epsilon (timm: 1e-6).
+    pub eps: f64,
+}
+
+/// Multi-head self-attention with a packed `qkv` projection (timm's
+/// `Attention`: `qkv`, `proj`).
+#[derive(Debug)]
+pub struct Attention {
+    qkv: nn::Linear,
+    proj: nn::Linear,
+    heads: i64,
+}
+
+impl Attention {
+    /// Builds `p.qkv` and `p.proj`.
+    pub fn new(p: &nn::Path, dim: i64, heads: i64) -> Self {
+        assert!(heads > 0 && dim % heads == 0, "width {dim} is not divisible by {heads} heads");
+        Self {
+            qkv: nn::linear(p / "qkv", dim, 3 * dim, Default::default()),
+            proj: nn::linear(p / "proj", dim, dim, Default::default()),
+            heads,
+        }
+    }
+}
+
+impl Module for Attention {
+    /// # Shapes
+    /// `[B, N, D]` → `[B, N, D]`
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let (b, n, d) = x.size3().expect("attention input must be [B, N, D]");
+        let hd = d / self.heads;
+        // [B, N, 3, H, hd] → [3, B, H, N, hd]
+        let qkv = x.apply(&self.qkv).reshape([b, n, 3, self.heads, hd]).permute([2, 0, 3, 1, 4]);
+        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<&Tensor>, 0.0, false, None, false);
+        y.transpose(1, 2).reshape([b, n, d]).apply(&self.proj)
+    }
+}
+
+/// Pre-norm transformer block: `x + attn(norm1(x))`, then
+/// `x + mlp(norm2(x))` with an exact-GELU MLP. Names: `norm1`, `attn.qkv`,
+/// `attn.proj`, `norm2`, `mlp.fc1`, `mlp.fc2` (timm's `Block`).
+#[derive(Debug)]
+pub struct Block {
+    norm1: nn::LayerNorm,
+    attn: Attention,
+    norm2: nn::LayerNorm,
+    fc1: nn::Linear,
+    fc2: nn::Linear,
+}
+
+impl Block {
+    /// Builds the block under `p`.
+    pub fn new(p: &nn::Path, cfg: &BlockConfig) -> Self {
+        let ln = nn::LayerNormConfig { eps: cfg.eps, ..Default::default() };
+        let hidden = (cfg.dim as f64 * cfg.mlp_ratio) as i64;
+        let mlp = p / "mlp";
+        Self {
+            norm1: nn::layer_norm(p / "norm1", vec![cfg.dim], ln),
+            attn: Attention::new(&(p / "attn"), cfg.dim, cfg.heads),
+            norm2: nn::layer_norm(p / "norm2", vec![cfg.dim], ln),
+            fc1: nn::linear(&mlp / "fc1", cfg.dim, hidden, Default::default()),
+            fc2: nn::linear(&mlp / "fc2", hidden, cfg.dim, Default::default()),
+        }
+    }
+}
+
+impl Module for Block {
+    /// # Shapes
+    /// `[B, N, D]` → `[B, N, D]`
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let x = x + x.apply(&self.norm1).apply(&self.attn);
+        let h = x.apply(&self.norm2).apply(&self.fc1).gelu("none").apply(&self.fc2);
+        x + h
+    }
+}
+
+/// Fixed 2-D sine-cosine position embeddings (MAE, MoCo v3) for a
+/// `grid × grid` patch grid, with a leading zero row for the class token.
+/// The first half of the width encodes the column (x), the second the row.
+///
+/// # Shapes
+/// → `[1, grid * grid + 1, dim]`
+pub fn sincos_pos_embed(dim: i64, grid: i64) -> Tensor {
+    assert!(dim % 4 == 0, "sin-cos position embeddings need a width divisible by 4, got {dim}");
+    let quarter = dim / 4;
+    let omega: Vec<f64> = (0..quarter).map(|i| 1.0 / 10000f64.powf(i as f64 / quarter as f64)).collect();
+    let mut data = vec![0f32; ((grid * grid + 1) * dim) as usize];
+    for r in 0..grid {
+        for c in 0..grid {
+            let row = &mut data[((1 + r * grid + c) * dim) as usize..((2 + r * grid + c) * dim) as usize];
+            for (half, pos) in [(0, c as f64), (1, r as f64)] {
+                for (i, w) in omega.iter().enumerate() {
+                    let base = (half * 2 * quarter) as usize;
+                    row[base + i] = (pos * w).sin() as f32;
+                    row[base + quarter as usize + i] = (pos * w).cos() as f32;
+                }
+            }
+        }
+    }
+    Tensor::from_slice(&data).reshape([1, grid * grid + 1, dim])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,7 +250,45 @@ mod tests {
         assert!(!names.contains("head.layers.0.bias"));
         assert!(names.contains("head.layers.1.running_var"));
         assert!(names.contains("head.layers.3.bias"));
+        assert!(names.contains("head.layers.1.num_batches_tracked"));
         let y = head.forward_t(&Tensor::randn([5, 8], (Kind::Float, Device::Cpu)), true);
         assert_eq!(y.size(), [5, 4]);
+    }
+
+    #[test]
+    fn block_keeps_shape_and_attention_mixes_tokens() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let block = Block::new(
+            &(vs.root() / "blocks" / 0),
+            &BlockConfig { dim: 12, heads: 3, mlp_ratio: 4.0, eps: 1e-6 },
+        );
+        let names: std::collections::BTreeSet<String> = vs.variables().into_keys().collect();
+        for k in [
+            "blocks.0.norm1.weight",
+            "blocks.0.attn.qkv.weight",
+            "blocks.0.attn.proj.bias",
+            "blocks.0.mlp.fc2.weight",
+        ] {
+            assert!(names.contains(k), "missing {k}");
+        }
+        let x = Tensor::randn([2, 5, 12], (Kind::Float, Device::Cpu));
+        let y = block.forward(&x);
+        assert_eq!(y.size(), [2, 5, 12]);
+        // Changing token 4 changes token 0's output: attention mixes tokens.
+        let x2 = x.copy();
+        let _ = x2.narrow(1, 4, 1).fill_(3.0);
+        let diff = (block.forward(&x2).narrow(1, 0, 1) - y.narrow(1, 0, 1)).abs().max().double_value(&[]);
+        assert!(diff > 1e-4);
+    }
+
+    #[test]
+    fn sincos_embeddings_follow_mae() {
+        let e = sincos_pos_embed(8, 2);
+        assert_eq!(e.size(), [1, 5, 8]);
+        // Class token row is zero; patch (r=1, c=0): x-half sin(0)=0, cos(0)=1.
+        assert_eq!(e.get(0).get(0).abs().sum(Kind::Float).double_value(&[]), 0.0);
+        let p = Vec::<f32>::try_from(e.get(0).get(3)).unwrap();
+        assert_eq!(&p[..4], &[0.0, 0.0, 1.0, 1.0]);
+        assert!((p[4] - 1f32.sin()).abs() < 1e-6 && (p[6] - 1f32.cos()).abs() < 1e-6);
     }
 }

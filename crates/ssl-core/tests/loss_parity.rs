@@ -69,3 +69,8 @@ fn barlow_twins_matches_lightly() {
 fn vicreg_matches_lightly() {
     check("vicreg", &["z0", "z1"], &["z0", "z1"], |x| losses::vicreg(&x[0], &x[1], 25.0, 25.0, 1.0, 1e-4));
 }
+
+#[test]
+fn info_nce_in_batch_matches_the_moco_v3_formula() {
+    check("infonce_inbatch", &["q", "k"], &["q", "k"], |x| losses::info_nce_in_batch(&x[0], &x[1], 0.2));
+}

@@ -1,7 +1,7 @@
 //! A backbone with a projection head, and a momentum (EMA) copy of one:
 //! the building blocks shared by the two-view methods.
 
-use crate::resnet::{ResNet, ResNetConfig};
+use crate::backbone::{Backbone, BackboneConfig};
 use ssl_core::ema::Ema;
 use ssl_core::modules::{MlpHead, MlpHeadConfig};
 use tch::nn::{self, ModuleT};
@@ -11,7 +11,7 @@ use tch::Tensor;
 /// (torchvision names below) and `PREFIX.projector.layers.*`.
 pub struct Branch {
     /// The encoder that is evaluated.
-    pub backbone: ResNet,
+    pub backbone: Backbone,
     /// The projection head.
     pub projector: MlpHead,
 }
@@ -19,8 +19,8 @@ pub struct Branch {
 impl Branch {
     /// Builds a branch under `p`; `head` maps the backbone's width to a
     /// head config.
-    pub fn new(p: &nn::Path, backbone: &ResNetConfig, head: impl Fn(i64) -> MlpHeadConfig) -> Self {
-        let backbone = ResNet::new(&(p / "backbone"), backbone);
+    pub fn new(p: &nn::Path, backbone: &BackboneConfig, head: impl Fn(i64) -> MlpHeadConfig) -> Self {
+        let backbone = Backbone::new(&(p / "backbone"), backbone);
         let projector = MlpHead::new(&(p / "projector"), &head(backbone.feature_dim()));
         Self { backbone, projector }
     }
@@ -61,7 +61,7 @@ impl Target {
     pub fn new(
         vs: &nn::VarStore,
         online_prefix: &str,
-        backbone: &ResNetConfig,
+        backbone: &BackboneConfig,
         head: impl Fn(i64) -> MlpHeadConfig,
     ) -> ssl_core::Result<Self> {
         let branch = Branch::new(&(vs.root() / "target"), backbone, head);

@@ -6,8 +6,8 @@
 //! online branch itself. Symmetric negative cosine loss, as lightly's
 //! examples.
 
+use crate::backbone::BackboneConfig;
 use crate::branch::{Branch, Target};
-use crate::resnet::ResNetConfig;
 use serde::{Deserialize, Serialize};
 use ssl_core::losses::negative_cosine;
 use ssl_core::method::{Batch, Method, Metrics};
@@ -20,7 +20,7 @@ use tch::Tensor;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ByolConfig {
     /// The backbone.
-    pub backbone: ResNetConfig,
+    pub backbone: BackboneConfig,
     /// Projector and predictor hidden width (4096 in the paper).
     pub hidden: i64,
     /// Projection width (256 in the paper).
@@ -31,7 +31,7 @@ pub struct ByolConfig {
 
 impl ByolConfig {
     /// The paper's heads on `backbone`, with base momentum 0.99.
-    pub fn new(backbone: ResNetConfig) -> Self {
+    pub fn new(backbone: BackboneConfig) -> Self {
         Self { backbone, hidden: 4096, out: 256, base_momentum: 0.99 }
     }
 }
@@ -87,7 +87,7 @@ impl Method for Byol {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SimSiamConfig {
     /// The backbone.
-    pub backbone: ResNetConfig,
+    pub backbone: BackboneConfig,
     /// Projection width (2048 in the paper; also the projector's hidden width).
     pub out: i64,
     /// Predictor bottleneck (512 in the paper).
@@ -96,7 +96,7 @@ pub struct SimSiamConfig {
 
 impl SimSiamConfig {
     /// The paper's heads on `backbone`.
-    pub fn new(backbone: ResNetConfig) -> Self {
+    pub fn new(backbone: BackboneConfig) -> Self {
         Self { backbone, out: 2048, pred_hidden: 512 }
     }
 }

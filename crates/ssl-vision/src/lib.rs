@@ -1,13 +1,15 @@
 //! ssl-vision: self-supervised learning for images on ssl-core.
 //!
 //! - [`resnet`]: ResNet-18/34/50 with CIFAR or ImageNet stems, torchvision
-//!   parameter names.
+//!   parameter names; [`vit`]: ViT-Tiny/Small with timm names;
+//!   [`backbone`]: either, by configuration.
 //! - [`transforms`]: image operations with torchvision's semantics, and
 //!   [`augment`]: the per-view pipelines (SimCLR's, a digits preset).
 //! - [`data`]: MNIST IDX, CIFAR-10 binary and image-folder loaders, and the
 //!   bundled MNIST-5k set; [`source`]: the batch source feeding the trainer.
-//! - [`simclr`], [`moco`] (MoCo v2), [`byol`] (BYOL, SimSiam) and
-//!   [`redundancy`] (Barlow Twins, VICReg); [`methods`] finds them by name.
+//! - [`simclr`], [`moco`] (MoCo v2, v3), [`byol`] (BYOL, SimSiam),
+//!   [`redundancy`] (Barlow Twins, VICReg) and [`mae`]; [`methods`] finds
+//!   them by name.
 //!
 //! ```no_run
 //! use ssl_core::trainer::{TrainConfig, Trainer};
@@ -26,10 +28,12 @@
 //! ```
 
 pub mod augment;
+pub mod backbone;
 pub mod branch;
 pub mod byol;
 pub mod data;
 pub mod error;
+pub mod mae;
 pub mod methods;
 pub mod moco;
 pub mod redundancy;
@@ -37,6 +41,7 @@ pub mod resnet;
 pub mod simclr;
 pub mod source;
 pub mod transforms;
+pub mod vit;
 
 pub use error::{Error, Result};
 

@@ -2,10 +2,11 @@
 //! recipe (optimizer, learning rate per 256 samples, weight decay) sized for
 //! short runs on small data sets.
 
+use crate::backbone::BackboneConfig;
 use crate::byol::{Byol, ByolConfig, SimSiam, SimSiamConfig};
-use crate::moco::{MocoV2, MocoV2Config};
+use crate::mae::{Mae, MaeConfig};
+use crate::moco::{MocoV2, MocoV2Config, MocoV3, MocoV3Config};
 use crate::redundancy::{Redundancy, RedundancyConfig};
-use crate::resnet::ResNetConfig;
 use crate::simclr::{SimClr, SimClrConfig};
 use crate::{Error, Result};
 use serde::Serialize;
@@ -14,7 +15,17 @@ use ssl_core::optim::OptimizerConfig;
 use tch::nn;
 
 /// Every method `train-vision --method` accepts.
-pub const METHODS: &[&str] = &["simclr", "moco-v2", "byol", "simsiam", "barlow-twins", "vicreg"];
+pub const METHODS: &[&str] =
+    &["simclr", "moco-v2", "moco-v3", "byol", "simsiam", "barlow-twins", "vicreg", "mae"];
+
+/// The backbone a method uses unless told otherwise (`small`: the
+/// quarter-width ResNet-18; `vit-mini`: a 96-wide, 6-block ViT).
+pub fn default_backbone(method: &str) -> &'static str {
+    match method {
+        "moco-v3" | "mae" => "vit-mini",
+        _ => "small",
+    }
+}
 
 /// How a method is trained by default.
 #[derive(Clone, Debug, Serialize)]
@@ -44,6 +55,8 @@ pub fn recipe(method: &str) -> Result<Recipe> {
         "simsiam" => r("sgd", 0.05, 1e-4, None),
         "barlow-twins" => r("lars", 0.2, 1.5e-6, None),
         "vicreg" => r("lars", 0.3, 1e-6, None),
+        "moco-v3" => r("adamw", 1e-3, 0.1, Some(0.2)),
+        "mae" => r("adamw", 1e-3, 0.05, None),
         other => return Err(unknown(other)),
     })
 }
@@ -77,7 +90,7 @@ pub fn optimizer(
 pub fn build(
     name: &str,
     vs: &nn::VarStore,
-    backbone: &ResNetConfig,
+    backbone: &BackboneConfig,
     temperature: Option<f64>,
 ) -> Result<(Box<dyn Method>, serde_json::Value)> {
     let f = backbone.feature_dim();
@@ -113,6 +126,24 @@ pub fn build(
             let cfg = RedundancyConfig::vicreg(b, 8 * f);
             (Box::new(Redundancy::vicreg(&vs.root(), &cfg)), json(&cfg))
         }
+        "moco-v3" => {
+            let cfg = MocoV3Config {
+                hidden: 8 * f,
+                out: 128,
+                temperature: t.unwrap_or(0.2),
+                ..MocoV3Config::new(b)
+            };
+            (Box::new(MocoV3::new(vs, &cfg)?), json(&cfg))
+        }
+        "mae" => {
+            let BackboneConfig::Vit(encoder) = b else {
+                return Err(Error::Config(
+                    "mae needs a ViT backbone (vit-mini, vit-tiny or vit-small)".into(),
+                ));
+            };
+            let cfg = MaeConfig::light(encoder);
+            (Box::new(Mae::new(&vs.root(), &cfg)), json(&cfg))
+        }
         other => return Err(unknown(other)),
     })
 }
@@ -125,12 +156,28 @@ fn json<T: Serialize>(cfg: &T) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resnet::ResNetConfig;
+    use crate::vit::VitConfig;
     use ssl_core::method::Batch;
     use ssl_core::optim::Optimizer;
     use tch::{Device, Kind, Tensor};
 
-    fn tiny() -> ResNetConfig {
-        ResNetConfig::resnet18_cifar().with_width(4).with_in_channels(1)
+    fn tiny() -> BackboneConfig {
+        ResNetConfig::resnet18_cifar().with_width(4).with_in_channels(1).into()
+    }
+
+    fn tiny_vit() -> BackboneConfig {
+        VitConfig {
+            image_size: 12,
+            patch_size: 4,
+            in_channels: 1,
+            dim: 32,
+            depth: 1,
+            heads: 2,
+            mlp_ratio: 2.0,
+            fixed_pos_embed: true,
+        }
+        .into()
     }
 
     #[test]
@@ -140,9 +187,10 @@ mod tests {
         let batch = Batch { views: vec![x.shallow_clone(), (&x * 0.9 + 0.05).contiguous()], labels: None };
         for &name in METHODS {
             let vs = nn::VarStore::new(Device::Cpu);
-            let (mut m, cfg) = build(name, &vs, &tiny(), None).unwrap();
+            let backbone = if default_backbone(name).starts_with("vit") { tiny_vit() } else { tiny() };
+            let (mut m, cfg) = build(name, &vs, &backbone, None).unwrap();
             assert_eq!(m.name(), name);
-            assert!(cfg.get("backbone").is_some(), "{name}: {cfg}");
+            assert!(cfg.get("backbone").or(cfg.get("encoder")).is_some(), "{name}: {cfg}");
             let r = recipe(name).unwrap();
             let mut opt = Optimizer::from_var_store(&optimizer(&r, 16, None, None, None).unwrap(), &vs);
             let (loss, _) = m.loss(&batch, true);
@@ -153,6 +201,8 @@ mod tests {
             assert_eq!(m.features(&x).size(), [16, 32], "{name}");
         }
         assert!(build("dino", &nn::VarStore::new(Device::Cpu), &tiny(), None).is_err());
+        let err = build("mae", &nn::VarStore::new(Device::Cpu), &tiny(), None).err().unwrap().to_string();
+        assert!(err.contains("mae needs a ViT"), "{err}");
         assert!(recipe("dino").unwrap_err().to_string().contains("simclr, moco-v2"));
     }
 

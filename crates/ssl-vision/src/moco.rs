@@ -1,3 +1,5 @@
+//! MoCo v2 and v3.
+//!
 //! MoCo v2 (He et al., "Momentum Contrast for Unsupervised Visual
 //! Representation Learning", <https://arxiv.org/abs/1911.05722>; Chen et al.,
 //! "Improved Baselines with Momentum Contrastive Learning",
@@ -9,13 +11,19 @@
 //! MoCo authors' CIFAR demo), so BatchNorm cannot leak which key matches
 //! which query. The queue and its pointer are variables of the `VarStore`,
 //! so checkpoints carry them and `--resume` continues with the same queue.
+//!
+//! MoCo v3 (Chen, Xie & He, "An Empirical Study of Training Self-Supervised
+//! Vision Transformers", <https://arxiv.org/abs/2104.02057>): no queue; a
+//! predictor on the query branch, a momentum key encoder with a cosine
+//! momentum schedule, and a symmetric in-batch InfoNCE loss.
 
+use crate::backbone::BackboneConfig;
 use crate::branch::{Branch, Target};
-use crate::resnet::ResNetConfig;
 use serde::{Deserialize, Serialize};
-use ssl_core::losses::{info_nce_queue, l2_normalize};
+use ssl_core::losses::{info_nce_in_batch, info_nce_queue, l2_normalize};
 use ssl_core::method::{Batch, Method, Metrics};
-use ssl_core::modules::MlpHeadConfig;
+use ssl_core::modules::{MlpHead, MlpHeadConfig};
+use ssl_core::schedule::cosine_momentum;
 use std::cell::RefCell;
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
@@ -24,7 +32,7 @@ use tch::{Kind, Tensor};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MocoV2Config {
     /// The backbone.
-    pub backbone: ResNetConfig,
+    pub backbone: BackboneConfig,
     /// Head hidden width (2048).
     pub hidden: i64,
     /// Key width (128).
@@ -41,7 +49,7 @@ pub struct MocoV2Config {
 
 impl MocoV2Config {
     /// Small-data defaults: queue 4096, momentum 0.99, 8 BN splits.
-    pub fn new(backbone: ResNetConfig) -> Self {
+    pub fn new(backbone: BackboneConfig) -> Self {
         Self {
             backbone,
             hidden: 2048,
@@ -121,6 +129,79 @@ impl Method for MocoV2 {
         if let Some(k) = self.pending.borrow_mut().take() {
             self.enqueue(&k);
         }
+    }
+
+    fn features(&self, x: &Tensor) -> Tensor {
+        self.online.backbone.forward_t(x, false)
+    }
+}
+
+/// MoCo v3's configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MocoV3Config {
+    /// The backbone (a ViT in the paper; a ResNet works too).
+    pub backbone: BackboneConfig,
+    /// Projector and predictor hidden width (4096).
+    pub hidden: i64,
+    /// Output width (256).
+    pub out: i64,
+    /// Temperature (0.2).
+    pub temperature: f64,
+    /// Starting key-encoder momentum, rising to 1 (0.99).
+    pub base_momentum: f64,
+}
+
+impl MocoV3Config {
+    /// The paper's settings on `backbone`.
+    pub fn new(backbone: BackboneConfig) -> Self {
+        Self { backbone, hidden: 4096, out: 256, temperature: 0.2, base_momentum: 0.99 }
+    }
+}
+
+/// MoCo v3; see the module docs. Variables: `online.*`, `predictor.*`,
+/// `target.*` (not trained).
+pub struct MocoV3 {
+    online: Branch,
+    predictor: MlpHead,
+    target: Target,
+    cfg: MocoV3Config,
+}
+
+impl MocoV3 {
+    /// Builds the networks in `vs`: a 3-layer projector and a 2-layer
+    /// predictor, both ending in an affine-free BatchNorm.
+    pub fn new(vs: &nn::VarStore, cfg: &MocoV3Config) -> ssl_core::Result<Self> {
+        let head = |f| MlpHeadConfig::simsiam_projection(f, cfg.hidden, cfg.out);
+        let online = Branch::new(&(vs.root() / "online"), &cfg.backbone, head);
+        let pred = MlpHeadConfig {
+            dims: vec![cfg.out, cfg.hidden, cfg.out],
+            batch_norm: true,
+            last_batch_norm: true,
+        };
+        let predictor = MlpHead::new(&(vs.root() / "predictor"), &pred);
+        let target = Target::new(vs, "online", &cfg.backbone, head)?;
+        Ok(Self { online, predictor, target, cfg: cfg.clone() })
+    }
+}
+
+impl Method for MocoV3 {
+    fn name(&self) -> &'static str {
+        "moco-v3"
+    }
+
+    fn loss(&self, batch: &Batch, train: bool) -> (Tensor, Metrics) {
+        let (v0, v1) = (&batch.views[0], &batch.views[1]);
+        let q0 = self.predictor.forward_t(&self.online.forward_t(v0, train), train);
+        let q1 = self.predictor.forward_t(&self.online.forward_t(v1, train), train);
+        let (k0, k1) = tch::no_grad(|| {
+            (self.target.branch.forward_t(v0, train), self.target.branch.forward_t(v1, train))
+        });
+        let t = self.cfg.temperature;
+        (info_nce_in_batch(&q0, &k1, t) + info_nce_in_batch(&q1, &k0, t), Vec::new())
+    }
+
+    fn after_step(&mut self, step: usize, total_steps: usize) {
+        self.target.update(cosine_momentum(self.cfg.base_momentum, step, total_steps));
     }
 
     fn features(&self, x: &Tensor) -> Tensor {

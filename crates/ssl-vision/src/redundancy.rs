@@ -5,8 +5,8 @@
 //! Each view goes through the networks on its own, so BatchNorm statistics
 //! are per view, as in the papers.
 
+use crate::backbone::BackboneConfig;
 use crate::branch::Branch;
-use crate::resnet::ResNetConfig;
 use serde::{Deserialize, Serialize};
 use ssl_core::losses::{barlow_twins, vicreg_terms};
 use ssl_core::method::{Batch, Method, Metrics};
@@ -18,7 +18,7 @@ use tch::Tensor;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RedundancyConfig {
     /// The backbone.
-    pub backbone: ResNetConfig,
+    pub backbone: BackboneConfig,
     /// Expander width (8192 in both papers).
     pub width: i64,
     /// Barlow Twins' λ (5e-3), or VICReg's invariance weight (25).
@@ -31,11 +31,11 @@ pub struct RedundancyConfig {
 
 impl RedundancyConfig {
     /// Barlow Twins with λ = 5e-3 and an expander of `width`.
-    pub fn barlow_twins(backbone: ResNetConfig, width: i64) -> Self {
+    pub fn barlow_twins(backbone: BackboneConfig, width: i64) -> Self {
         Self { backbone, width, lambda: 5e-3, mu: 0.0, nu: 0.0 }
     }
     /// VICReg with (25, 25, 1) and an expander of `width`.
-    pub fn vicreg(backbone: ResNetConfig, width: i64) -> Self {
+    pub fn vicreg(backbone: BackboneConfig, width: i64) -> Self {
         Self { backbone, width, lambda: 25.0, mu: 25.0, nu: 1.0 }
     }
 }

@@ -112,7 +112,7 @@ fn conv(p: nn::Path, i: i64, o: i64, k: i64, stride: i64, padding: i64) -> nn::C
 }
 
 fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(p, c, Default::default())
+    ssl_core::modules::batch_norm2d(p, c, Default::default())
 }
 
 #[derive(Debug)]
@@ -238,6 +238,8 @@ mod tests {
         let vars = vs.variables();
         // 11.18M parameters without fc (torchvision: 11,689,512 with fc).
         let params: i64 = vars.iter().filter(|(_, t)| t.requires_grad()).map(|(_, t)| t.numel() as i64).sum();
+        // torchvision's state dict: 122 entries with fc, so 120 without.
+        assert_eq!(vars.len(), 120);
         assert_eq!(params, 11_689_512 - (512 * 1000 + 1000));
         for key in [
             "conv1.weight",

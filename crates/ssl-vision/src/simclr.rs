@@ -2,7 +2,8 @@
 //! Visual Representations", <https://arxiv.org/abs/2002.05709>): two views,
 //! a ResNet backbone, a projection MLP and the NT-Xent loss.
 
-use crate::resnet::{ResNet, ResNetConfig};
+use crate::backbone::{Backbone, BackboneConfig};
+use crate::resnet::ResNetConfig;
 use serde::{Deserialize, Serialize};
 use ssl_core::losses::nt_xent;
 use ssl_core::method::{Batch, Method, Metrics};
@@ -14,7 +15,7 @@ use tch::Tensor;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SimClrConfig {
     /// The backbone.
-    pub backbone: ResNetConfig,
+    pub backbone: BackboneConfig,
     /// Hidden width of the projection head.
     pub head_hidden: i64,
     /// Output width of the projection head.
@@ -28,7 +29,7 @@ impl SimClrConfig {
     /// (the paper's CIFAR-10 setting).
     pub fn resnet18_cifar(in_channels: i64) -> Self {
         Self {
-            backbone: ResNetConfig::resnet18_cifar().with_in_channels(in_channels),
+            backbone: ResNetConfig::resnet18_cifar().with_in_channels(in_channels).into(),
             head_hidden: 2048,
             head_out: 128,
             temperature: 0.5,
@@ -39,7 +40,7 @@ impl SimClrConfig {
     /// MNIST-5k run trains in minutes on two CPU cores.
     pub fn small(in_channels: i64) -> Self {
         Self {
-            backbone: ResNetConfig::resnet18_cifar().with_width(16).with_in_channels(in_channels),
+            backbone: ResNetConfig::resnet18_cifar().with_width(16).with_in_channels(in_channels).into(),
             head_hidden: 512,
             head_out: 128,
             temperature: 0.5,
@@ -49,7 +50,7 @@ impl SimClrConfig {
 
 /// SimCLR: backbone and projection head.
 pub struct SimClr {
-    backbone: ResNet,
+    backbone: Backbone,
     head: MlpHead,
     temperature: f64,
 }
@@ -58,7 +59,7 @@ impl SimClr {
     /// Builds the networks under `p`: `p/backbone/...` (torchvision names
     /// below it) and `p/head/...`.
     pub fn new(p: &nn::Path, cfg: &SimClrConfig) -> Self {
-        let backbone = ResNet::new(&(p / "backbone"), &cfg.backbone);
+        let backbone = Backbone::new(&(p / "backbone"), &cfg.backbone);
         let head = MlpHead::new(
             &(p / "head"),
             &MlpHeadConfig::simclr(backbone.feature_dim(), cfg.head_hidden, cfg.head_out),
@@ -67,7 +68,7 @@ impl SimClr {
     }
 
     /// The backbone alone.
-    pub fn backbone(&self) -> &ResNet {
+    pub fn backbone(&self) -> &Backbone {
         &self.backbone
     }
 }

@@ -17,7 +17,7 @@ fn a_few_steps_lower_the_loss_on_a_fixed_batch() {
     let d = data::bundled_mnist5k().unwrap();
     let vs = nn::VarStore::new(Device::Cpu);
     let cfg = SimClrConfig {
-        backbone: ResNetConfig::resnet18_cifar().with_width(4).with_in_channels(1),
+        backbone: ResNetConfig::resnet18_cifar().with_width(4).with_in_channels(1).into(),
         head_hidden: 64,
         head_out: 32,
         temperature: 0.5,

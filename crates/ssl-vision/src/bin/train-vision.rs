@@ -4,7 +4,7 @@
 //!
 //! Run through `cargo xtask train-vision [ARGS]`. With no arguments it
 //! pretrains SimCLR on the bundled MNIST-5k set on the CPU. Methods:
-//! simclr, moco-v2, byol, simsiam, barlow-twins, vicreg.
+//! simclr, moco-v2, moco-v3, byol, simsiam, barlow-twins, vicreg, mae.
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -14,10 +14,12 @@ use ssl_core::eval::{evaluate_features, extract_features, EvalReport};
 use ssl_core::metrics::write_json_atomic;
 use ssl_core::trainer::{TrainConfig, Trainer};
 use ssl_vision::augment::ViewAugment;
+use ssl_vision::backbone::{Backbone, BackboneConfig};
 use ssl_vision::data::{self, DataSpec, ImageData};
 use ssl_vision::methods;
-use ssl_vision::resnet::{ResNet, ResNetConfig, Stem};
+use ssl_vision::resnet::{ResNetConfig, Stem};
 use ssl_vision::source::{eval_tensor, ViewSource};
+use ssl_vision::vit::VitConfig;
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::{self, ModuleT};
@@ -25,7 +27,7 @@ use tch::nn::{self, ModuleT};
 #[derive(Parser, Debug)]
 #[command(version, about = "Self-supervised pretraining and evaluation of an image encoder")]
 struct Args {
-    /// Method: simclr, moco-v2, byol, simsiam, barlow-twins or vicreg.
+    /// Method: simclr, moco-v2, moco-v3, byol, simsiam, barlow-twins, vicreg or mae.
     #[arg(long, default_value = "simclr")]
     method: String,
     /// Data: bundled | mnist-idx:DIR | cifar10:DIR | folder:DIR.
@@ -47,9 +49,14 @@ struct Args {
     /// Continue from the run folder's latest checkpoint.
     #[arg(long)]
     resume: bool,
-    /// Backbone: small (ResNet-18 layout, width 16), resnet18, resnet34, resnet50.
-    #[arg(long, default_value = "small")]
-    backbone: String,
+    /// Backbone: small (ResNet-18 layout, width 16), resnet18, resnet34,
+    /// resnet50, vit-mini, vit-tiny, vit-small (default: small, or vit-mini
+    /// for moco-v3 and mae).
+    #[arg(long)]
+    backbone: Option<String>,
+    /// ViT patch size.
+    #[arg(long, default_value_t = 4)]
+    patch_size: i64,
     /// Stem: cifar (3x3, no pool) or imagenet (7x7 and max-pool).
     #[arg(long, default_value = "cifar")]
     stem: String,
@@ -86,20 +93,35 @@ struct Args {
     checkpoint_every: usize,
 }
 
-fn backbone_config(args: &Args, in_channels: i64) -> Result<ResNetConfig> {
+fn backbone_config(args: &Args, in_channels: i64, image_size: i64) -> Result<BackboneConfig> {
     let stem = match args.stem.as_str() {
         "cifar" => Stem::Cifar,
         "imagenet" => Stem::ImageNet,
         s => bail!("unknown stem `{s}`; expected cifar or imagenet"),
     };
-    let cfg = match args.backbone.as_str() {
+    let name = args.backbone.as_deref().unwrap_or(methods::default_backbone(&args.method));
+    if let Some(vit) = name.strip_prefix("vit-") {
+        if image_size % args.patch_size != 0 {
+            bail!("image size {image_size} is not a multiple of --patch-size {}", args.patch_size);
+        }
+        let cfg = match vit {
+            "mini" => VitConfig::mini(image_size, args.patch_size),
+            "tiny" => VitConfig::tiny(image_size, args.patch_size),
+            "small" => VitConfig::small(image_size, args.patch_size),
+            _ => bail!("unknown backbone `{name}`; expected {BACKBONES}"),
+        };
+        return Ok(cfg.with_in_channels(in_channels).into());
+    }
+    let cfg = match name {
         "small" => ResNetConfig::resnet18_cifar().with_width(16),
-        name => ResNetConfig::by_name(name, stem).with_context(|| {
-            format!("unknown backbone `{name}`; expected small, resnet18, resnet34 or resnet50")
-        })?,
+        name => ResNetConfig::by_name(name, stem)
+            .with_context(|| format!("unknown backbone `{name}`; expected {BACKBONES}"))?,
     };
-    Ok(ResNetConfig { stem, in_channels, ..cfg })
+    Ok(ResNetConfig { stem, in_channels, ..cfg }.into())
 }
+
+/// Backbone names for error messages.
+const BACKBONES: &str = "small, resnet18, resnet34, resnet50, vit-mini, vit-tiny or vit-small";
 
 fn evaluate(
     features: &dyn Fn(&tch::Tensor) -> tch::Tensor,
@@ -155,7 +177,7 @@ fn main() -> Result<()> {
         device_name(device)
     );
 
-    let backbone = backbone_config(&args, channels)?;
+    let backbone = backbone_config(&args, channels, size as i64)?;
     let optimizer =
         methods::optimizer(&recipe, args.batch_size, args.optimizer.as_deref(), args.lr, args.weight_decay)?;
     let train_cfg = TrainConfig {
@@ -195,7 +217,7 @@ fn main() -> Result<()> {
     // The same architecture, freshly initialised with the same seed.
     seed_everything(args.seed);
     let random_vs = nn::VarStore::new(device);
-    let random = ResNet::new(&(random_vs.root() / "backbone"), &backbone);
+    let random = Backbone::new(&(random_vs.root() / "backbone"), &backbone);
     let rnd = evaluate(&|x| random.forward_t(x, false), &data, &train_x, &test_x, device)?;
 
     let wall = started.elapsed().as_secs_f64();

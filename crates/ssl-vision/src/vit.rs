@@ -1,0 +1,241 @@
+//! Vision Transformer (Dosovitskiy et al., "An Image is Worth 16x16 Words",
+//! <https://arxiv.org/abs/2010.11929>) with timm's parameter names
+//! (`patch_embed.proj`, `cls_token`, `pos_embed`, `blocks.N.*`, `norm`), so
+//! weights move to and from timm's `VisionTransformer` through safetensors.
+//! The classifier head is left out: the backbone returns the class token.
+
+use serde::{Deserialize, Serialize};
+use ssl_core::modules::{sincos_pos_embed, Block, BlockConfig};
+use tch::nn::{self, Module, ModuleT};
+use tch::{Kind, Tensor};
+
+/// A ViT's shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VitConfig {
+    /// Input height and width.
+    pub image_size: i64,
+    /// Patch height and width.
+    pub patch_size: i64,
+    /// Input channels.
+    pub in_channels: i64,
+    /// Token width.
+    pub dim: i64,
+    /// Blocks.
+    pub depth: i64,
+    /// Attention heads.
+    pub heads: i64,
+    /// MLP width as a multiple of `dim`.
+    pub mlp_ratio: f64,
+    /// Keep the (sin-cos initialised) position embeddings frozen, as MAE
+    /// and MoCo v3 do.
+    pub fixed_pos_embed: bool,
+}
+
+impl VitConfig {
+    /// ViT-Tiny (192 wide, 12 blocks, 3 heads).
+    pub fn tiny(image_size: i64, patch_size: i64) -> Self {
+        Self {
+            image_size,
+            patch_size,
+            in_channels: 3,
+            dim: 192,
+            depth: 12,
+            heads: 3,
+            mlp_ratio: 4.0,
+            fixed_pos_embed: true,
+        }
+    }
+    /// ViT-Small (384 wide, 12 blocks, 6 heads).
+    pub fn small(image_size: i64, patch_size: i64) -> Self {
+        Self { dim: 384, heads: 6, ..Self::tiny(image_size, patch_size) }
+    }
+    /// A 96-wide, 6-block, 3-head ViT for the bundled set on a CPU.
+    pub fn mini(image_size: i64, patch_size: i64) -> Self {
+        Self { dim: 96, depth: 6, ..Self::tiny(image_size, patch_size) }
+    }
+    /// Same network for another number of input channels.
+    pub fn with_in_channels(self, in_channels: i64) -> Self {
+        Self { in_channels, ..self }
+    }
+    /// Patches per side.
+    pub fn grid(&self) -> i64 {
+        self.image_size / self.patch_size
+    }
+}
+
+/// The ViT backbone; see the module docs.
+#[derive(Debug)]
+pub struct Vit {
+    patch: nn::Conv2D,
+    cls_token: Tensor,
+    pos_embed: Tensor,
+    blocks: Vec<Block>,
+    norm: nn::LayerNorm,
+    cfg: VitConfig,
+}
+
+impl Vit {
+    /// Builds the backbone under `p`.
+    ///
+    /// # Panics
+    /// If the image size is not a multiple of the patch size.
+    pub fn new(p: &nn::Path, cfg: &VitConfig) -> Self {
+        assert!(
+            cfg.patch_size > 0 && cfg.image_size % cfg.patch_size == 0,
+            "image size {} is not a multiple of patch size {}",
+            cfg.image_size,
+            cfg.patch_size
+        );
+        let conv = nn::ConvConfig { stride: cfg.patch_size, ..Default::default() };
+        let patch = nn::conv2d(p / "patch_embed" / "proj", cfg.in_channels, cfg.dim, cfg.patch_size, conv);
+        let cls_token = p.var("cls_token", &[1, 1, cfg.dim], nn::Init::Randn { mean: 0.0, stdev: 0.02 });
+        let pos = sincos_pos_embed(cfg.dim, cfg.grid()).to_device(p.device());
+        let pos_embed = p.add("pos_embed", pos, !cfg.fixed_pos_embed);
+        let block_cfg = BlockConfig { dim: cfg.dim, heads: cfg.heads, mlp_ratio: cfg.mlp_ratio, eps: 1e-6 };
+        let blocks = (0..cfg.depth).map(|i| Block::new(&(p / "blocks" / i), &block_cfg)).collect();
+        let norm = nn::layer_norm(
+            p / "norm",
+            vec![cfg.dim],
+            nn::LayerNormConfig { eps: 1e-6, ..Default::default() },
+        );
+        Self { patch, cls_token, pos_embed, blocks, norm, cfg: cfg.clone() }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VitConfig {
+        &self.cfg
+    }
+
+    /// Patch embeddings with their position embeddings, no class token.
+    ///
+    /// # Shapes
+    /// `[B, C, H, W]` → `[B, N, D]`
+    pub fn embed_patches(&self, x: &Tensor) -> Tensor {
+        let t = x.apply(&self.patch).flatten(2, 3).transpose(1, 2);
+        t + self.pos_embed.narrow(1, 1, self.cfg.grid() * self.cfg.grid())
+    }
+
+    /// The class token (with its position embedding) prepended, the blocks
+    /// and the final norm, on already embedded (possibly masked) patches.
+    ///
+    /// # Shapes
+    /// `[B, M, D]` → `[B, M + 1, D]`
+    pub fn encode_tokens(&self, patches: &Tensor) -> Tensor {
+        let b = patches.size()[0];
+        let cls = (&self.cls_token + self.pos_embed.narrow(1, 0, 1)).expand([b, 1, self.cfg.dim], true);
+        let x = Tensor::cat(&[cls, patches.shallow_clone()], 1);
+        self.blocks.iter().fold(x, |x, blk| blk.forward(&x)).apply(&self.norm)
+    }
+
+    /// All output tokens (timm's `forward_features`).
+    ///
+    /// # Shapes
+    /// `[B, C, H, W]` → `[B, N + 1, D]`
+    pub fn forward_tokens(&self, x: &Tensor) -> Tensor {
+        self.encode_tokens(&self.embed_patches(x))
+    }
+
+    /// Token width.
+    pub fn feature_dim(&self) -> i64 {
+        self.cfg.dim
+    }
+}
+
+impl ModuleT for Vit {
+    /// The class token after the final norm (timm's pre-logits).
+    ///
+    /// # Shapes
+    /// `[B, C, H, W]` → `[B, D]`
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
+        self.forward_tokens(xs).select(1, 0)
+    }
+}
+
+/// Splits images into flattened patches, channels last within a patch
+/// (MAE's `patchify`).
+///
+/// # Shapes
+/// `[B, C, H, W]` → `[B, N, p * p * C]`
+pub fn patchify(x: &Tensor, p: i64) -> Tensor {
+    let (b, c, h, w) = x.size4().expect("patchify needs [B, C, H, W]");
+    let (gh, gw) = (h / p, w / p);
+    x.reshape([b, c, gh, p, gw, p]).permute([0, 2, 4, 3, 5, 1]).reshape([b, gh * gw, p * p * c])
+}
+
+/// Per-sample random masking (MAE): keeps `round(N * (1 - ratio))` patches
+/// chosen by sorting uniform noise. Returns the kept patches, the binary
+/// mask (1 = removed) in the original order, and the indices that restore
+/// the original order.
+///
+/// # Shapes
+/// `x: [B, N, D]` → `([B, K, D], mask [B, N], ids_restore [B, N])`
+pub fn random_masking(x: &Tensor, ratio: f64) -> (Tensor, Tensor, Tensor) {
+    let (b, n, d) = x.size3().expect("random_masking needs [B, N, D]");
+    let keep = ((n as f64) * (1.0 - ratio)).round().clamp(1.0, n as f64) as i64;
+    let noise = Tensor::rand([b, n], (Kind::Float, x.device()));
+    let ids_shuffle = noise.argsort(1, false);
+    let ids_restore = ids_shuffle.argsort(1, false);
+    let ids_keep = ids_shuffle.narrow(1, 0, keep);
+    let kept = x.gather(1, &ids_keep.unsqueeze(-1).expand([b, keep, d], true), false);
+    let mask = Tensor::ones([b, n], (Kind::Float, x.device()));
+    let _ = mask.narrow(1, 0, keep).fill_(0.0);
+    let mask = mask.gather(1, &ids_restore, false);
+    (kept, mask, ids_restore)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn shapes_and_names_follow_timm() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = VitConfig {
+            image_size: 8,
+            patch_size: 4,
+            in_channels: 1,
+            dim: 12,
+            depth: 2,
+            heads: 3,
+            mlp_ratio: 4.0,
+            fixed_pos_embed: true,
+        };
+        let vit = Vit::new(&vs.root(), &cfg);
+        let vars = vs.variables();
+        assert_eq!(vars["pos_embed"].size(), [1, 5, 12]);
+        assert!(!vars["pos_embed"].requires_grad(), "fixed position embeddings are not trained");
+        assert!(vars.contains_key("patch_embed.proj.weight") && vars.contains_key("blocks.1.mlp.fc1.bias"));
+        let x = Tensor::randn([3, 1, 8, 8], (Kind::Float, Device::Cpu));
+        assert_eq!(vit.forward_tokens(&x).size(), [3, 5, 12]);
+        assert_eq!(vit.forward_t(&x, false).size(), [3, 12]);
+    }
+
+    #[test]
+    fn patchify_orders_pixels_like_mae() {
+        let x = Tensor::arange(2 * 4 * 4, (Kind::Float, Device::Cpu)).reshape([1, 2, 4, 4]);
+        let p = patchify(&x, 2);
+        assert_eq!(p.size(), [1, 4, 8]);
+        // First patch: pixels (0,0),(0,1),(1,0),(1,1), channels interleaved.
+        let first = Vec::<f32>::try_from(p.get(0).get(0)).unwrap();
+        assert_eq!(first, vec![0.0, 16.0, 1.0, 17.0, 4.0, 20.0, 5.0, 21.0]);
+    }
+
+    #[test]
+    fn masking_keeps_a_quarter_and_restores_order() {
+        tch::manual_seed(0);
+        let x = Tensor::arange(2 * 8, (Kind::Float, Device::Cpu)).reshape([2, 8, 1]);
+        let (kept, mask, ids_restore) = random_masking(&x, 0.75);
+        assert_eq!(kept.size(), [2, 2, 1]);
+        assert_eq!(mask.sum(Kind::Float).double_value(&[]), 12.0);
+        // The kept tokens are exactly those the mask marks as kept.
+        for b in 0..2 {
+            let kept_vals: Vec<f32> = Vec::try_from(kept.get(b).flatten(0, -1)).unwrap();
+            for v in kept_vals {
+                let idx = v as i64 - b * 8;
+                assert_eq!(mask.double_value(&[b, idx]), 0.0);
+            }
+        }
+        assert_eq!(ids_restore.size(), [2, 8]);
+    }
+}
