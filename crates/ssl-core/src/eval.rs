@@ -191,6 +191,79 @@ pub fn linear_probe(
     })
 }
 
+/// The first two principal components of `features` (centred; via SVD).
+///
+/// # Shapes
+/// `[N, F]` → `[N, 2]`
+pub fn pca_2d(features: &Tensor) -> Tensor {
+    let x = features.to_kind(Kind::Float);
+    let x = &x - x.mean_dim([0i64].as_slice(), true, Kind::Float);
+    // torch.svd: v is [F, k], right singular vectors as columns.
+    let (_, _, v) = x.svd(true, true);
+    x.matmul(&v.narrow(1, 0, 2.min(v.size()[1])))
+}
+
+/// Writes a scatter plot of 2-D points coloured by label as a PNG.
+///
+/// # Shapes
+/// `points: [N, 2]`, `labels: [N]`
+pub fn scatter_png(path: &std::path::Path, points: &Tensor, labels: &Tensor) -> Result<()> {
+    use plotters::prelude::*;
+    let p = Vec::<f32>::try_from(points.to_kind(Kind::Float).flatten(0, -1))
+        .map_err(|e| Error::Shape(format!("points: {e}")))?;
+    let l = Vec::<i64>::try_from(labels.to_kind(Kind::Int64))
+        .map_err(|e| Error::Shape(format!("labels: {e}")))?;
+    if p.len() != 2 * l.len() {
+        return Err(Error::Shape(format!("{} points for {} labels", p.len() / 2, l.len())));
+    }
+    let range = |k: usize| {
+        let vals = p.iter().skip(k).step_by(2);
+        let (lo, hi) = vals.fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let pad = (hi - lo).max(1e-6) * 0.05;
+        (lo - pad)..(hi + pad)
+    };
+    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(path, (640, 640)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root).margin(12).build_cartesian_2d(range(0), range(1))?;
+        chart.draw_series(
+            p.chunks(2)
+                .zip(&l)
+                .map(|(xy, &c)| Circle::new((xy[0], xy[1]), 2, Palette99::pick(c as usize).filled())),
+        )?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+}
+
+/// Weighted kNN top-1 of a method's features between epochs (the kNN
+/// monitor of lightly and solo-learn), on preprocessed inputs.
+pub struct KnnMonitor {
+    /// Training inputs `[N, ...]` (kept on the CPU; moved in chunks).
+    pub train_x: Tensor,
+    /// Training labels `[N]`.
+    pub train_y: Tensor,
+    /// Test inputs `[M, ...]`.
+    pub test_x: Tensor,
+    /// Test labels `[M]`.
+    pub test_y: Tensor,
+    /// Number of classes.
+    pub num_classes: usize,
+    /// Where features are computed.
+    pub device: Device,
+}
+
+impl crate::trainer::EpochMonitor for KnnMonitor {
+    fn evaluate(&self, method: &dyn crate::Method) -> Result<Vec<(&'static str, f64)>> {
+        let f = |x: &Tensor| method.features(x);
+        let tr = extract_features(&f, &self.train_x, 512, self.device);
+        let te = extract_features(&f, &self.test_x, 512, self.device);
+        let acc = knn_top1(&tr, &self.train_y, &te, &self.test_y, 200, 0.1, self.num_classes)?;
+        Ok(vec![("knn_top1", acc)])
+    }
+}
+
 /// kNN and linear-probe accuracy of one encoder.
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalReport {
@@ -259,5 +332,25 @@ mod tests {
         let y = Tensor::zeros([5], (Kind::Int64, Device::Cpu));
         let err = knn_top1(&x, &y, &x, &y, 2, 0.1, 2).unwrap_err().to_string();
         assert!(err.contains("labels must be [N]"), "{err}");
+    }
+
+    #[test]
+    fn pca_finds_the_spread_direction_and_plots() {
+        tch::manual_seed(3);
+        // Points spread along (1, 1, 0) with small noise.
+        let t = Tensor::randn([200, 1], (Kind::Float, Device::Cpu)) * 5.0;
+        let dir = Tensor::from_slice(&[1.0f32, 1.0, 0.0]).reshape([1, 3]);
+        let x = t.matmul(&dir) + Tensor::randn([200, 3], (Kind::Float, Device::Cpu)) * 0.1;
+        let p = pca_2d(&x);
+        assert_eq!(p.size(), [200, 2]);
+        let var = p.var_dim([0i64].as_slice(), true, false);
+        assert!(var.double_value(&[0]) > 100.0 * var.double_value(&[1]));
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("pca.png");
+        let labels = Tensor::arange(200, (Kind::Int64, Device::Cpu)).remainder(4);
+        scatter_png(&png, &p, &labels).unwrap();
+        let bytes = std::fs::read(&png).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 1000);
+        assert!(scatter_png(&png, &p, &labels.narrow(0, 0, 10)).is_err());
     }
 }

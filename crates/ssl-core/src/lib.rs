@@ -26,4 +26,4 @@ pub mod schedule;
 pub mod trainer;
 
 pub use error::{Error, Result};
-pub use method::{Batch, BatchSource, Method};
+pub use method::{Batch, BatchSource, Method, Output};

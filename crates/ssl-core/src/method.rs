@@ -38,12 +38,39 @@ impl Batch {
 /// not synchronised every step.
 pub type Metrics = Vec<(&'static str, Tensor)>;
 
+/// What a method computes for one batch.
+pub struct Output {
+    /// The loss to minimise.
+    pub loss: Tensor,
+    /// Extra scalars to log.
+    pub metrics: Metrics,
+    /// Backbone features of the first view, `[B, F]`, when the method has
+    /// them at no extra cost: the trainer's online linear probe trains on
+    /// them (detached).
+    pub features: Option<Tensor>,
+}
+
+impl Output {
+    /// Just a loss.
+    pub fn new(loss: Tensor) -> Self {
+        Self { loss, metrics: Vec::new(), features: None }
+    }
+    /// Adds metrics.
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        Self { metrics, ..self }
+    }
+    /// Adds the first view's backbone features.
+    pub fn with_features(self, features: Tensor) -> Self {
+        Self { features: Some(features), ..self }
+    }
+}
+
 /// A self-supervised method.
 pub trait Method {
     /// The paper's name in kebab case (`simclr`, `moco-v2`, …).
     fn name(&self) -> &'static str;
-    /// The training loss for a batch, and extra metrics.
-    fn loss(&self, batch: &Batch, train: bool) -> (Tensor, Metrics);
+    /// The training loss for a batch, with extra metrics and features.
+    fn loss(&self, batch: &Batch, train: bool) -> Output;
     /// Called after each optimizer step (momentum encoders update here).
     /// `step` is 0-based; `total_steps` is the run's length.
     fn after_step(&mut self, _step: usize, _total_steps: usize) {}

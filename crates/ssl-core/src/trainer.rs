@@ -3,6 +3,10 @@
 //! gradient clipping, the optimizer with a warmup + cosine schedule, the
 //! method's after-step hook (EMA), JSONL metrics, a progress bar, and atomic
 //! checkpoints that `resume` continues from.
+//!
+//! Two monitors, as solo-learn has: an online linear probe trained on the
+//! detached features of each batch (it never changes the encoder), and an
+//! [`EpochMonitor`] (a kNN classifier, say) run every few epochs.
 
 use crate::checkpoint::{self, CheckpointState};
 use crate::method::{BatchSource, Method};
@@ -15,6 +19,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::nn::VarStore;
+use tch::{Kind, Tensor};
 
 /// How to train (the method and data are configured by the caller).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -37,6 +42,68 @@ pub struct TrainConfig {
     pub keep_checkpoints: usize,
     /// Write a metrics line every this many steps.
     pub log_every: usize,
+    /// Train an online linear probe with this many classes on the
+    /// method's features (when the batches carry labels).
+    #[serde(default)]
+    pub online_probe_classes: Option<usize>,
+    /// Run the epoch monitor every this many epochs (and after the last).
+    #[serde(default = "one")]
+    pub monitor_every: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// An evaluation run between epochs, e.g. a kNN classifier on frozen
+/// features. Its metrics go to `metrics.jsonl` and the epoch line.
+pub trait EpochMonitor {
+    /// Metrics of the method as it is now.
+    fn evaluate(&self, method: &dyn Method) -> Result<Vec<(&'static str, f64)>>;
+}
+
+/// A linear classifier trained on detached features alongside the method.
+struct OnlineProbe {
+    weight: Tensor,
+    bias: Tensor,
+    opt: Optimizer,
+    /// Correct predictions and samples this epoch, as device scalars (read
+    /// only when logging).
+    correct: Tensor,
+    seen: Tensor,
+}
+
+impl OnlineProbe {
+    fn new(dim: i64, classes: usize, device: tch::Device) -> Self {
+        let opts = (Kind::Float, device);
+        let weight = (Tensor::randn([classes as i64, dim], opts) * 0.01).set_requires_grad(true);
+        let bias = Tensor::zeros([classes as i64], opts).set_requires_grad(true);
+        let opt = Optimizer::new(
+            &OptimizerConfig::adamw(1e-3, 0.0),
+            vec![("weight".into(), weight.shallow_clone()), ("bias".into(), bias.shallow_clone())],
+        );
+        let zero = Tensor::zeros([], opts);
+        Self { weight, bias, opt, correct: zero.copy(), seen: zero }
+    }
+
+    /// Cross entropy on `features` (detached here), counting accuracy.
+    fn loss(&mut self, features: &Tensor, labels: &Tensor) -> Tensor {
+        let logits = features.detach().to_kind(Kind::Float).linear(&self.weight, Some(&self.bias));
+        tch::no_grad(|| {
+            let hits = logits.argmax(1, false).eq_tensor(labels).sum(Kind::Float);
+            self.correct += hits;
+            self.seen += labels.size()[0] as f64;
+        });
+        logits.cross_entropy_for_logits(labels)
+    }
+
+    /// Training-batch accuracy since the last call.
+    fn take_accuracy(&mut self) -> f64 {
+        let acc = (&self.correct / self.seen.clamp_min(1.0)).double_value(&[]);
+        let _ = self.correct.zero_();
+        let _ = self.seen.zero_();
+        acc
+    }
 }
 
 impl Default for TrainConfig {
@@ -51,6 +118,8 @@ impl Default for TrainConfig {
             checkpoint_every: 5,
             keep_checkpoints: 2,
             log_every: 10,
+            online_probe_classes: None,
+            monitor_every: 1,
         }
     }
 }
@@ -99,6 +168,20 @@ impl Trainer {
         data: &dyn BatchSource,
         resume: bool,
     ) -> Result<TrainSummary> {
+        self.fit_with_monitor(method, vs, data, resume, None)
+    }
+
+    /// [`Trainer::fit`] with an [`EpochMonitor`] run every
+    /// `monitor_every` epochs. The online probe is not checkpointed: a
+    /// resumed run starts a fresh one.
+    pub fn fit_with_monitor(
+        &self,
+        method: &mut dyn Method,
+        vs: &mut VarStore,
+        data: &dyn BatchSource,
+        resume: bool,
+        monitor: Option<&dyn EpochMonitor>,
+    ) -> Result<TrainSummary> {
         let per_epoch = data.batches_per_epoch();
         if per_epoch == 0 {
             return Err(Error::Config(
@@ -140,6 +223,7 @@ impl Trainer {
         let mut samples = 0usize;
         let mut final_loss = f64::NAN;
         let device = self.device;
+        let mut probe: Option<OnlineProbe> = None;
         let jobs: Vec<(usize, usize)> =
             (start_epoch..self.cfg.epochs).flat_map(|e| (0..per_epoch).map(move |i| (e, i))).collect();
 
@@ -159,10 +243,25 @@ impl Trainer {
                 let n = batch.len();
                 let lr = schedule.lr(step);
                 opt.zero_grad();
-                let (loss, extra) = crate::amp::bf16_autocast(self.cfg.bf16, || method.loss(&batch, true));
-                loss.backward();
+                let out = crate::amp::bf16_autocast(self.cfg.bf16, || method.loss(&batch, true));
+                let (loss, extra) = (out.loss, out.metrics);
+                let probe_loss = match (self.cfg.online_probe_classes, &out.features, &batch.labels) {
+                    (Some(classes), Some(f), Some(y)) => {
+                        let p = probe.get_or_insert_with(|| OnlineProbe::new(f.size()[1], classes, device));
+                        p.opt.zero_grad();
+                        Some(p.loss(f, y))
+                    }
+                    _ => None,
+                };
+                match &probe_loss {
+                    Some(pl) => (&loss + pl).backward(),
+                    None => loss.backward(),
+                }
                 let grad_norm = self.cfg.grad_clip.map(|c| opt.clip_grad_norm(c));
                 opt.step(lr);
+                if let Some(p) = probe.as_mut().filter(|_| probe_loss.is_some()) {
+                    p.opt.step(1e-3);
+                }
                 method.after_step(step, total_steps);
                 step += 1;
                 samples += n;
@@ -193,11 +292,25 @@ impl Trainer {
                 if last_of_epoch {
                     let done = epoch + 1;
                     final_loss = epoch_loss / epoch_steps.max(1) as f64;
-                    let line = format!(
+                    let mut line = format!(
                         "epoch {done}/{}  loss {final_loss:.4}  lr {lr:.3e}  {:.0} samples/s",
                         self.cfg.epochs,
                         samples as f64 / started.elapsed().as_secs_f64()
                     );
+                    let mut rec = json!({"epoch": done, "step": step, "epoch_loss": final_loss});
+                    if let Some(p) = probe.as_mut() {
+                        let acc = p.take_accuracy();
+                        rec["online_probe_top1"] = json!(acc);
+                        line += &format!("  online probe {:.1}%", 100.0 * acc);
+                    }
+                    let every = self.cfg.monitor_every.max(1);
+                    if let Some(m) = monitor.filter(|_| done % every == 0 || done == self.cfg.epochs) {
+                        for (k, v) in m.evaluate(&*method)? {
+                            rec[k] = json!(v);
+                            line += &format!("  {k} {:.1}%", 100.0 * v);
+                        }
+                    }
+                    log.write(&rec)?;
                     if bar.is_hidden() {
                         eprintln!("{line}")
                     } else {

@@ -4,7 +4,7 @@
 //! architecture is refused by name.
 
 use ssl_core::checkpoint;
-use ssl_core::method::{Batch, BatchSource, Method, Metrics};
+use ssl_core::method::{Batch, BatchSource, Method, Output};
 use ssl_core::optim::OptimizerConfig;
 use ssl_core::trainer::{TrainConfig, Trainer};
 use ssl_core::{Error, Result};
@@ -20,9 +20,9 @@ impl Method for Toy {
     fn name(&self) -> &'static str {
         "toy"
     }
-    fn loss(&self, batch: &Batch, _train: bool) -> (Tensor, Metrics) {
+    fn loss(&self, batch: &Batch, _train: bool) -> Output {
         let loss = self.lin.forward(&batch.views[0]).mse_loss(&batch.views[1], tch::Reduction::Mean);
-        (loss, vec![("extra", Tensor::from(1.0f64))])
+        Output::new(loss).with_metrics(vec![("extra", Tensor::from(1.0f64))])
     }
     fn features(&self, x: &Tensor) -> Tensor {
         self.lin.forward(x)
@@ -108,9 +108,11 @@ fn resumed_run_equals_uninterrupted_run() {
         .filter(|n| n.starts_with("epoch-"))
         .collect();
     assert_eq!(kept.len(), 2, "{kept:?}");
-    // The log has one line per step of both runs, with the method's extras.
+    // The log has one line per step of both runs, with the method's extras,
+    // and one summary per completed epoch.
     let log = std::fs::read_to_string(cut_dir.join("metrics.jsonl")).unwrap();
-    assert_eq!(log.lines().count(), 12);
+    assert_eq!(log.lines().filter(|l| l.contains("\"loss\":")).count(), 12);
+    assert_eq!(log.lines().filter(|l| l.contains("\"epoch_loss\":")).count(), 4);
     assert!(log.contains("\"extra\":1.0"));
 }
 

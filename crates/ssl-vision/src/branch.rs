@@ -30,20 +30,31 @@ impl Branch {
     /// # Shapes
     /// `[B, C, H, W]` → `[B, D]`
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.projector.forward_t(&self.backbone.forward_t(x, train), train)
+        self.forward_both(x, train).1
     }
 
-    /// The projection computed on `splits` sub-batches separately, so that
+    /// Backbone features and their projection.
+    ///
+    /// # Shapes
+    /// `[B, C, H, W]` → `([B, F], [B, D])`
+    pub fn forward_both(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let h = self.backbone.forward_t(x, train);
+        let z = self.projector.forward_t(&h, train);
+        (h, z)
+    }
+
+    /// Features and projection computed on `splits` sub-batches separately, so that
     /// BatchNorm statistics come from each sub-batch alone. On one device
     /// this stands in for MoCo's shuffle-BN, as the `SplitBatchNorm` of the
     /// MoCo authors' CIFAR demo does.
-    pub fn forward_split(&self, x: &Tensor, train: bool, splits: i64) -> Tensor {
+    pub fn forward_split(&self, x: &Tensor, train: bool, splits: i64) -> (Tensor, Tensor) {
         let b = x.size()[0];
         if splits <= 1 || b % splits != 0 {
-            return self.forward_t(x, train);
+            return self.forward_both(x, train);
         }
-        let parts: Vec<Tensor> = x.chunk(splits, 0).iter().map(|c| self.forward_t(c, train)).collect();
-        Tensor::cat(&parts, 0)
+        let (hs, zs): (Vec<Tensor>, Vec<Tensor>) =
+            x.chunk(splits, 0).iter().map(|c| self.forward_both(c, train)).unzip();
+        (Tensor::cat(&hs, 0), Tensor::cat(&zs, 0))
     }
 }
 

@@ -10,7 +10,7 @@ use crate::backbone::BackboneConfig;
 use crate::branch::{Branch, Target};
 use serde::{Deserialize, Serialize};
 use ssl_core::losses::negative_cosine;
-use ssl_core::method::{Batch, Method, Metrics};
+use ssl_core::method::{Batch, Method, Output};
 use ssl_core::modules::{MlpHead, MlpHeadConfig};
 use ssl_core::schedule::cosine_momentum;
 use tch::nn::{self, ModuleT};
@@ -63,15 +63,16 @@ impl Method for Byol {
         "byol"
     }
 
-    fn loss(&self, batch: &Batch, train: bool) -> (Tensor, Metrics) {
+    fn loss(&self, batch: &Batch, train: bool) -> Output {
         let (v0, v1) = (&batch.views[0], &batch.views[1]);
-        let p0 = self.predictor.forward_t(&self.online.forward_t(v0, train), train);
+        let (h0, z0) = self.online.forward_both(v0, train);
+        let p0 = self.predictor.forward_t(&z0, train);
         let p1 = self.predictor.forward_t(&self.online.forward_t(v1, train), train);
         let (t0, t1) = tch::no_grad(|| {
             (self.target.branch.forward_t(v0, train), self.target.branch.forward_t(v1, train))
         });
         let loss = (negative_cosine(&p0, &t1) + negative_cosine(&p1, &t0)) * 0.5;
-        (loss, Vec::new())
+        Output::new(loss).with_features(h0)
     }
 
     fn after_step(&mut self, step: usize, total_steps: usize) {
@@ -124,8 +125,8 @@ impl Method for SimSiam {
         "simsiam"
     }
 
-    fn loss(&self, batch: &Batch, train: bool) -> (Tensor, Metrics) {
-        let z0 = self.online.forward_t(&batch.views[0], train);
+    fn loss(&self, batch: &Batch, train: bool) -> Output {
+        let (h0, z0) = self.online.forward_both(&batch.views[0], train);
         let z1 = self.online.forward_t(&batch.views[1], train);
         let (p0, p1) = (self.predictor.forward_t(&z0, train), self.predictor.forward_t(&z1, train));
         let loss = (negative_cosine(&p0, &z1.detach()) + negative_cosine(&p1, &z0.detach())) * 0.5;
@@ -134,7 +135,7 @@ impl Method for SimSiam {
         let std = tch::no_grad(|| {
             ssl_core::losses::l2_normalize(&z0).std_dim([0i64].as_slice(), true, false).mean(tch::Kind::Float)
         });
-        (loss, vec![("output_std", std)])
+        Output::new(loss).with_metrics(vec![("output_std", std)]).with_features(h0)
     }
 
     fn features(&self, x: &Tensor) -> Tensor {

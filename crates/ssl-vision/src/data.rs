@@ -1,5 +1,5 @@
-//! Image data sets: MNIST IDX (gzipped or raw), CIFAR-10 binary, image
-//! folders, and the bundled MNIST-5k set (see `datasets/README.md`), which
+//! Image data sets: MNIST IDX (gzipped or raw), CIFAR-10 and CIFAR-100
+//! binary, STL-10 binary, image folders, and the bundled MNIST-5k set (see `datasets/README.md`), which
 //! is compiled into the binary so the default run needs no files.
 //!
 //! Every error names the file and what is wrong with it.
@@ -56,7 +56,7 @@ impl ImageData {
 }
 
 /// Which data set to load; parsed from `bundled`, `mnist-idx:DIR`,
-/// `cifar10:DIR` or `folder:DIR`.
+/// `cifar10:DIR`, `cifar100:DIR`, `stl10:DIR` or `folder:DIR`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DataSpec {
     /// The embedded MNIST-5k set.
@@ -65,6 +65,11 @@ pub enum DataSpec {
     MnistIdx(PathBuf),
     /// CIFAR-10 binary batches in a folder.
     Cifar10(PathBuf),
+    /// CIFAR-100 binary files (`train.bin`, `test.bin`) in a folder.
+    Cifar100(PathBuf),
+    /// STL-10 binary files (`train_X.bin`, `train_y.bin`, `test_X.bin`,
+    /// `test_y.bin`) in a folder.
+    Stl10(PathBuf),
     /// `DIR/train/<class>/*` and `DIR/test/<class>/*`.
     Folder(PathBuf),
 }
@@ -76,15 +81,19 @@ impl FromStr for DataSpec {
             return Ok(DataSpec::Bundled);
         }
         let (kind, dir) = s.split_once(':').ok_or_else(|| {
-            Error::Config(format!("data `{s}`: expected bundled, mnist-idx:DIR, cifar10:DIR or folder:DIR"))
+            Error::Config(format!(
+                "data `{s}`: expected bundled, mnist-idx:DIR, cifar10:DIR, cifar100:DIR, stl10:DIR or folder:DIR"
+            ))
         })?;
         let dir = PathBuf::from(dir);
         match kind {
             "mnist-idx" | "mnist" => Ok(DataSpec::MnistIdx(dir)),
             "cifar10" => Ok(DataSpec::Cifar10(dir)),
+            "cifar100" => Ok(DataSpec::Cifar100(dir)),
+            "stl10" => Ok(DataSpec::Stl10(dir)),
             "folder" => Ok(DataSpec::Folder(dir)),
             _ => Err(Error::Config(format!(
-                "data `{s}`: unknown kind `{kind}`; expected mnist-idx, cifar10 or folder"
+                "data `{s}`: unknown kind `{kind}`; expected mnist-idx, cifar10, cifar100, stl10 or folder"
             ))),
         }
     }
@@ -96,6 +105,8 @@ pub fn load(spec: &DataSpec) -> Result<ImageData> {
         DataSpec::Bundled => bundled_mnist5k(),
         DataSpec::MnistIdx(dir) => mnist_idx(dir),
         DataSpec::Cifar10(dir) => cifar10(dir),
+        DataSpec::Cifar100(dir) => cifar100(dir),
+        DataSpec::Stl10(dir) => stl10(dir),
         DataSpec::Folder(dir) => folder(dir),
     }
 }
@@ -297,12 +308,109 @@ pub fn cifar10(dir: &Path) -> Result<ImageData> {
     }
     let tp = dir.join("test_batch.bin");
     let test = parse_cifar(&tp, &read_file(&tp)?)?;
-    let meta = dir.join("batches.meta.txt");
-    let classes = match std::fs::read_to_string(&meta) {
-        Ok(text) => text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
-        Err(_) => (0..10).map(|i| format!("class{i}")).collect(),
-    };
+    let classes = class_names(&dir.join("batches.meta.txt"), 10);
     Ok(ImageData { name: "cifar10".into(), classes, train, test })
+}
+
+const CIFAR100_RECORD: usize = 2 + 3 * 32 * 32;
+
+fn parse_cifar100(path: &Path, b: &[u8]) -> Result<ImageSet> {
+    if b.is_empty() || !b.len().is_multiple_of(CIFAR100_RECORD) {
+        return Err(Error::format(
+            path,
+            format!(
+                "CIFAR-100 file is {} bytes, not a positive multiple of the {CIFAR100_RECORD}-byte record",
+                b.len()
+            ),
+        ));
+    }
+    let mut set = ImageSet { images: Vec::new(), labels: Vec::new() };
+    for rec in b.chunks(CIFAR100_RECORD) {
+        // rec[0] is the coarse (20-class) label, rec[1] the fine one.
+        if rec[1] > 99 {
+            return Err(Error::format(path, format!("fine label {} outside 0..=99", rec[1])));
+        }
+        set.labels.push(rec[1] as i64);
+        set.images.push(ImageU8 { c: 3, h: 32, w: 32, data: rec[2..].to_vec() });
+    }
+    Ok(set)
+}
+
+/// CIFAR-100 binary version: `train.bin` and `test.bin` (the folder
+/// `cifar-100-binary` of the archive), with the 100 fine labels. Class names
+/// come from `fine_label_names.txt` when present.
+pub fn cifar100(dir: &Path) -> Result<ImageData> {
+    check_dir(dir)?;
+    let (tp, ep) = (dir.join("train.bin"), dir.join("test.bin"));
+    let train = parse_cifar100(&tp, &read_file(&tp)?)?;
+    let test = parse_cifar100(&ep, &read_file(&ep)?)?;
+    let classes = class_names(&dir.join("fine_label_names.txt"), 100);
+    Ok(ImageData { name: "cifar100".into(), classes, train, test })
+}
+
+/// Names from a text file with one per line, or `class0`… when absent.
+fn class_names(path: &Path, n: usize) -> Vec<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
+        Err(_) => (0..n).map(|i| format!("class{i}")).collect(),
+    }
+}
+
+const STL_SIDE: usize = 96;
+
+/// One STL-10 split: images stored channel by channel, each channel in
+/// column-major order; labels 1..=10.
+fn stl10_split(dir: &Path, split: &str) -> Result<ImageSet> {
+    let xp = dir.join(format!("{split}_X.bin"));
+    let yp = dir.join(format!("{split}_y.bin"));
+    let (x, y) = (read_file(&xp)?, read_file(&yp)?);
+    let per = 3 * STL_SIDE * STL_SIDE;
+    if x.is_empty() || !x.len().is_multiple_of(per) {
+        return Err(Error::format(
+            &xp,
+            format!("STL-10 images file is {} bytes, not a positive multiple of {per}", x.len()),
+        ));
+    }
+    if y.len() != x.len() / per {
+        return Err(Error::format(
+            &yp,
+            format!("{} labels for {} images in {}", y.len(), x.len() / per, xp.display()),
+        ));
+    }
+    if let Some(bad) = y.iter().find(|&&l| !(1..=10).contains(&l)) {
+        return Err(Error::format(&yp, format!("label {bad} outside 1..=10")));
+    }
+    let images = x
+        .chunks(per)
+        .map(|img| {
+            let mut data = vec![0u8; per];
+            for c in 0..3 {
+                for col in 0..STL_SIDE {
+                    for row in 0..STL_SIDE {
+                        data[(c * STL_SIDE + row) * STL_SIDE + col] =
+                            img[(c * STL_SIDE + col) * STL_SIDE + row];
+                    }
+                }
+            }
+            ImageU8 { c: 3, h: STL_SIDE, w: STL_SIDE, data }
+        })
+        .collect();
+    Ok(ImageSet { images, labels: y.iter().map(|&l| l as i64 - 1).collect() })
+}
+
+/// STL-10 binary version (the folder `stl10_binary` of the archive): the
+/// labelled `train` and `test` splits, 96×96 RGB. Class names come from
+/// `class_names.txt` when present. (The 100k-image `unlabeled` split is not
+/// read yet.)
+pub fn stl10(dir: &Path) -> Result<ImageData> {
+    check_dir(dir)?;
+    let classes = class_names(&dir.join("class_names.txt"), 10);
+    Ok(ImageData {
+        name: "stl10".into(),
+        classes,
+        train: stl10_split(dir, "train")?,
+        test: stl10_split(dir, "test")?,
+    })
 }
 
 /// Decodes one image file (PNG or JPEG) to 1 or 3 channels.

@@ -4,7 +4,9 @@
 //!   parameter names; [`vit`]: ViT-Tiny/Small with timm names;
 //!   [`backbone`]: either, by configuration.
 //! - [`transforms`]: image operations with torchvision's semantics, and
-//!   [`augment`]: the per-view pipelines (SimCLR's, a digits preset).
+//!   [`augment`]: the per-view pipelines (SimCLR's, a digits preset);
+//!   [`gpu_augment`]: the same pipelines as batched tensor operations on
+//!   device-resident data.
 //! - [`data`]: MNIST IDX, CIFAR-10 binary and image-folder loaders, and the
 //!   bundled MNIST-5k set; [`source`]: the batch source feeding the trainer.
 //! - [`simclr`], [`moco`] (MoCo v2, v3), [`byol`] (BYOL, SimSiam),
@@ -33,6 +35,7 @@ pub mod branch;
 pub mod byol;
 pub mod data;
 pub mod error;
+pub mod gpu_augment;
 pub mod mae;
 pub mod methods;
 pub mod moco;

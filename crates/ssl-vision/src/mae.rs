@@ -11,7 +11,7 @@
 
 use crate::vit::{patchify, random_masking, Vit, VitConfig};
 use serde::{Deserialize, Serialize};
-use ssl_core::method::{Batch, Method, Metrics};
+use ssl_core::method::{Batch, Method, Output};
 use ssl_core::modules::{sincos_pos_embed, Block, BlockConfig};
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
@@ -133,9 +133,9 @@ impl Method for Mae {
     }
 
     /// Uses the first view only.
-    fn loss(&self, batch: &Batch, _train: bool) -> (Tensor, Metrics) {
+    fn loss(&self, batch: &Batch, _train: bool) -> Output {
         let (pred, mask, target) = self.reconstruct(&batch.views[0]);
-        (masked_mse(&pred.to_kind(Kind::Float), &target.to_kind(Kind::Float), &mask), Vec::new())
+        Output::new(masked_mse(&pred.to_kind(Kind::Float), &target.to_kind(Kind::Float), &mask))
     }
 
     fn features(&self, x: &Tensor) -> Tensor {

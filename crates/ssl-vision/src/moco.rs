@@ -21,7 +21,7 @@ use crate::backbone::BackboneConfig;
 use crate::branch::{Branch, Target};
 use serde::{Deserialize, Serialize};
 use ssl_core::losses::{info_nce_in_batch, info_nce_queue, l2_normalize};
-use ssl_core::method::{Batch, Method, Metrics};
+use ssl_core::method::{Batch, Method, Output};
 use ssl_core::modules::{MlpHead, MlpHeadConfig};
 use ssl_core::schedule::cosine_momentum;
 use std::cell::RefCell;
@@ -112,16 +112,17 @@ impl Method for MocoV2 {
         "moco-v2"
     }
 
-    fn loss(&self, batch: &Batch, train: bool) -> (Tensor, Metrics) {
+    fn loss(&self, batch: &Batch, train: bool) -> Output {
         let splits = self.cfg.bn_splits;
-        let q = self.online.forward_split(&batch.views[0], train, splits);
-        let k =
-            tch::no_grad(|| l2_normalize(&self.target.branch.forward_split(&batch.views[1], train, splits)));
+        let (h, q) = self.online.forward_split(&batch.views[0], train, splits);
+        let k = tch::no_grad(|| {
+            l2_normalize(&self.target.branch.forward_split(&batch.views[1], train, splits).1)
+        });
         let loss = info_nce_queue(&q, &k, &self.queue.detach(), self.cfg.temperature);
         if train {
             *self.pending.borrow_mut() = Some(k);
         }
-        (loss, Vec::new())
+        Output::new(loss).with_features(h)
     }
 
     fn after_step(&mut self, _step: usize, _total_steps: usize) {
@@ -189,15 +190,16 @@ impl Method for MocoV3 {
         "moco-v3"
     }
 
-    fn loss(&self, batch: &Batch, train: bool) -> (Tensor, Metrics) {
+    fn loss(&self, batch: &Batch, train: bool) -> Output {
         let (v0, v1) = (&batch.views[0], &batch.views[1]);
-        let q0 = self.predictor.forward_t(&self.online.forward_t(v0, train), train);
+        let (h0, z0) = self.online.forward_both(v0, train);
+        let q0 = self.predictor.forward_t(&z0, train);
         let q1 = self.predictor.forward_t(&self.online.forward_t(v1, train), train);
         let (k0, k1) = tch::no_grad(|| {
             (self.target.branch.forward_t(v0, train), self.target.branch.forward_t(v1, train))
         });
         let t = self.cfg.temperature;
-        (info_nce_in_batch(&q0, &k1, t) + info_nce_in_batch(&q1, &k0, t), Vec::new())
+        Output::new(info_nce_in_batch(&q0, &k1, t) + info_nce_in_batch(&q1, &k0, t)).with_features(h0)
     }
 
     fn after_step(&mut self, step: usize, total_steps: usize) {

@@ -9,7 +9,7 @@ use crate::backbone::BackboneConfig;
 use crate::branch::Branch;
 use serde::{Deserialize, Serialize};
 use ssl_core::losses::{barlow_twins, vicreg_terms};
-use ssl_core::method::{Batch, Method, Metrics};
+use ssl_core::method::{Batch, Method, Output};
 use ssl_core::modules::MlpHeadConfig;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
@@ -78,11 +78,11 @@ impl Method for Redundancy {
         }
     }
 
-    fn loss(&self, batch: &Batch, train: bool) -> (Tensor, Metrics) {
-        let z0 = self.online.forward_t(&batch.views[0], train);
+    fn loss(&self, batch: &Batch, train: bool) -> Output {
+        let (h0, z0) = self.online.forward_both(&batch.views[0], train);
         let z1 = self.online.forward_t(&batch.views[1], train);
-        match self.kind {
-            Kind::BarlowTwins => (barlow_twins(&z0, &z1, self.cfg.lambda), Vec::new()),
+        let out = match self.kind {
+            Kind::BarlowTwins => Output::new(barlow_twins(&z0, &z1, self.cfg.lambda)),
             Kind::VicReg => {
                 let t = vicreg_terms(&z0, &z1, 1e-4);
                 let metrics = vec![
@@ -92,9 +92,10 @@ impl Method for Redundancy {
                 ];
                 let loss =
                     t.invariance * self.cfg.lambda + t.variance * self.cfg.mu + t.covariance * self.cfg.nu;
-                (loss, metrics)
+                Output::new(loss).with_metrics(metrics)
             }
-        }
+        };
+        out.with_features(h0)
     }
 
     fn features(&self, x: &Tensor) -> Tensor {

@@ -6,7 +6,7 @@ use crate::backbone::{Backbone, BackboneConfig};
 use crate::resnet::ResNetConfig;
 use serde::{Deserialize, Serialize};
 use ssl_core::losses::nt_xent;
-use ssl_core::method::{Batch, Method, Metrics};
+use ssl_core::method::{Batch, Method, Output};
 use ssl_core::modules::{MlpHead, MlpHeadConfig};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
@@ -80,12 +80,13 @@ impl Method for SimClr {
 
     /// Both views go through the networks as one batch, so BatchNorm sees
     /// statistics of both (as SimCLR's global BN on one device).
-    fn loss(&self, batch: &Batch, train: bool) -> (Tensor, Metrics) {
+    fn loss(&self, batch: &Batch, train: bool) -> Output {
         let n = batch.views[0].size()[0];
         let x = Tensor::cat(&batch.views[..2], 0);
-        let z = self.head.forward_t(&self.backbone.forward_t(&x, train), train);
+        let h = self.backbone.forward_t(&x, train);
+        let z = self.head.forward_t(&h, train);
         let loss = nt_xent(&z.narrow(0, 0, n), &z.narrow(0, n, n), self.temperature);
-        (loss, Vec::new())
+        Output::new(loss).with_features(h.narrow(0, 0, n))
     }
 
     fn features(&self, x: &Tensor) -> Tensor {

@@ -95,3 +95,45 @@ fn folders_of_mixed_gray_and_colour_become_rgb() {
     assert_eq!((gray.data[0], gray.data[30], gray.data[60]), (77, 77, 77));
     assert!(d.train.images[1].data[0] > 200); // red plane of the JPEG
 }
+
+#[test]
+fn cifar100_uses_fine_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = |coarse: u8, fine: u8| [vec![coarse, fine], vec![fine; 3072]].concat();
+    std::fs::write(dir.path().join("train.bin"), [record(1, 42), record(2, 7)].concat()).unwrap();
+    std::fs::write(dir.path().join("test.bin"), record(3, 99)).unwrap();
+    let d = data::cifar100(dir.path()).unwrap();
+    assert_eq!(d.train.labels, vec![42, 7]);
+    assert_eq!(d.test.labels, vec![99]);
+    assert_eq!(d.train.images[1].data[0], 7);
+    assert_eq!(d.classes.len(), 100);
+    std::fs::write(dir.path().join("test.bin"), vec![0u8; 3073]).unwrap();
+    let err = data::cifar100(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("test.bin") && err.contains("3074-byte record"), "{err}");
+}
+
+#[test]
+fn stl10_images_are_transposed_from_column_major() {
+    let dir = tempfile::tempdir().unwrap();
+    // One image whose red channel holds the column index (column-major:
+    // the first 96 values are column 0).
+    let mut img = vec![0u8; 3 * 96 * 96];
+    for col in 0..96 {
+        for row in 0..96 {
+            img[col * 96 + row] = col as u8;
+        }
+    }
+    for split in ["train", "test"] {
+        std::fs::write(dir.path().join(format!("{split}_X.bin")), &img).unwrap();
+        std::fs::write(dir.path().join(format!("{split}_y.bin")), [3u8]).unwrap();
+    }
+    let d = data::stl10(dir.path()).unwrap();
+    let i = &d.train.images[0];
+    assert_eq!((i.c, i.h, i.w), (3, 96, 96));
+    // Row-major now: pixel (row 5, col 9) of the red plane is 9.
+    assert_eq!(i.data[5 * 96 + 9], 9);
+    assert_eq!(d.train.labels, vec![2]);
+    std::fs::write(dir.path().join("test_y.bin"), [11u8]).unwrap();
+    let err = data::stl10(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("test_y.bin") && err.contains("label 11"), "{err}");
+}

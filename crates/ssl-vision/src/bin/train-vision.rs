@@ -10,12 +10,14 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde_json::json;
 use ssl_core::device::{device_name, parse_device, seed_everything};
-use ssl_core::eval::{evaluate_features, extract_features, EvalReport};
+use ssl_core::eval::{evaluate_features, extract_features, pca_2d, scatter_png, EvalReport, KnnMonitor};
 use ssl_core::metrics::write_json_atomic;
 use ssl_core::trainer::{TrainConfig, Trainer};
+use ssl_core::BatchSource;
 use ssl_vision::augment::ViewAugment;
 use ssl_vision::backbone::{Backbone, BackboneConfig};
 use ssl_vision::data::{self, DataSpec, ImageData};
+use ssl_vision::gpu_augment::GpuViewSource;
 use ssl_vision::methods;
 use ssl_vision::resnet::{ResNetConfig, Stem};
 use ssl_vision::source::{eval_tensor, ViewSource};
@@ -30,12 +32,12 @@ struct Args {
     /// Method: simclr, moco-v2, moco-v3, byol, simsiam, barlow-twins, vicreg or mae.
     #[arg(long, default_value = "simclr")]
     method: String,
-    /// Data: bundled | mnist-idx:DIR | cifar10:DIR | folder:DIR.
+    /// Data: bundled | mnist-idx:DIR | cifar10:DIR | cifar100:DIR | stl10:DIR | folder:DIR.
     #[arg(long, default_value = "bundled")]
     data: String,
-    /// Pretraining epochs.
-    #[arg(long, default_value_t = 15)]
-    epochs: usize,
+    /// Pretraining epochs (default: the method's recipe; 15 for simclr).
+    #[arg(long)]
+    epochs: Option<usize>,
     /// Batch size.
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
@@ -76,6 +78,11 @@ struct Args {
     /// for SimCLR it learns faster in short runs than the paper's 0.5).
     #[arg(long)]
     temperature: Option<f64>,
+    /// Where views are made: auto (on the device when it is CUDA), cpu
+    /// (image ops + rayon), device (batched tensor ops on device-resident
+    /// data).
+    #[arg(long, default_value = "auto")]
+    augment_on: String,
     /// Augmentation preset: auto (digits for 1-channel data, simclr otherwise), digits, simclr.
     #[arg(long, default_value = "auto")]
     augment: String,
@@ -91,6 +98,9 @@ struct Args {
     /// Checkpoint every N epochs (the last one always).
     #[arg(long, default_value_t = 5)]
     checkpoint_every: usize,
+    /// Run the kNN monitor every N epochs (and after the last); 0 disables it.
+    #[arg(long, default_value_t = 5)]
+    knn_every: usize,
 }
 
 fn backbone_config(args: &Args, in_channels: i64, image_size: i64) -> Result<BackboneConfig> {
@@ -123,17 +133,21 @@ fn backbone_config(args: &Args, in_channels: i64, image_size: i64) -> Result<Bac
 /// Backbone names for error messages.
 const BACKBONES: &str = "small, resnet18, resnet34, resnet50, vit-mini, vit-tiny or vit-small";
 
+/// kNN and linear probe of an encoder, and a PCA plot of its test
+/// embeddings written to `plot`.
 fn evaluate(
     features: &dyn Fn(&tch::Tensor) -> tch::Tensor,
     data: &ImageData,
     train_x: &tch::Tensor,
     test_x: &tch::Tensor,
     device: tch::Device,
+    plot: &std::path::Path,
 ) -> Result<EvalReport> {
     let tr = extract_features(features, train_x, 512, device);
     let te = extract_features(features, test_x, 512, device);
     let ty = tch::Tensor::from_slice(&data.train.labels);
     let ey = tch::Tensor::from_slice(&data.test.labels);
+    scatter_png(plot, &pca_2d(&te), &ey)?;
     Ok(evaluate_features(&tr, &ty, &te, &ey, data.classes.len())?)
 }
 
@@ -180,16 +194,19 @@ fn main() -> Result<()> {
     let backbone = backbone_config(&args, channels, size as i64)?;
     let optimizer =
         methods::optimizer(&recipe, args.batch_size, args.optimizer.as_deref(), args.lr, args.weight_decay)?;
+    let epochs = args.epochs.unwrap_or(recipe.epochs);
     let train_cfg = TrainConfig {
-        epochs: args.epochs,
+        epochs,
         optimizer,
-        warmup_epochs: args.warmup_epochs.min(args.epochs),
+        warmup_epochs: args.warmup_epochs.min(epochs),
         final_lr: 0.0,
         grad_clip: args.grad_clip,
         bf16: !args.no_bf16,
         checkpoint_every: args.checkpoint_every,
         keep_checkpoints: 2,
         log_every: 10,
+        online_probe_classes: Some(data.classes.len()),
+        monitor_every: args.knn_every.max(1),
     };
     let out = args
         .out
@@ -205,20 +222,47 @@ fn main() -> Result<()> {
     let (mut method, model_cfg) = methods::build(&args.method, &vs, &backbone, args.temperature)?;
     config["model"] = model_cfg;
     write_json_atomic(&out.join("config.json"), &config)?;
-    let source = ViewSource::new(&data.train, aug.clone(), args.batch_size, args.seed);
+    let on_device = match args.augment_on.as_str() {
+        "auto" => device.is_cuda(),
+        "device" => true,
+        "cpu" => false,
+        o => bail!("unknown --augment-on `{o}`; expected auto, cpu or device"),
+    };
+    let source: Box<dyn BatchSource + '_> = if on_device {
+        Box::new(GpuViewSource::new(&data.train, aug.clone(), args.batch_size, args.seed, device)?)
+    } else {
+        Box::new(ViewSource::new(&data.train, aug.clone(), args.batch_size, args.seed))
+    };
+    let train_x = eval_tensor(&data.train, &aug);
+    let test_x = eval_tensor(&data.test, &aug);
+    let monitor = KnnMonitor {
+        train_x: train_x.shallow_clone(),
+        train_y: tch::Tensor::from_slice(&data.train.labels),
+        test_x: test_x.shallow_clone(),
+        test_y: tch::Tensor::from_slice(&data.test.labels),
+        num_classes: data.classes.len(),
+        device,
+    };
     let trainer = Trainer::new(train_cfg, device, &out, config);
-    let summary = trainer.fit(method.as_mut(), &mut vs, &source, args.resume)?;
+    let monitor = (args.knn_every > 0).then_some(&monitor as &dyn ssl_core::trainer::EpochMonitor);
+    let summary =
+        trainer.fit_with_monitor(method.as_mut(), &mut vs, source.as_ref(), args.resume, monitor)?;
     vs.save(out.join("model.safetensors")).context("saving model.safetensors")?;
 
     eprintln!("evaluating (kNN k=200 T=0.1, linear probe) ...");
-    let train_x = eval_tensor(&data.train, &aug);
-    let test_x = eval_tensor(&data.test, &aug);
-    let ssl = evaluate(&|x| method.features(x), &data, &train_x, &test_x, device)?;
+    let ssl = evaluate(&|x| method.features(x), &data, &train_x, &test_x, device, &out.join("pca_ssl.png"))?;
     // The same architecture, freshly initialised with the same seed.
     seed_everything(args.seed);
     let random_vs = nn::VarStore::new(device);
     let random = Backbone::new(&(random_vs.root() / "backbone"), &backbone);
-    let rnd = evaluate(&|x| random.forward_t(x, false), &data, &train_x, &test_x, device)?;
+    let rnd = evaluate(
+        &|x| random.forward_t(x, false),
+        &data,
+        &train_x,
+        &test_x,
+        device,
+        &out.join("pca_random_init.png"),
+    )?;
 
     let wall = started.elapsed().as_secs_f64();
     let report = json!({
