@@ -144,21 +144,26 @@ pub fn apply_batch(aug: &ViewAugment, images: &Tensor, params: &[ViewParams]) ->
     // (align_corners=False, clamped inside the crop), sampled with
     // grid_sample (align_corners=True maps -1..1 to pixel centres 0..W-1).
     let out = aug.size as i64;
-    let mut grid = Vec::with_capacity((b * out * out * 2) as usize);
-    for p in params {
-        let (top, left, ch, cw) = p.crop;
-        let (sy, sx) = (ch as f32 / out as f32, cw as f32 / out as f32);
-        for i in 0..out {
-            let y = ((i as f32 + 0.5) * sy - 0.5).max(0.0).min(ch as f32 - 1.0) + top as f32;
-            for j in 0..out {
-                let xx = ((j as f32 + 0.5) * sx - 0.5).max(0.0).min(cw as f32 - 1.0) + left as f32;
-                let norm = |v: f32, n: i64| if n > 1 { 2.0 * v / (n - 1) as f32 - 1.0 } else { 0.0 };
-                grid.push(norm(xx, w));
-                grid.push(norm(y, h));
-            }
+    let column = |f: &dyn Fn(&ViewParams) -> f32| {
+        vec_f32(&params.iter().map(f).collect::<Vec<_>>(), dev).reshape([b, 1])
+    };
+    let (top, left) = (column(&|p| p.crop.0 as f32), column(&|p| p.crop.1 as f32));
+    let (ch, cw) = (column(&|p| p.crop.2 as f32), column(&|p| p.crop.3 as f32));
+    let centres = Tensor::arange(out, (Kind::Float, dev)).reshape([1, out]) + 0.5;
+    // Source coordinate inside the crop, clamped to it, then into the image
+    // and normalised: [B, out] per axis.
+    let axis = |size: &Tensor, offset: &Tensor, n: i64| {
+        let src = (&centres * (size / out as f64) - 0.5).clamp_min(0.0);
+        let src = src.minimum(&(size - 1.0)) + offset;
+        if n > 1 {
+            src * (2.0 / (n - 1) as f64) - 1.0
+        } else {
+            src.zeros_like()
         }
-    }
-    let grid = vec_f32(&grid, dev).reshape([b, out, out, 2]);
+    };
+    let gy = axis(&ch, &top, h).reshape([b, out, 1]).expand([b, out, out], false);
+    let gx = axis(&cw, &left, w).reshape([b, 1, out]).expand([b, out, out], false);
+    let grid = Tensor::stack(&[gx, gy], 3);
     let mut x = Tensor::grid_sampler(&x, &grid, 0, 1, true);
     let flips: Vec<bool> = params.iter().map(|p| p.flip).collect();
     if flips.iter().any(|&f| f) {
