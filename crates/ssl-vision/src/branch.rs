@@ -101,3 +101,53 @@ impl Target {
         self.ema.update(tau);
     }
 }
+
+/// An online branch with a predictor, and a momentum target of the
+/// branch: the networks BYOL and MoCo v3 share. Variables: `online.*`,
+/// `predictor.*`, `target.*` (not trained).
+pub struct Bootstrap {
+    /// The trained branch.
+    pub online: Branch,
+    /// The predictor on the online projections.
+    pub predictor: MlpHead,
+    /// The momentum copy of `online`.
+    pub target: Target,
+}
+
+/// What [`Bootstrap::forward`] computes for two views.
+pub struct BootstrapViews {
+    /// Backbone features of the first view.
+    pub features0: Tensor,
+    /// Predictions of each view (online branch, then predictor).
+    pub predictions: [Tensor; 2],
+    /// Target projections of each view (no gradient).
+    pub targets: [Tensor; 2],
+}
+
+impl Bootstrap {
+    /// Builds the three networks in `vs`; the target starts as a copy of the
+    /// online branch.
+    pub fn new(
+        vs: &nn::VarStore,
+        backbone: &BackboneConfig,
+        head: impl Fn(i64) -> MlpHeadConfig + Copy,
+        predictor: &MlpHeadConfig,
+    ) -> ssl_core::Result<Self> {
+        let online = Branch::new(&(vs.root() / "online"), backbone, head);
+        let predictor = MlpHead::new(&(vs.root() / "predictor"), predictor);
+        let target = Target::new(vs, "online", backbone, head)?;
+        Ok(Self { online, predictor, target })
+    }
+
+    /// Both views through the online branch and predictor, and through the
+    /// target without gradient.
+    pub fn forward(&self, v0: &Tensor, v1: &Tensor, train: bool) -> BootstrapViews {
+        let (h0, z0) = self.online.forward_both(v0, train);
+        let p0 = self.predictor.forward_t(&z0, train);
+        let p1 = self.predictor.forward_t(&self.online.forward_t(v1, train), train);
+        let targets = tch::no_grad(|| {
+            [self.target.branch.forward_t(v0, train), self.target.branch.forward_t(v1, train)]
+        });
+        BootstrapViews { features0: h0, predictions: [p0, p1], targets }
+    }
+}

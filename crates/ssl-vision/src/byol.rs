@@ -7,7 +7,7 @@
 //! examples.
 
 use crate::backbone::BackboneConfig;
-use crate::branch::{Branch, Target};
+use crate::branch::{Bootstrap, Branch};
 use serde::{Deserialize, Serialize};
 use ssl_core::losses::negative_cosine;
 use ssl_core::method::{Batch, Method, Output};
@@ -39,9 +39,7 @@ impl ByolConfig {
 /// BYOL; see the module docs. Variables: `online.*`, `predictor.*`,
 /// `target.*` (not trained).
 pub struct Byol {
-    online: Branch,
-    predictor: MlpHead,
-    target: Target,
+    nets: Bootstrap,
     base_momentum: f64,
 }
 
@@ -50,11 +48,9 @@ impl Byol {
     /// online branch.
     pub fn new(vs: &nn::VarStore, cfg: &ByolConfig) -> ssl_core::Result<Self> {
         let head = |f| MlpHeadConfig::simclr(f, cfg.hidden, cfg.out);
-        let online = Branch::new(&(vs.root() / "online"), &cfg.backbone, head);
-        let predictor =
-            MlpHead::new(&(vs.root() / "predictor"), &MlpHeadConfig::simclr(cfg.out, cfg.hidden, cfg.out));
-        let target = Target::new(vs, "online", &cfg.backbone, head)?;
-        Ok(Self { online, predictor, target, base_momentum: cfg.base_momentum })
+        let nets =
+            Bootstrap::new(vs, &cfg.backbone, head, &MlpHeadConfig::simclr(cfg.out, cfg.hidden, cfg.out))?;
+        Ok(Self { nets, base_momentum: cfg.base_momentum })
     }
 }
 
@@ -64,23 +60,18 @@ impl Method for Byol {
     }
 
     fn loss(&self, batch: &Batch, train: bool) -> Output {
-        let (v0, v1) = (&batch.views[0], &batch.views[1]);
-        let (h0, z0) = self.online.forward_both(v0, train);
-        let p0 = self.predictor.forward_t(&z0, train);
-        let p1 = self.predictor.forward_t(&self.online.forward_t(v1, train), train);
-        let (t0, t1) = tch::no_grad(|| {
-            (self.target.branch.forward_t(v0, train), self.target.branch.forward_t(v1, train))
-        });
-        let loss = (negative_cosine(&p0, &t1) + negative_cosine(&p1, &t0)) * 0.5;
-        Output::new(loss).with_features(h0)
+        let v = self.nets.forward(&batch.views[0], &batch.views[1], train);
+        let ([p0, p1], [t0, t1]) = (&v.predictions, &v.targets);
+        let loss = (negative_cosine(p0, t1) + negative_cosine(p1, t0)) * 0.5;
+        Output::new(loss).with_features(v.features0)
     }
 
     fn after_step(&mut self, step: usize, total_steps: usize) {
-        self.target.update(cosine_momentum(self.base_momentum, step, total_steps));
+        self.nets.target.update(cosine_momentum(self.base_momentum, step, total_steps));
     }
 
     fn features(&self, x: &Tensor) -> Tensor {
-        self.online.backbone.forward_t(x, false)
+        self.nets.online.backbone.forward_t(x, false)
     }
 }
 

@@ -271,25 +271,25 @@ pub fn bundled_mnist5k() -> Result<ImageData> {
     })
 }
 
-const CIFAR_RECORD: usize = 1 + 3 * 32 * 32;
-
-fn parse_cifar(path: &Path, b: &[u8]) -> Result<ImageSet> {
-    if b.is_empty() || !b.len().is_multiple_of(CIFAR_RECORD) {
+/// Parses CIFAR binary records: `label_bytes` label bytes (the last one is
+/// the label used: CIFAR-100 puts the coarse label first, then the fine
+/// one), then a 3×32×32 image, channel by channel.
+fn parse_cifar(path: &Path, b: &[u8], label_bytes: usize, classes: u8) -> Result<ImageSet> {
+    let record = label_bytes + 3 * 32 * 32;
+    if b.is_empty() || !b.len().is_multiple_of(record) {
         return Err(Error::format(
             path,
-            format!(
-                "CIFAR-10 batch is {} bytes, not a positive multiple of the {CIFAR_RECORD}-byte record",
-                b.len()
-            ),
+            format!("CIFAR file is {} bytes, not a positive multiple of the {record}-byte record", b.len()),
         ));
     }
     let mut set = ImageSet { images: Vec::new(), labels: Vec::new() };
-    for rec in b.chunks(CIFAR_RECORD) {
-        if rec[0] > 9 {
-            return Err(Error::format(path, format!("label {} outside 0..=9", rec[0])));
+    for rec in b.chunks(record) {
+        let label = rec[label_bytes - 1];
+        if label >= classes {
+            return Err(Error::format(path, format!("label {label} outside 0..={}", classes - 1)));
         }
-        set.labels.push(rec[0] as i64);
-        set.images.push(ImageU8 { c: 3, h: 32, w: 32, data: rec[1..].to_vec() });
+        set.labels.push(label as i64);
+        set.images.push(ImageU8 { c: 3, h: 32, w: 32, data: rec[label_bytes..].to_vec() });
     }
     Ok(set)
 }
@@ -302,38 +302,14 @@ pub fn cifar10(dir: &Path) -> Result<ImageData> {
     let mut train = ImageSet { images: Vec::new(), labels: Vec::new() };
     for i in 1..=5 {
         let p = dir.join(format!("data_batch_{i}.bin"));
-        let part = parse_cifar(&p, &read_file(&p)?)?;
+        let part = parse_cifar(&p, &read_file(&p)?, 1, 10)?;
         train.images.extend(part.images);
         train.labels.extend(part.labels);
     }
     let tp = dir.join("test_batch.bin");
-    let test = parse_cifar(&tp, &read_file(&tp)?)?;
+    let test = parse_cifar(&tp, &read_file(&tp)?, 1, 10)?;
     let classes = class_names(&dir.join("batches.meta.txt"), 10);
     Ok(ImageData { name: "cifar10".into(), classes, train, test })
-}
-
-const CIFAR100_RECORD: usize = 2 + 3 * 32 * 32;
-
-fn parse_cifar100(path: &Path, b: &[u8]) -> Result<ImageSet> {
-    if b.is_empty() || !b.len().is_multiple_of(CIFAR100_RECORD) {
-        return Err(Error::format(
-            path,
-            format!(
-                "CIFAR-100 file is {} bytes, not a positive multiple of the {CIFAR100_RECORD}-byte record",
-                b.len()
-            ),
-        ));
-    }
-    let mut set = ImageSet { images: Vec::new(), labels: Vec::new() };
-    for rec in b.chunks(CIFAR100_RECORD) {
-        // rec[0] is the coarse (20-class) label, rec[1] the fine one.
-        if rec[1] > 99 {
-            return Err(Error::format(path, format!("fine label {} outside 0..=99", rec[1])));
-        }
-        set.labels.push(rec[1] as i64);
-        set.images.push(ImageU8 { c: 3, h: 32, w: 32, data: rec[2..].to_vec() });
-    }
-    Ok(set)
 }
 
 /// CIFAR-100 binary version: `train.bin` and `test.bin` (the folder
@@ -342,8 +318,8 @@ fn parse_cifar100(path: &Path, b: &[u8]) -> Result<ImageSet> {
 pub fn cifar100(dir: &Path) -> Result<ImageData> {
     check_dir(dir)?;
     let (tp, ep) = (dir.join("train.bin"), dir.join("test.bin"));
-    let train = parse_cifar100(&tp, &read_file(&tp)?)?;
-    let test = parse_cifar100(&ep, &read_file(&ep)?)?;
+    let train = parse_cifar(&tp, &read_file(&tp)?, 2, 100)?;
+    let test = parse_cifar(&ep, &read_file(&ep)?, 2, 100)?;
     let classes = class_names(&dir.join("fine_label_names.txt"), 100);
     Ok(ImageData { name: "cifar100".into(), classes, train, test })
 }

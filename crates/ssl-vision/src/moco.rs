@@ -18,11 +18,11 @@
 //! momentum schedule, and a symmetric in-batch InfoNCE loss.
 
 use crate::backbone::BackboneConfig;
-use crate::branch::{Branch, Target};
+use crate::branch::{Bootstrap, Branch, Target};
 use serde::{Deserialize, Serialize};
 use ssl_core::losses::{info_nce_in_batch, info_nce_queue, l2_normalize};
 use ssl_core::method::{Batch, Method, Output};
-use ssl_core::modules::{MlpHead, MlpHeadConfig};
+use ssl_core::modules::MlpHeadConfig;
 use ssl_core::schedule::cosine_momentum;
 use std::cell::RefCell;
 use tch::nn::{self, ModuleT};
@@ -162,9 +162,7 @@ impl MocoV3Config {
 /// MoCo v3; see the module docs. Variables: `online.*`, `predictor.*`,
 /// `target.*` (not trained).
 pub struct MocoV3 {
-    online: Branch,
-    predictor: MlpHead,
-    target: Target,
+    nets: Bootstrap,
     cfg: MocoV3Config,
 }
 
@@ -173,15 +171,12 @@ impl MocoV3 {
     /// predictor, both ending in an affine-free BatchNorm.
     pub fn new(vs: &nn::VarStore, cfg: &MocoV3Config) -> ssl_core::Result<Self> {
         let head = |f| MlpHeadConfig::simsiam_projection(f, cfg.hidden, cfg.out);
-        let online = Branch::new(&(vs.root() / "online"), &cfg.backbone, head);
         let pred = MlpHeadConfig {
             dims: vec![cfg.out, cfg.hidden, cfg.out],
             batch_norm: true,
             last_batch_norm: true,
         };
-        let predictor = MlpHead::new(&(vs.root() / "predictor"), &pred);
-        let target = Target::new(vs, "online", &cfg.backbone, head)?;
-        Ok(Self { online, predictor, target, cfg: cfg.clone() })
+        Ok(Self { nets: Bootstrap::new(vs, &cfg.backbone, head, &pred)?, cfg: cfg.clone() })
     }
 }
 
@@ -191,22 +186,17 @@ impl Method for MocoV3 {
     }
 
     fn loss(&self, batch: &Batch, train: bool) -> Output {
-        let (v0, v1) = (&batch.views[0], &batch.views[1]);
-        let (h0, z0) = self.online.forward_both(v0, train);
-        let q0 = self.predictor.forward_t(&z0, train);
-        let q1 = self.predictor.forward_t(&self.online.forward_t(v1, train), train);
-        let (k0, k1) = tch::no_grad(|| {
-            (self.target.branch.forward_t(v0, train), self.target.branch.forward_t(v1, train))
-        });
+        let v = self.nets.forward(&batch.views[0], &batch.views[1], train);
+        let ([q0, q1], [k0, k1]) = (&v.predictions, &v.targets);
         let t = self.cfg.temperature;
-        Output::new(info_nce_in_batch(&q0, &k1, t) + info_nce_in_batch(&q1, &k0, t)).with_features(h0)
+        Output::new(info_nce_in_batch(q0, k1, t) + info_nce_in_batch(q1, k0, t)).with_features(v.features0)
     }
 
     fn after_step(&mut self, step: usize, total_steps: usize) {
-        self.target.update(cosine_momentum(self.cfg.base_momentum, step, total_steps));
+        self.nets.target.update(cosine_momentum(self.cfg.base_momentum, step, total_steps));
     }
 
     fn features(&self, x: &Tensor) -> Tensor {
-        self.online.backbone.forward_t(x, false)
+        self.nets.online.backbone.forward_t(x, false)
     }
 }
