@@ -89,6 +89,11 @@ pub trait BatchSource: Sync {
     fn batches_per_epoch(&self) -> usize;
     /// Samples per batch (for throughput).
     fn batch_size(&self) -> usize;
-    /// Builds batch `index` of `epoch`, on the CPU.
+    /// Builds batch `index` of `epoch` (on the CPU, or already on the
+    /// training device).
     fn batch(&self, epoch: usize, index: usize) -> Result<Batch>;
+    /// What one sample is, for throughput displays (`images/s`).
+    fn sample_unit(&self) -> &'static str {
+        "samples"
+    }
 }

@@ -217,7 +217,8 @@ impl Trainer {
             }
         }
         let mut log = JsonlLog::open(&self.run_dir.join("metrics.jsonl"))?;
-        let bar = progress_bar(total_steps as u64, "samples/s");
+        let unit = data.sample_unit();
+        let bar = progress_bar(total_steps as u64, &format!("{unit}/s"));
         bar.set_position(step as u64);
         let started = Instant::now();
         let mut samples = 0usize;
@@ -293,7 +294,7 @@ impl Trainer {
                     let done = epoch + 1;
                     final_loss = epoch_loss / epoch_steps.max(1) as f64;
                     let mut line = format!(
-                        "epoch {done}/{}  loss {final_loss:.4}  lr {lr:.3e}  {:.0} samples/s",
+                        "epoch {done}/{}  loss {final_loss:.4}  lr {lr:.3e}  {:.0} {unit}/s",
                         self.cfg.epochs,
                         samples as f64 / started.elapsed().as_secs_f64()
                     );

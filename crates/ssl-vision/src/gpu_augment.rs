@@ -294,6 +294,10 @@ impl BatchSource for GpuViewSource {
         self.batch_size
     }
 
+    fn sample_unit(&self) -> &'static str {
+        "images"
+    }
+
     fn batch(&self, epoch: usize, index: usize) -> ssl_core::Result<Batch> {
         let order = self.order(epoch);
         let ids = &order[index * self.batch_size..(index + 1) * self.batch_size];

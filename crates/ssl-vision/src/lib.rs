@@ -35,6 +35,7 @@ pub mod branch;
 pub mod byol;
 pub mod data;
 pub mod error;
+pub mod finetune;
 pub mod gpu_augment;
 pub mod mae;
 pub mod methods;
