@@ -40,11 +40,13 @@ pub fn save(
         std::fs::remove_dir_all(&tmp_dir).map_err(|e| Error::io(&tmp_dir, e))?;
     }
     std::fs::create_dir_all(&tmp_dir).map_err(|e| Error::io(&tmp_dir, e))?;
-    let model = tmp_dir.join("model.safetensors");
-    vs.save(&model).map_err(|e| Error::TorchFile { path: model.clone(), source: e })?;
+    save_weights(vs, &tmp_dir.join("model.safetensors"))?;
     let optim = tmp_dir.join("optimizer.safetensors");
-    let tensors: Vec<(String, Tensor)> =
-        opt.state_tensors().into_iter().map(|(n, t)| (n, t.to_device(tch::Device::Cpu))).collect();
+    let tensors: Vec<(String, Tensor)> = opt
+        .state_tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.to_device(tch::Device::Cpu).contiguous()))
+        .collect();
     Tensor::write_safetensors(&tensors, &optim)
         .map_err(|e| Error::TorchFile { path: optim.clone(), source: e })?;
     let value = serde_json::to_value(state)
@@ -106,6 +108,18 @@ pub fn load(path: &Path, vs: &mut VarStore, opt: &mut Optimizer) -> Result<Check
     Ok(state)
 }
 
+/// Writes every variable of `vs` to a safetensors file, atomically (a
+/// temporary file, then a rename). Tensors are made contiguous on the way
+/// (channels-last weights are not), so the file holds PyTorch's layout.
+pub fn save_weights(vs: &VarStore, path: &Path) -> Result<()> {
+    let mut named: Vec<(String, Tensor)> =
+        vs.variables().into_iter().map(|(n, t)| (n, t.to_device(tch::Device::Cpu).contiguous())).collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let tmp = crate::metrics::tmp_path(path);
+    Tensor::write_safetensors(&named, &tmp).map_err(|e| Error::TorchFile { path: tmp.clone(), source: e })?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
 /// Loads safetensors weights into `vs`, checking names and shapes first.
 pub fn load_weights(file: &Path, vs: &mut VarStore) -> Result<()> {
     let tensors =
@@ -129,4 +143,33 @@ pub fn load_weights(file: &Path, vs: &mut VarStore) -> Result<()> {
         }
     }
     vs.load(file).map_err(|e| Error::TorchFile { path: file.into(), source: e })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{nn, Device, Kind};
+
+    #[test]
+    fn weights_with_any_strides_are_saved_and_loaded_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let w = vs.root().var("w", &[3, 4], nn::Init::Randn { mean: 0.0, stdev: 1.0 });
+        // Column-major strides, like a channels-last convolution weight.
+        let mut handle = w.shallow_clone();
+        tch::no_grad(|| handle.set_data(&w.tr().contiguous().tr()));
+        assert!(!w.is_contiguous());
+        let path = dir.path().join("m.safetensors");
+        save_weights(&vs, &path).unwrap();
+        let mut other = nn::VarStore::new(Device::Cpu);
+        let w2 = other.root().var("w", &[3, 4], nn::Init::Const(0.0));
+        load_weights(&path, &mut other).unwrap();
+        assert!(w2.equal(&w));
+        assert_eq!(w2.kind(), Kind::Float);
+        assert!(!tmp_path_exists(&path));
+    }
+
+    fn tmp_path_exists(path: &Path) -> bool {
+        crate::metrics::tmp_path(path).exists()
+    }
 }

@@ -164,6 +164,18 @@ impl Block {
     }
 }
 
+/// The same tensor with channels-last strides (`NHWC` in memory, `NCHW`
+/// logically), PyTorch's `memory_format=torch.channels_last`, which lets
+/// cuDNN pick its NHWC convolution kernels. tch has no memory-format API;
+/// a permute, a copy and the inverse permute give exactly these strides.
+/// Tensors that are not 4-D are returned as they are.
+pub fn to_channels_last(t: &Tensor) -> Tensor {
+    if t.dim() != 4 {
+        return t.shallow_clone();
+    }
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
 /// A ResNet backbone; see the module docs.
 #[derive(Debug)]
 pub struct ResNet {
@@ -207,12 +219,21 @@ impl ResNet {
     pub fn feature_dim(&self) -> i64 {
         self.feature_dim
     }
+
+    /// Whether the weights have channels-last strides (see
+    /// [`crate::backbone::channels_last_`]); judged on the first block's
+    /// first convolution, whose input channels are more than one.
+    pub fn is_channels_last(&self) -> bool {
+        let w = &self.stages[0][0].convs[0].0.ws;
+        w.size()[1] > 1 && w.stride()[1] == 1
+    }
 }
 
 impl ModuleT for ResNet {
     /// # Shapes
     /// `[N, C, H, W]` → `[N, feature_dim]`
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let xs = if self.is_channels_last() { to_channels_last(xs) } else { xs.shallow_clone() };
         let mut x = xs.apply(&self.conv1).apply_t(&self.bn1, train).relu();
         if self.stem == Stem::ImageNet {
             x = x.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
