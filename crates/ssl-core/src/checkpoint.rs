@@ -24,7 +24,10 @@ pub struct CheckpointState {
 }
 
 /// Writes a checkpoint of `epoch` into `dir/epoch-NNNN` and points
-/// `dir/latest` at it. Older checkpoints beyond `keep` are removed.
+/// `dir/latest` at it. Every file is synced before the folder is renamed
+/// into place; a folder of the same name is moved aside first and removed
+/// only afterwards. Other checkpoints beyond `keep` are removed, never the
+/// one just written.
 pub fn save(
     dir: &Path,
     vs: &VarStore,
@@ -49,27 +52,38 @@ pub fn save(
         .collect();
     Tensor::write_safetensors(&tensors, &optim)
         .map_err(|e| Error::TorchFile { path: optim.clone(), source: e })?;
+    sync_file(&optim)?;
     let value = serde_json::to_value(state)
         .map_err(|e| Error::Json { path: tmp_dir.join("state.json"), source: e })?;
     write_json_atomic(&tmp_dir.join("state.json"), &value)?;
+    let old = dir.join(format!(".{name}.old"));
     if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
+        std::fs::rename(&final_dir, &old).map_err(|e| Error::io(&final_dir, e))?;
     }
     std::fs::rename(&tmp_dir, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    sync_file(dir)?;
     write_atomic(&dir.join("latest"), name.as_bytes())?;
-    prune(dir, keep)?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    }
+    prune(dir, keep, &name)?;
     Ok(final_dir)
 }
 
-fn prune(dir: &Path, keep: usize) -> Result<()> {
+/// Flushes a file (or, on Unix, a folder's entries) to disk.
+fn sync_file(path: &Path) -> Result<()> {
+    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| Error::io(path, e))
+}
+
+fn prune(dir: &Path, keep: usize, current: &str) -> Result<()> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("epoch-"))
+        .filter(|n| n.starts_with("epoch-") && n != current)
         .collect();
     names.sort();
-    let excess = names.len().saturating_sub(keep.max(1));
+    let excess = names.len().saturating_sub(keep.max(1) - 1);
     for n in &names[..excess] {
         let p = dir.join(n);
         std::fs::remove_dir_all(&p).map_err(|e| Error::io(&p, e))?;
@@ -117,6 +131,7 @@ pub fn save_weights(vs: &VarStore, path: &Path) -> Result<()> {
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let tmp = crate::metrics::tmp_path(path);
     Tensor::write_safetensors(&named, &tmp).map_err(|e| Error::TorchFile { path: tmp.clone(), source: e })?;
+    sync_file(&tmp)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 

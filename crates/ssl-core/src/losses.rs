@@ -13,6 +13,16 @@
 
 use tch::{Kind, Tensor};
 
+/// `x` in f32 when it is f16 or bf16 (as under autocast), else as it is:
+/// every loss computes its softmax and reductions in at least f32, as
+/// PyTorch's autocast does for `log_softmax` and sums.
+fn full_precision(x: &Tensor) -> Tensor {
+    match x.kind() {
+        Kind::Half | Kind::BFloat16 => x.to_kind(Kind::Float),
+        _ => x.shallow_clone(),
+    }
+}
+
 /// Rows divided by their L2 norm (clamped at 1e-12, as `F.normalize`).
 ///
 /// # Shapes
@@ -26,6 +36,7 @@ pub fn l2_normalize(x: &Tensor) -> Tensor {
 /// computed in the logits' own precision (tch's `cross_entropy_for_logits`
 /// always goes through f32).
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Tensor {
+    let logits = full_precision(logits);
     logits.log_softmax(-1, logits.kind()).nll_loss(targets)
 }
 
@@ -36,6 +47,7 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Tensor {
 /// # Shapes
 /// `z0, z1: [N, D]` → scalar
 pub fn nt_xent(z0: &Tensor, z1: &Tensor, temperature: f64) -> Tensor {
+    let (z0, z1) = (&full_precision(z0), &full_precision(z1));
     let n = z0.size()[0];
     let device = z0.device();
     let z = l2_normalize(&Tensor::cat(&[z0, z1], 0));
@@ -59,8 +71,9 @@ pub fn nt_xent(z0: &Tensor, z1: &Tensor, temperature: f64) -> Tensor {
 /// # Shapes
 /// `q, k: [N, D]`, `queue: [K, D]` → scalar
 pub fn info_nce_queue(q: &Tensor, k: &Tensor, queue: &Tensor, temperature: f64) -> Tensor {
-    let q = l2_normalize(q);
-    let k = l2_normalize(k);
+    let queue = &full_precision(queue);
+    let q = l2_normalize(&full_precision(q));
+    let k = l2_normalize(&full_precision(k));
     let pos = (&q * &k).sum_dim_intlist([1i64].as_slice(), true, q.kind());
     let neg = q.matmul(&queue.tr());
     let logits = Tensor::cat(&[pos, neg], 1) / temperature;
@@ -76,6 +89,7 @@ pub fn info_nce_queue(q: &Tensor, k: &Tensor, queue: &Tensor, temperature: f64) 
 /// # Shapes
 /// `q, k: [N, D]` → scalar
 pub fn info_nce_in_batch(q: &Tensor, k: &Tensor, temperature: f64) -> Tensor {
+    let (q, k) = (&full_precision(q), &full_precision(k));
     let logits = l2_normalize(q).matmul(&l2_normalize(k).tr()) / temperature;
     let targets = Tensor::arange(q.size()[0], (Kind::Int64, q.device()));
     cross_entropy(&logits, &targets) * (2.0 * temperature)
@@ -87,6 +101,7 @@ pub fn info_nce_in_batch(q: &Tensor, k: &Tensor, temperature: f64) -> Tensor {
 /// # Shapes
 /// `p, z: [N, D]` → scalar
 pub fn negative_cosine(p: &Tensor, z: &Tensor) -> Tensor {
+    let (p, z) = (&full_precision(p), &full_precision(z));
     -Tensor::cosine_similarity(p, z, 1, 1e-8).mean(p.kind())
 }
 
@@ -113,6 +128,7 @@ fn off_diagonal_sq_sum(c: &Tensor) -> Tensor {
 /// # Shapes
 /// `z0, z1: [N, D]` → scalar
 pub fn barlow_twins(z0: &Tensor, z1: &Tensor, lambda: f64) -> Tensor {
+    let (z0, z1) = (&full_precision(z0), &full_precision(z1));
     let n = z0.size()[0] as f64;
     let c = standardize(z0).tr().matmul(&standardize(z1)) / n;
     let on_diag = (c.diagonal(0, 0, 1) - 1.0).square().sum(c.kind());
@@ -148,6 +164,7 @@ fn covariance_term(x: &Tensor) -> Tensor {
 /// # Shapes
 /// `z0, z1: [N, D]` → three scalars
 pub fn vicreg_terms(z0: &Tensor, z1: &Tensor, eps: f64) -> VicRegTerms {
+    let (z0, z1) = (&full_precision(z0), &full_precision(z1));
     VicRegTerms {
         invariance: z0.mse_loss(z1, tch::Reduction::Mean),
         variance: (variance_term(z0, eps) + variance_term(z1, eps)) * 0.5,
@@ -194,6 +211,32 @@ mod tests {
         let dup = Tensor::cat(&[z.narrow(1, 0, 4), z.narrow(1, 0, 4)], 1);
         let redundant = barlow_twins(&dup, &dup, 1.0).double_value(&[]);
         assert!(redundant > 7.0, "{redundant}"); // 8 off-diagonal ones
+    }
+
+    #[test]
+    fn half_precision_inputs_get_f32_losses() {
+        tch::manual_seed(2);
+        let a = Tensor::randn([16, 8], (Kind::Float, tch::Device::Cpu));
+        let b = &a + Tensor::randn([16, 8], (Kind::Float, tch::Device::Cpu)) * 0.5;
+        let (ah, bh) = (a.to_kind(Kind::BFloat16), b.to_kind(Kind::BFloat16));
+        // The same values, rounded to bf16, then computed in f32.
+        let (ar, br) = (ah.to_kind(Kind::Float), bh.to_kind(Kind::Float));
+        let cases: Vec<(&str, Tensor, Tensor)> = vec![
+            ("nt_xent", nt_xent(&ah, &bh, 0.2), nt_xent(&ar, &br, 0.2)),
+            ("in_batch", info_nce_in_batch(&ah, &bh, 0.2), info_nce_in_batch(&ar, &br, 0.2)),
+            (
+                "queue",
+                info_nce_queue(&ah, &bh, &l2_normalize(&ar), 0.2),
+                info_nce_queue(&ar, &br, &l2_normalize(&ar), 0.2),
+            ),
+            ("negcos", negative_cosine(&ah, &bh), negative_cosine(&ar, &br)),
+            ("barlow", barlow_twins(&ah, &bh, 5e-3), barlow_twins(&ar, &br, 5e-3)),
+            ("vicreg", vicreg(&ah, &bh, 25.0, 25.0, 1.0, 1e-4), vicreg(&ar, &br, 25.0, 25.0, 1.0, 1e-4)),
+        ];
+        for (name, half, full) in cases {
+            assert_eq!(half.kind(), Kind::Float, "{name}");
+            assert_eq!(half.double_value(&[]), full.double_value(&[]), "{name}");
+        }
     }
 
     #[test]

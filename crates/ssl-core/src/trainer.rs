@@ -159,6 +159,27 @@ impl Trainer {
         self.run_dir.join("checkpoints")
     }
 
+    /// A fresh (not resumed) run into a folder that holds an earlier run's
+    /// checkpoints and log starts over: they are removed, with a notice,
+    /// so that neither `--resume` nor the log mixes two runs.
+    fn clear_previous_run(&self) -> Result<()> {
+        let ckpt = self.checkpoint_dir();
+        let log = self.run_dir.join("metrics.jsonl");
+        if ckpt.exists() || log.exists() {
+            eprintln!(
+                "{} holds an earlier run: removing its checkpoints and metrics.jsonl (pass --resume to continue it instead)",
+                self.run_dir.display()
+            );
+        }
+        if ckpt.exists() {
+            std::fs::remove_dir_all(&ckpt).map_err(|e| Error::io(&ckpt, e))?;
+        }
+        if log.exists() {
+            std::fs::remove_file(&log).map_err(|e| Error::io(&log, e))?;
+        }
+        Ok(())
+    }
+
     /// Trains `method`, whose variables live in `vs`, on `data`. With
     /// `resume`, continues from the run folder's latest checkpoint.
     pub fn fit(
@@ -172,8 +193,10 @@ impl Trainer {
     }
 
     /// [`Trainer::fit`] with an [`EpochMonitor`] run every
-    /// `monitor_every` epochs. The online probe is not checkpointed: a
-    /// resumed run starts a fresh one.
+    /// `monitor_every` epochs. The online probe and libtorch's random
+    /// generator (MAE's masks) are not checkpointed: a resumed run starts a
+    /// fresh probe and draws other masks; the data order and views, seeded
+    /// per epoch and sample, are the same.
     pub fn fit_with_monitor(
         &self,
         method: &mut dyn Method,
@@ -198,6 +221,9 @@ impl Trainer {
             total_steps,
         };
         let (mut start_epoch, mut step) = (0, 0);
+        if !resume {
+            self.clear_previous_run()?;
+        }
         if resume {
             match checkpoint::latest(&self.checkpoint_dir())? {
                 Some(path) => {
@@ -237,7 +263,10 @@ impl Trainer {
                     }
                 }
             });
-            let (mut epoch_loss, mut epoch_steps) = (0.0, 0usize);
+            // Sum of every step's loss this epoch, on the device: read once
+            // per epoch, so the epoch mean costs no synchronisation.
+            let mut epoch_loss = Tensor::zeros([], (Kind::Double, device));
+            let mut epoch_steps = 0usize;
             let mut window = (Instant::now(), 0usize);
             for (epoch, batch) in rx {
                 let batch = batch?.to_device(device);
@@ -264,6 +293,8 @@ impl Trainer {
                     p.opt.step(1e-3);
                 }
                 method.after_step(step, total_steps);
+                epoch_loss += loss.detach().to_kind(Kind::Double);
+                epoch_steps += 1;
                 step += 1;
                 samples += n;
                 window.1 += n;
@@ -275,8 +306,6 @@ impl Trainer {
                             "loss is {loss_v} at step {step}: lower the learning rate?"
                         )));
                     }
-                    epoch_loss += loss_v;
-                    epoch_steps += 1;
                     let rate = window.1 as f64 / window.0.elapsed().as_secs_f64().max(1e-9);
                     window = (Instant::now(), 0);
                     let mut rec = json!({"step": step, "epoch": epoch, "loss": loss_v, "lr": lr, "samples_per_s": rate});
@@ -292,7 +321,7 @@ impl Trainer {
                 bar.set_position(step as u64);
                 if last_of_epoch {
                     let done = epoch + 1;
-                    final_loss = epoch_loss / epoch_steps.max(1) as f64;
+                    final_loss = epoch_loss.double_value(&[]) / epoch_steps.max(1) as f64;
                     let mut line = format!(
                         "epoch {done}/{}  loss {final_loss:.4}  lr {lr:.3e}  {:.0} {unit}/s",
                         self.cfg.epochs,
@@ -317,7 +346,8 @@ impl Trainer {
                     } else {
                         bar.println(line)
                     }
-                    (epoch_loss, epoch_steps) = (0.0, 0);
+                    let _ = epoch_loss.zero_();
+                    epoch_steps = 0;
                     let every = self.cfg.checkpoint_every;
                     if done == self.cfg.epochs || (every > 0 && done % every == 0) {
                         let state = CheckpointState { epoch: done, step, config: self.run_config.clone() };

@@ -117,6 +117,33 @@ fn resumed_run_equals_uninterrupted_run() {
 }
 
 #[test]
+fn epoch_loss_is_the_mean_of_every_step_whatever_the_logging() {
+    let run = |log_every: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut vs, mut m) = new_model();
+        let cfg = TrainConfig { log_every, ..config() };
+        let t = Trainer::new(cfg, Device::Cpu, dir.path(), serde_json::json!({}));
+        let s = t.fit(&mut m, &mut vs, &Source { fail_at: None }, false).unwrap();
+        let log = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+        (s.final_loss, log)
+    };
+    let (every_step, log) = run(1);
+    // With a line per step, the last epoch's mean is the mean of its 3 lines.
+    let losses: Vec<f64> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["epoch"] == 3 && v.get("loss").is_some())
+        .map(|v| v["loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 3);
+    let mean = losses.iter().sum::<f64>() / 3.0;
+    assert!((every_step - mean).abs() < 1e-6, "{every_step} vs {mean}");
+    // Logging less often changes nothing.
+    let (sparse, _) = run(100);
+    assert!((sparse - every_step).abs() < 1e-9, "{sparse} vs {every_step}");
+}
+
+#[test]
 fn checkpoint_of_another_architecture_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (mut vs, mut m) = new_model();

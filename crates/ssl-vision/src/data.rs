@@ -100,15 +100,30 @@ impl FromStr for DataSpec {
 }
 
 /// Loads a data set.
+/// Loads a data set. Both splits must hold images, and every label must
+/// have a class name (a names file that lists too few is an error).
 pub fn load(spec: &DataSpec) -> Result<ImageData> {
-    match spec {
+    let data = match spec {
         DataSpec::Bundled => bundled_mnist5k(),
         DataSpec::MnistIdx(dir) => mnist_idx(dir),
         DataSpec::Cifar10(dir) => cifar10(dir),
         DataSpec::Cifar100(dir) => cifar100(dir),
         DataSpec::Stl10(dir) => stl10(dir),
         DataSpec::Folder(dir) => folder(dir),
+    }?;
+    for (split, set) in [("train", &data.train), ("test", &data.test)] {
+        if set.is_empty() {
+            return Err(Error::Config(format!("{spec:?}: the {split} split has no image")));
+        }
     }
+    let max = data.train.labels.iter().chain(&data.test.labels).copied().max().unwrap_or(0);
+    if max as usize >= data.classes.len() {
+        return Err(Error::Config(format!(
+            "{spec:?}: label {max} but only {} class names (is a names file incomplete?)",
+            data.classes.len()
+        )));
+    }
+    Ok(data)
 }
 
 fn check_dir(dir: &Path) -> Result<()> {
@@ -159,7 +174,13 @@ pub fn parse_idx_images(path: &Path, b: &[u8]) -> Result<Vec<ImageU8>> {
         ));
     }
     let (n, h, w) = (be_u32(b, 4), be_u32(b, 8), be_u32(b, 12));
-    let need = 16 + n * h * w;
+    if h == 0 || w == 0 {
+        return Err(Error::format(path, format!("IDX header gives images of {h}x{w} pixels")));
+    }
+    let need = n
+        .checked_mul(h * w)
+        .and_then(|v| v.checked_add(16))
+        .ok_or_else(|| Error::format(path, format!("IDX header gives {n} images of {h}x{w}: too large")))?;
     if b.len() != need {
         return Err(Error::format(
             path,

@@ -253,7 +253,7 @@ mod tests {
     }
 
     #[test]
-    fn blur_keeps_constant_images_and_mass() {
+    fn blur_keeps_constant_images() {
         let mut img = ImageF { c: 1, h: 5, w: 6, data: vec![0.5; 30] };
         gaussian_blur(&mut img, 5, 1.0);
         assert!(img.data.iter().all(|v| (v - 0.5).abs() < 1e-6));

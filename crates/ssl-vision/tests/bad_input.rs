@@ -128,3 +128,36 @@ fn test_split_missing_a_class() {
     let err = load_err(&format!("folder:{}", dir.path().display()));
     assert!(err.contains("test/b") && err.contains("does not exist"), "{err}");
 }
+
+#[test]
+fn idx_with_zero_sized_images_or_empty_splits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut header = Vec::new();
+    for v in [0x803u32, 5, 0, 28] {
+        header.extend(v.to_be_bytes());
+    }
+    write(&dir.path().join("train-images-idx3-ubyte"), &header);
+    write(&dir.path().join("train-labels-idx1-ubyte"), &idx_labels(5));
+    let err = load_err(&format!("mnist-idx:{}", dir.path().display()));
+    assert!(err.contains("train-images-idx3-ubyte") && err.contains("0x28 pixels"), "{err}");
+    // Well-formed but empty test split.
+    write(&dir.path().join("train-images-idx3-ubyte"), &idx_images(0x803, 2, 2 * 784));
+    write(&dir.path().join("train-labels-idx1-ubyte"), &idx_labels(2));
+    write(&dir.path().join("t10k-images-idx3-ubyte"), &idx_images(0x803, 0, 0));
+    write(&dir.path().join("t10k-labels-idx1-ubyte"), &idx_labels(0));
+    let err = load_err(&format!("mnist-idx:{}", dir.path().display()));
+    assert!(err.contains("the test split has no image"), "{err}");
+}
+
+#[test]
+fn labels_without_class_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = |label: u8| [vec![label], vec![0u8; 3072]].concat();
+    for i in 1..=5 {
+        write(&dir.path().join(format!("data_batch_{i}.bin")), &record(7));
+    }
+    write(&dir.path().join("test_batch.bin"), &record(1));
+    write(&dir.path().join("batches.meta.txt"), b"airplane\nautomobile\n");
+    let err = load_err(&format!("cifar10:{}", dir.path().display()));
+    assert!(err.contains("label 7 but only 2 class names"), "{err}");
+}

@@ -39,9 +39,9 @@ struct Args {
     /// Pretraining epochs (default: the method's recipe; 15 for simclr).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Batch size.
-    #[arg(long, default_value_t = 256)]
-    batch_size: usize,
+    /// Batch size (at least 2: BatchNorm needs two samples).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(2..))]
+    batch_size: u64,
     /// auto | cpu | cuda | cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -58,7 +58,7 @@ struct Args {
     #[arg(long)]
     backbone: Option<String>,
     /// ViT patch size.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i64).range(1..))]
     patch_size: i64,
     /// Stem: cifar (3x3, no pool) or imagenet (7x7 and max-pool).
     #[arg(long, default_value = "cifar")]
@@ -81,8 +81,8 @@ struct Args {
     temperature: Option<f64>,
     /// Where views are made: cpu (image ops + rayon), device (batched
     /// tensor ops on device-resident data), or auto (cpu for now: on the
-    /// bundled 28-px digits with 16 cores it fed an H100 faster, 10.7k vs
-    /// 8.4k samples/s; see docs/results.md).
+    /// bundled 28-px digits with 16 cores both paths feed an H100 equally;
+    /// see docs/results.md).
     #[arg(long, default_value = "auto")]
     augment_on: String,
     /// Augmentation preset: auto (digits for 1-channel data, simclr otherwise), digits, simclr.
@@ -168,14 +168,18 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let started = Instant::now();
     let recipe = methods::recipe(&args.method)?;
+    let batch_size = args.batch_size as usize;
+    if args.method == "moco-v2" && !batch_size.is_multiple_of(8) {
+        bail!("moco-v2 splits each batch into 8 for its split BatchNorm: --batch-size {batch_size} is not a multiple of 8");
+    }
     let device = parse_device(&args.device)?;
     seed_everything(args.seed);
     let spec: DataSpec = args.data.parse()?;
     let data = data::load(&spec).with_context(|| format!("loading --data {}", args.data))?;
-    if data.train.len() < args.batch_size {
+    if data.train.len() < batch_size {
         bail!(
             "--batch-size {} is larger than the {} training images of {}",
-            args.batch_size,
+            batch_size,
             data.train.len(),
             data.name
         );
@@ -206,7 +210,7 @@ fn main() -> Result<()> {
 
     let backbone = backbone_config(&args, channels, size as i64)?;
     let optimizer =
-        methods::optimizer(&recipe, args.batch_size, args.optimizer.as_deref(), args.lr, args.weight_decay)?;
+        methods::optimizer(&recipe, batch_size, args.optimizer.as_deref(), args.lr, args.weight_decay)?;
     let epochs = args.epochs.unwrap_or(recipe.epochs);
     let train_cfg = TrainConfig {
         epochs,
@@ -228,7 +232,7 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut config = json!({
         "method": args.method, "data": args.data, "dataset": data.name, "device": device_name(device),
-        "seed": args.seed, "batch_size": args.batch_size, "train": train_cfg,
+        "seed": args.seed, "batch_size": batch_size, "train": train_cfg,
         "augment": aug, "torch_threads": tch::get_num_threads(),
     });
     let mut vs = nn::VarStore::new(device);
@@ -252,9 +256,9 @@ fn main() -> Result<()> {
     config["augment_on_device"] = json!(on_device);
     write_json_atomic(&out.join("config.json"), &config)?;
     let source: Box<dyn BatchSource + '_> = if on_device {
-        Box::new(GpuViewSource::new(&data.train, aug.clone(), args.batch_size, args.seed, device)?)
+        Box::new(GpuViewSource::new(&data.train, aug.clone(), batch_size, args.seed, device)?)
     } else {
-        Box::new(ViewSource::new(&data.train, aug.clone(), args.batch_size, args.seed))
+        Box::new(ViewSource::new(&data.train, aug.clone(), batch_size, args.seed))
     };
     let train_x = eval_tensor(&data.train, &aug);
     let test_x = eval_tensor(&data.test, &aug);
@@ -293,7 +297,7 @@ fn main() -> Result<()> {
     let finetune = if args.finetune_epochs > 0 {
         let cfg = FineTuneConfig {
             epochs: args.finetune_epochs,
-            batch_size: args.batch_size,
+            batch_size,
             lr: args.finetune_lr,
             weight_decay: 0.05,
             seed: args.seed,
