@@ -8,8 +8,6 @@
 
 use crate::augment::{ColorOp, ViewAugment, ViewParams};
 use crate::data::ImageSet;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use ssl_core::augment::sample_rng;
 use ssl_core::{Batch, BatchSource};
 use tch::{Device, Kind, Tensor};
@@ -274,15 +272,6 @@ impl GpuViewSource {
             seed,
         })
     }
-
-    fn order(&self, epoch: usize) -> Vec<usize> {
-        let mut idx: Vec<usize> = (0..self.dims[0] as usize).collect();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
-            self.seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(epoch as u64 + 1)),
-        );
-        idx.shuffle(&mut rng);
-        idx
-    }
 }
 
 impl BatchSource for GpuViewSource {
@@ -299,7 +288,7 @@ impl BatchSource for GpuViewSource {
     }
 
     fn batch(&self, epoch: usize, index: usize) -> ssl_core::Result<Batch> {
-        let order = self.order(epoch);
+        let order = crate::source::epoch_order(self.dims[0] as usize, self.seed, epoch);
         let ids = &order[index * self.batch_size..(index + 1) * self.batch_size];
         let (h, w) = (self.dims[2], self.dims[3]);
         // Same RNG use as the CPU source: per sample, each view in turn.

@@ -29,15 +29,17 @@ impl<'a> ViewSource<'a> {
     pub fn with_views(set: &'a ImageSet, augs: Vec<ViewAugment>, batch_size: usize, seed: u64) -> Self {
         Self { set, augs, batch_size: batch_size.max(1), seed }
     }
+}
 
-    fn order(&self, epoch: usize) -> Vec<usize> {
-        let mut idx: Vec<usize> = (0..self.set.len()).collect();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
-            self.seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(epoch as u64 + 1)),
-        );
-        idx.shuffle(&mut rng);
-        idx
-    }
+/// The sample order of `epoch`: `0..n` shuffled by a generator seeded from
+/// (`seed`, `epoch`). Both batch sources use it, so they see the same batches.
+pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+        seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(epoch as u64 + 1)),
+    );
+    idx.shuffle(&mut rng);
+    idx
 }
 
 /// Stacks equally-sized CHW float images into `[B, C, H, W]`.
@@ -69,7 +71,7 @@ impl BatchSource for ViewSource<'_> {
     }
 
     fn batch(&self, epoch: usize, index: usize) -> ssl_core::Result<Batch> {
-        let order = self.order(epoch);
+        let order = epoch_order(self.set.len(), self.seed, epoch);
         let ids = &order[index * self.batch_size..(index + 1) * self.batch_size];
         let per_sample: Vec<Vec<Vec<f32>>> = par_map(ids, |&i| {
             let mut rng = sample_rng(self.seed, epoch, i);
