@@ -56,6 +56,10 @@ pub struct OptimizerConfig {
     /// Exclude 0-D and 1-D parameters (biases, norm weights) from weight
     /// decay and LARS adaptation.
     pub exclude_bias_and_norm: bool,
+    /// Parameters whose name starts with one of these keep the peak
+    /// learning rate whatever the schedule says (SimSiam's predictor).
+    #[serde(default)]
+    pub fixed_lr_prefixes: Vec<String>,
 }
 
 impl OptimizerConfig {
@@ -66,6 +70,7 @@ impl OptimizerConfig {
             lr,
             weight_decay,
             exclude_bias_and_norm: true,
+            fixed_lr_prefixes: Vec::new(),
         }
     }
     /// AdamW with betas (0.9, 0.999) and eps 1e-8.
@@ -75,6 +80,7 @@ impl OptimizerConfig {
             lr,
             weight_decay,
             exclude_bias_and_norm: true,
+            fixed_lr_prefixes: Vec::new(),
         }
     }
     /// LARS with momentum 0.9 and trust coefficient 0.001.
@@ -84,6 +90,7 @@ impl OptimizerConfig {
             lr,
             weight_decay,
             exclude_bias_and_norm: true,
+            fixed_lr_prefixes: Vec::new(),
         }
     }
 }
@@ -94,6 +101,8 @@ struct Param {
     value: Tensor,
     /// Weight decay and LARS adaptation apply to it.
     decay: bool,
+    /// It always uses the peak learning rate.
+    fixed_lr: bool,
     /// Momentum buffer (SGD, LARS) or first moment (AdamW).
     buf1: Tensor,
     /// Second moment (AdamW only; empty otherwise).
@@ -116,9 +125,10 @@ impl Optimizer {
             .filter(|(_, t)| t.requires_grad())
             .map(|(name, value)| {
                 let decay = !(cfg.exclude_bias_and_norm && value.dim() <= 1);
+                let fixed_lr = cfg.fixed_lr_prefixes.iter().any(|pre| name.starts_with(pre.as_str()));
                 let buf1 = value.zeros_like().detach();
                 let buf2 = adam.then(|| value.zeros_like().detach());
-                Param { name, value, decay, buf1, buf2 }
+                Param { name, value, decay, fixed_lr, buf1, buf2 }
             })
             .collect();
         params.sort_by(|a, b| a.name.cmp(&b.name));
@@ -189,6 +199,7 @@ impl Optimizer {
                     continue;
                 }
                 let wd = if p.decay { wd } else { 0.0 };
+                let lr = if p.fixed_lr { self.cfg.lr } else { lr };
                 match self.cfg.kind {
                     OptimizerKind::Sgd { momentum, nesterov } => {
                         let mut d = if wd != 0.0 { &grad + &p.value * wd } else { grad.shallow_clone() };
@@ -314,5 +325,25 @@ mod tests {
         let before = opt.clip_grad_norm(1.0);
         assert!((before - 200f64.sqrt()).abs() < 1e-4);
         assert!((x.grad().norm().double_value(&[]) - 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn fixed_lr_parameters_ignore_the_schedule() {
+        let a = Tensor::from_slice(&[1.0f32]).set_requires_grad(true);
+        let b = Tensor::from_slice(&[1.0f32]).set_requires_grad(true);
+        let cfg = OptimizerConfig {
+            kind: OptimizerKind::Sgd { momentum: 0.0, nesterov: false },
+            fixed_lr_prefixes: vec!["predictor.".into()],
+            ..OptimizerConfig::sgd(0.5, 0.0)
+        };
+        let named = vec![
+            ("predictor.w".to_string(), a.shallow_clone()),
+            ("backbone.w".to_string(), b.shallow_clone()),
+        ];
+        let mut opt = Optimizer::new(&cfg, named);
+        (&a + &b).sum(Kind::Float).backward();
+        opt.step(0.0); // the schedule says 0
+        assert_eq!(a.double_value(&[0]), 0.5);
+        assert_eq!(b.double_value(&[0]), 1.0);
     }
 }

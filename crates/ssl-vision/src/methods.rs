@@ -42,6 +42,9 @@ pub struct Recipe {
     pub weight_decay: f64,
     /// Temperature, for the contrastive methods.
     pub temperature: Option<f64>,
+    /// Variables that keep the peak learning rate (SimSiam's predictor, as
+    /// the paper does).
+    pub fixed_lr_prefixes: &'static [&'static str],
 }
 
 /// The default recipe of a method.
@@ -52,6 +55,7 @@ pub fn recipe(method: &str) -> Result<Recipe> {
         lr_per_256,
         weight_decay,
         temperature,
+        fixed_lr_prefixes: &[],
     };
     Ok(match method {
         // Paper (CIFAR): LARS 1.0-1.5 per 256 at T = 0.5 for 1000 epochs.
@@ -60,7 +64,7 @@ pub fn recipe(method: &str) -> Result<Recipe> {
         // Paper: LARS 0.2 per 256.
         "byol" => r(50, "lars", 0.8, 1.5e-6, None),
         // Paper: SGD 0.05 per 256.
-        "simsiam" => r(50, "sgd", 0.1, 1e-4, None),
+        "simsiam" => Recipe { fixed_lr_prefixes: &["predictor."], ..r(50, "sgd", 0.1, 1e-4, None) },
         // Paper: LARS 0.2 per 256 for the weights.
         "barlow-twins" => r(15, "lars", 0.4, 1.5e-6, None),
         "vicreg" => r(15, "lars", 0.3, 1e-6, None),
@@ -88,12 +92,14 @@ pub fn optimizer(
     let name = name.unwrap_or(recipe.optimizer);
     let lr = lr.unwrap_or(recipe.lr_per_256 * batch_size as f64 / 256.0);
     let wd = wd.unwrap_or(recipe.weight_decay);
-    Ok(match name {
+    let mut cfg = match name {
         "lars" => OptimizerConfig::lars(lr, wd),
         "sgd" => OptimizerConfig::sgd(lr, wd),
         "adamw" => OptimizerConfig::adamw(lr, wd),
         o => return Err(Error::Config(format!("unknown optimizer `{o}`; expected lars, sgd or adamw"))),
-    })
+    };
+    cfg.fixed_lr_prefixes = recipe.fixed_lr_prefixes.iter().map(|p| p.to_string()).collect();
+    Ok(cfg)
 }
 
 /// Builds a method in `vs` on `backbone`; head widths scale with the
