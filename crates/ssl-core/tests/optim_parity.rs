@@ -31,49 +31,26 @@ fn run(key: &str, cfg: OptimizerConfig) {
     }
 }
 
+fn config(kind: OptimizerKind, lr: f64, weight_decay: f64, exclude_bias_and_norm: bool) -> OptimizerConfig {
+    OptimizerConfig { kind, lr, weight_decay, exclude_bias_and_norm, fixed_lr_prefixes: vec![] }
+}
+
 #[test]
 fn sgd_matches_torch() {
     let kind = OptimizerKind::Sgd { momentum: 0.9, nesterov: false };
-    run(
-        "sgd",
-        OptimizerConfig {
-            kind,
-            lr: 0.1,
-            weight_decay: 1e-4,
-            exclude_bias_and_norm: false,
-            fixed_lr_prefixes: vec![],
-        },
-    );
+    run("sgd", config(kind, 0.1, 1e-4, false));
 }
 
 #[test]
 fn sgd_nesterov_matches_torch() {
     let kind = OptimizerKind::Sgd { momentum: 0.9, nesterov: true };
-    run(
-        "sgd_nesterov",
-        OptimizerConfig {
-            kind,
-            lr: 0.1,
-            weight_decay: 1e-4,
-            exclude_bias_and_norm: false,
-            fixed_lr_prefixes: vec![],
-        },
-    );
+    run("sgd_nesterov", config(kind, 0.1, 1e-4, false));
 }
 
 #[test]
 fn adamw_matches_torch() {
     let kind = OptimizerKind::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
-    run(
-        "adamw",
-        OptimizerConfig {
-            kind,
-            lr: 1e-3,
-            weight_decay: 0.05,
-            exclude_bias_and_norm: false,
-            fixed_lr_prefixes: vec![],
-        },
-    );
+    run("adamw", config(kind, 1e-3, 0.05, false));
 }
 
 #[test]
@@ -81,14 +58,5 @@ fn lars_matches_lightly_with_bias_excluded() {
     // The fixture puts the bias in a group with weight_decay=0, which in
     // lightly's LARS skips decay and adaptation: our 1-D exclusion.
     let kind = OptimizerKind::Lars { momentum: 0.9, trust_coefficient: 1e-3, eps: 1e-8 };
-    run(
-        "lars",
-        OptimizerConfig {
-            kind,
-            lr: 0.1,
-            weight_decay: 1e-4,
-            exclude_bias_and_norm: true,
-            fixed_lr_prefixes: vec![],
-        },
-    );
+    run("lars", config(kind, 0.1, 1e-4, true));
 }

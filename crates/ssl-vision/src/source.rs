@@ -4,9 +4,9 @@
 
 use crate::augment::ViewAugment;
 use crate::data::ImageSet;
-use crate::transforms::ImageU8;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rayon::prelude::*;
 use ssl_core::augment::{par_map, sample_rng};
 use ssl_core::{Batch, BatchSource};
 use tch::Tensor;
@@ -43,7 +43,7 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
 }
 
 /// Stacks equally-sized CHW float images into `[B, C, H, W]`.
-pub fn stack(images: &[Vec<f32>], c: usize, size: usize) -> Tensor {
+pub fn stack(images: &[&[f32]], c: usize, size: usize) -> Tensor {
     let flat: Vec<f32> = images.concat();
     Tensor::from_slice(&flat).reshape([images.len() as i64, c as i64, size as i64, size as i64])
 }
@@ -51,10 +51,10 @@ pub fn stack(images: &[Vec<f32>], c: usize, size: usize) -> Tensor {
 /// The evaluation tensor of a split: every image through `aug.eval_view`,
 /// `[N, C, size, size]`.
 pub fn eval_tensor(set: &ImageSet, aug: &ViewAugment) -> Tensor {
-    let views: Vec<Vec<f32>> =
-        par_map(&set.images, |img: &ImageU8| Ok::<_, ()>(aug.eval_view(img))).unwrap_or_default();
+    let views: Vec<Vec<f32>> = set.images.par_iter().map(|img| aug.eval_view(img)).collect();
+    let refs: Vec<&[f32]> = views.iter().map(Vec::as_slice).collect();
     let c = set.images.first().map_or(3, |i| i.c);
-    stack(&views, c, aug.size)
+    stack(&refs, c, aug.size)
 }
 
 impl BatchSource for ViewSource<'_> {
@@ -82,7 +82,7 @@ impl BatchSource for ViewSource<'_> {
         let c = self.set.images[ids[0]].c;
         let views = (0..self.augs.len())
             .map(|v| {
-                let imgs: Vec<Vec<f32>> = per_sample.iter().map(|s| s[v].clone()).collect();
+                let imgs: Vec<&[f32]> = per_sample.iter().map(|s| s[v].as_slice()).collect();
                 stack(&imgs, c, self.augs[v].size)
             })
             .collect();

@@ -32,7 +32,7 @@ fn check_paths_agree(device: Device) {
     assert!(params.iter().any(|p| p.blur_sigma.is_some()) && params.iter().any(|p| p.solarize));
     assert!(params.iter().any(|p| p.gray) && params.iter().any(|p| p.flip));
     let cpu: Vec<Vec<f32>> = imgs.iter().zip(&params).map(|(i, p)| aug.apply(i, p)).collect();
-    let cpu = stack(&cpu, 3, 40);
+    let cpu = stack(&cpu.iter().map(Vec::as_slice).collect::<Vec<_>>(), 3, 40);
     let flat: Vec<u8> = imgs.iter().flat_map(|i| i.data.clone()).collect();
     let batch = Tensor::from_slice(&flat).reshape([24, 3, 48, 44]).to_device(device);
     let gpu = apply_batch(&aug, &batch, &params);
