@@ -63,6 +63,11 @@ pub trait EpochMonitor {
 }
 
 /// A linear classifier trained on detached features alongside the method.
+/// The features are standardised per dimension with the batch's statistics
+/// first (a BatchNorm without affine parameters, as MAE's linear probe), so
+/// the probe's step size does not depend on the encoder's feature scale,
+/// which differs by orders of magnitude between methods and drifts during
+/// training. It is only ever scored on training batches.
 struct OnlineProbe {
     weight: Tensor,
     bias: Tensor,
@@ -76,7 +81,9 @@ struct OnlineProbe {
 impl OnlineProbe {
     fn new(dim: i64, classes: usize, device: tch::Device) -> Self {
         let opts = (Kind::Float, device);
-        let weight = (Tensor::randn([classes as i64, dim], opts) * 0.01).set_requires_grad(true);
+        // Zeros: the problem is convex, and the probe then draws nothing
+        // from the global random generator.
+        let weight = Tensor::zeros([classes as i64, dim], opts).set_requires_grad(true);
         let bias = Tensor::zeros([classes as i64], opts).set_requires_grad(true);
         let opt = Optimizer::new(
             &OptimizerConfig::adamw(1e-3, 0.0),
@@ -88,7 +95,10 @@ impl OnlineProbe {
 
     /// Cross entropy on `features` (detached here), counting accuracy.
     fn loss(&mut self, features: &Tensor, labels: &Tensor) -> Tensor {
-        let logits = features.detach().to_kind(Kind::Float).linear(&self.weight, Some(&self.bias));
+        let f = features.detach().to_kind(Kind::Float);
+        let (var, mean) = f.var_mean_dim([0i64].as_slice(), false, true);
+        let f = (f - mean) / (var + 1e-5).sqrt();
+        let logits = f.linear(&self.weight, Some(&self.bias));
         tch::no_grad(|| {
             let hits = logits.argmax(1, false).eq_tensor(labels).sum(Kind::Float);
             self.correct += hits;

@@ -1,7 +1,8 @@
 //! The trainer's checkpoints: an interrupted run resumed from its latest
 //! checkpoint ends with exactly the weights of an uninterrupted run; a
 //! half-written checkpoint is never picked up; a checkpoint of another
-//! architecture is refused by name.
+//! architecture is refused by name. Also the online probe, which rides
+//! along with the trainer.
 
 use ssl_core::checkpoint;
 use ssl_core::method::{Batch, BatchSource, Method, Output};
@@ -188,4 +189,65 @@ fn nan_loss_stops_the_run_with_a_clear_error() {
     let t = Trainer::new(config(), Device::Cpu, dir.path(), serde_json::json!({}));
     let err = t.fit(&mut m, &mut vs, &NanSource, false).unwrap_err().to_string();
     assert!(err.contains("loss is NaN at step 1"), "{err}");
+}
+
+/// Features that carry the label (its argmax) at a given scale, on top of
+/// an offset shared by every sample (as post-ReLU features have).
+struct Scaled {
+    lin: nn::Linear,
+    scale: f64,
+    offset: f64,
+}
+
+impl Method for Scaled {
+    fn name(&self) -> &'static str {
+        "scaled"
+    }
+    fn loss(&self, batch: &Batch, _train: bool) -> Output {
+        let loss = self.lin.forward(&batch.views[0]).square().mean(Kind::Float);
+        Output::new(loss).with_features(self.features(&batch.views[0]))
+    }
+    fn features(&self, x: &Tensor) -> Tensor {
+        (x + self.offset) * self.scale
+    }
+}
+
+struct Labelled;
+
+impl BatchSource for Labelled {
+    fn batches_per_epoch(&self) -> usize {
+        20
+    }
+    fn batch_size(&self) -> usize {
+        64
+    }
+    fn batch(&self, epoch: usize, index: usize) -> Result<Batch> {
+        let g = Tensor::arange(64 * 4, (Kind::Float, Device::Cpu)).reshape([64, 4]);
+        let x = ((g * 1.7 + (epoch * 20 + index) as f64) * 0.91).sin();
+        let y = x.argmax(1, false);
+        Ok(Batch { views: vec![x], labels: Some(y) })
+    }
+}
+
+#[test]
+fn online_probe_learns_whatever_the_feature_scale_and_offset() {
+    let accuracy = |scale: f64, offset: f64| {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut vs, m) = new_model();
+        let mut m = Scaled { lin: m.lin, scale, offset };
+        let cfg = TrainConfig { epochs: 5, online_probe_classes: Some(4), ..config() };
+        let t = Trainer::new(cfg, Device::Cpu, dir.path(), serde_json::json!({}));
+        t.fit(&mut m, &mut vs, &Labelled, false).unwrap();
+        let log = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+        let last = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter_map(|v| v["online_probe_top1"].as_f64())
+            .next_back();
+        last.expect("the online probe logs its accuracy")
+    };
+    let (unit, huge) = (accuracy(1.0, 0.0), accuracy(1e3, 20.0));
+    // Chance is 25%.
+    assert!(unit > 0.8, "{unit}");
+    assert!((unit - huge).abs() < 0.02, "plain: {unit}, scaled and offset: {huge}");
 }

@@ -6,7 +6,9 @@
 //! SimCLR's pipeline (Chen et al., <https://arxiv.org/abs/2002.05709>,
 //! appendix A): random resized crop (scale 0.08–1, ratio 3/4–4/3), flip
 //! p=0.5, colour jitter (0.8s, 0.8s, 0.8s, 0.2s) with p=0.8 in random order,
-//! grayscale p=0.2, Gaussian blur p=0.5 (ImageNet only).
+//! grayscale p=0.2, Gaussian blur p=0.5 (ImageNet only). Also MoCo v2's,
+//! BYOL's asymmetric pair, MAE's and one for digits: see
+//! [`ViewAugment::preset`].
 
 use crate::transforms::{self, ImageF, ImageU8};
 use rand::seq::SliceRandom;
@@ -123,6 +125,56 @@ impl ViewAugment {
             mean: vec![0.1307],
             std: vec![0.3081],
         }
+    }
+
+    /// MoCo v2's augmentation (He et al., <https://arxiv.org/abs/2003.04297>,
+    /// its `aug_plus`): crop scale 0.2–1, flip, colour jitter (0.4, 0.4, 0.4,
+    /// 0.1) with p=0.8, grayscale p=0.2, blur p=0.5 (sigma 0.1–2, only for
+    /// `size > 32`, as for SimCLR). SimSiam uses it too.
+    pub fn moco_v2(size: usize) -> Self {
+        Self {
+            crop_scale: (0.2, 1.0),
+            jitter: Some(Jitter { p: 0.8, brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1 }),
+            ..Self::simclr(size)
+        }
+    }
+
+    /// BYOL's asymmetric pair of views (Grill et al., table 6): crop scale
+    /// 0.08–1, flip, colour jitter (0.4, 0.4, 0.2, 0.1) with p=0.8, grayscale
+    /// p=0.2; the first view is always blurred and never solarized, the
+    /// second is blurred with p=0.1 and solarized with p=0.2. Blur only for
+    /// `size > 32`, as solo-learn's CIFAR recipe. MoCo v3, Barlow Twins and
+    /// VICReg use the same pair.
+    pub fn byol(size: usize) -> [Self; 2] {
+        let base = Self {
+            jitter: Some(Jitter { p: 0.8, brightness: 0.4, contrast: 0.4, saturation: 0.2, hue: 0.1 }),
+            ..Self::simclr(size)
+        };
+        let blur = |p: f64| (size > 32).then_some((p, (0.1, 2.0), (size / 10) | 1));
+        [
+            Self { blur: blur(1.0), solarize_p: 0.0, ..base.clone() },
+            Self { blur: blur(0.1), solarize_p: 0.2, ..base },
+        ]
+    }
+
+    /// MAE's augmentation: crop scale 0.2–1 and flip, nothing else.
+    pub fn mae(size: usize) -> Self {
+        Self { crop_scale: (0.2, 1.0), jitter: None, gray_p: 0.0, blur: None, ..Self::simclr(size) }
+    }
+
+    /// The views of a named preset: `simclr`, `moco-v2`, `byol` (two
+    /// different views), `mae` or `digits`. Symmetric presets give the same
+    /// augmentation twice.
+    pub fn preset(name: &str, size: usize) -> Option<Vec<Self>> {
+        let twice = |a: Self| vec![a.clone(), a];
+        Some(match name {
+            "simclr" => twice(Self::simclr(size)),
+            "moco-v2" => twice(Self::moco_v2(size)),
+            "byol" => Self::byol(size).to_vec(),
+            "mae" => twice(Self::mae(size)),
+            "digits" => twice(Self::digits(size)),
+            _ => return None,
+        })
     }
 
     /// Samples a crop box like `RandomResizedCrop.get_params`: ten tries at
@@ -284,6 +336,66 @@ mod tests {
                 (0.2..=1.8).contains(&f),
             ColorOp::Hue(h) => (-0.2..=0.2).contains(&h),
         }));
+    }
+
+    #[test]
+    fn byol_views_are_asymmetric_as_in_the_paper() {
+        let [a, b] = ViewAugment::byol(96);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let n = 5000;
+        let pa: Vec<_> = (0..n).map(|_| a.sample(96, 96, &mut rng)).collect();
+        let pb: Vec<_> = (0..n).map(|_| b.sample(96, 96, &mut rng)).collect();
+        let frac = |ps: &[ViewParams], f: &dyn Fn(&ViewParams) -> bool| {
+            ps.iter().filter(|p| f(p)).count() as f64 / n as f64
+        };
+        assert_eq!(frac(&pa, &|p| p.blur_sigma.is_some()), 1.0);
+        assert_eq!(frac(&pa, &|p| p.solarize), 0.0);
+        assert!((frac(&pb, &|p| p.blur_sigma.is_some()) - 0.1).abs() < 0.02);
+        assert!((frac(&pb, &|p| p.solarize) - 0.2).abs() < 0.03);
+        for ps in [&pa, &pb] {
+            assert!((frac(ps, &|p| p.gray) - 0.2).abs() < 0.03);
+            assert!((frac(ps, &|p| !p.color.is_empty()) - 0.8).abs() < 0.03);
+            assert!(ps.iter().flat_map(|p| p.blur_sigma).all(|s| (0.1..=2.0).contains(&s)));
+            assert!(ps.iter().flat_map(|p| p.color.iter()).all(|op| match *op {
+                ColorOp::Saturation(f) => (0.8..=1.2).contains(&f),
+                ColorOp::Brightness(f) | ColorOp::Contrast(f) => (0.6..=1.4).contains(&f),
+                ColorOp::Hue(h) => (-0.1..=0.1).contains(&h),
+            }));
+        }
+        // On CIFAR-sized images there is no blur, as solo-learn's recipe.
+        let [a32, _] = ViewAugment::byol(32);
+        assert!(a32.blur.is_none());
+    }
+
+    #[test]
+    fn moco_v2_crops_are_larger_than_simclr_ones() {
+        let aug = ViewAugment::moco_v2(96);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let ps: Vec<_> = (0..4000).map(|_| aug.sample(96, 96, &mut rng)).collect();
+        let fractions: Vec<f64> = ps.iter().map(|p| (p.crop.2 * p.crop.3) as f64 / (96.0 * 96.0)).collect();
+        assert!(fractions.iter().all(|&f| (0.19..=1.0).contains(&f)));
+        // Uniform on [0.2, 1] has mean 0.6.
+        let mean = fractions.iter().sum::<f64>() / fractions.len() as f64;
+        assert!((0.53..0.62).contains(&mean), "{mean}");
+        let blurred = ps.iter().filter(|p| p.blur_sigma.is_some()).count() as f64 / 4000.0;
+        assert!((blurred - 0.5).abs() < 0.03);
+        assert!(ps.iter().flat_map(|p| p.color.iter()).all(|op| match *op {
+            ColorOp::Brightness(f) | ColorOp::Contrast(f) | ColorOp::Saturation(f) =>
+                (0.6..=1.4).contains(&f),
+            ColorOp::Hue(h) => (-0.1..=0.1).contains(&h),
+        }));
+    }
+
+    #[test]
+    fn presets_are_named_and_unknown_names_are_refused() {
+        for name in ["simclr", "moco-v2", "byol", "mae", "digits"] {
+            let views = ViewAugment::preset(name, 32).unwrap();
+            assert_eq!(views.len(), 2);
+            assert!(views.iter().all(|v| v.size == 32));
+        }
+        let byol = ViewAugment::preset("byol", 64).unwrap();
+        assert_ne!(byol[0], byol[1]);
+        assert!(ViewAugment::preset("autoaugment", 32).is_none());
     }
 
     #[test]

@@ -253,6 +253,17 @@ impl GpuViewSource {
         seed: u64,
         device: Device,
     ) -> crate::Result<Self> {
+        Self::with_views(set, vec![aug.clone(), aug], batch_size, seed, device)
+    }
+
+    /// One view per entry of `augs` (asymmetric views, e.g. BYOL's).
+    pub fn with_views(
+        set: &ImageSet,
+        augs: Vec<ViewAugment>,
+        batch_size: usize,
+        seed: u64,
+        device: Device,
+    ) -> crate::Result<Self> {
         let first = set.images.first().ok_or_else(|| crate::Error::Config("empty image set".into()))?;
         if let Some(bad) = set.images.iter().position(|i| (i.c, i.h, i.w) != (first.c, first.h, first.w)) {
             return Err(crate::Error::Config(format!(
@@ -267,7 +278,7 @@ impl GpuViewSource {
         Ok(Self {
             data: std::sync::Mutex::new((images, labels)),
             dims,
-            augs: vec![aug.clone(), aug],
+            augs,
             batch_size: batch_size.max(1),
             seed,
         })

@@ -18,6 +18,18 @@ use tch::nn;
 pub const METHODS: &[&str] =
     &["simclr", "moco-v2", "moco-v3", "byol", "simsiam", "barlow-twins", "vicreg", "mae"];
 
+/// The augmentation preset ([`crate::augment::ViewAugment::preset`]) of a
+/// method's paper, for colour images: SimSiam trains on MoCo v2's views;
+/// MoCo v3, Barlow Twins and VICReg on BYOL's asymmetric pair.
+pub fn default_augment(method: &str) -> &'static str {
+    match method {
+        "moco-v2" | "simsiam" => "moco-v2",
+        "byol" | "moco-v3" | "barlow-twins" | "vicreg" => "byol",
+        "mae" => "mae",
+        _ => "simclr",
+    }
+}
+
 /// The backbone a method uses unless told otherwise (`small`: the
 /// quarter-width ResNet-18; `vit-mini`: a 96-wide, 6-block ViT).
 pub fn default_backbone(method: &str) -> &'static str {

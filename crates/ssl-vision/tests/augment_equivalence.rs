@@ -59,6 +59,32 @@ fn check_sources_agree(device: Device) {
     }
 }
 
+/// BYOL's asymmetric pair on colour images: each source gives view 0 from
+/// the first augmentation and view 1 from the second, identically.
+fn check_asymmetric_sources_agree(device: Device) {
+    let imgs = random_images(16, 3, 48, 48);
+    let set = ssl_vision::data::ImageSet { labels: (0..16).collect(), images: imgs };
+    let views = ViewAugment::preset("byol", 40).unwrap();
+    let cpu = ViewSource::with_views(&set, views.clone(), 8, 3);
+    let gpu = GpuViewSource::with_views(&set, views, 8, 3, device).unwrap();
+    for index in 0..2 {
+        let a = cpu.batch(1, index).unwrap();
+        let b = gpu.batch(1, index).unwrap();
+        assert_eq!(a.views.len(), 2);
+        for v in 0..2 {
+            let diff = max_diff(&a.views[v], &b.views[v]);
+            assert!(diff < 2e-4, "batch {index} view {v}: {diff}");
+        }
+        // The views differ: view 0 is always blurred, view 1 rarely.
+        assert!(max_diff(&a.views[0], &a.views[1]) > 0.1);
+    }
+}
+
+#[test]
+fn asymmetric_sources_agree_on_cpu() {
+    check_asymmetric_sources_agree(Device::Cpu);
+}
+
 #[test]
 fn cpu_and_tensor_paths_agree_on_cpu() {
     check_paths_agree(Device::Cpu);
@@ -83,4 +109,5 @@ fn gpu_source_rejects_mixed_sizes() {
 fn cpu_and_tensor_paths_agree_on_cuda() {
     check_paths_agree(Device::Cuda(0));
     check_sources_agree(Device::Cuda(0));
+    check_asymmetric_sources_agree(Device::Cuda(0));
 }

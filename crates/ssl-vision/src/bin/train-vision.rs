@@ -85,7 +85,9 @@ struct Args {
     /// see docs/results.md).
     #[arg(long, default_value = "auto")]
     augment_on: String,
-    /// Augmentation preset: auto (digits for 1-channel data, simclr otherwise), digits, simclr.
+    /// Augmentation preset: auto (digits for 1-channel data, else the method's paper preset: simclr,
+    /// moco-v2 for moco-v2 and simsiam, byol's asymmetric views for byol, moco-v3, barlow-twins and
+    /// vicreg, mae for mae), simclr, moco-v2, byol, mae, digits.
     #[arg(long, default_value = "auto")]
     augment: String,
     /// Clip the global gradient norm.
@@ -186,16 +188,28 @@ fn main() -> Result<()> {
     }
     let channels = data.channels() as i64;
     let size = data.image_size();
-    let aug = match (args.augment.as_str(), channels) {
-        ("auto", 1) | ("digits", _) => ViewAugment::digits(size),
-        ("auto", _) | ("simclr", _) => ViewAugment::simclr(size),
-        (a, _) => bail!("unknown augmentation `{a}`; expected auto, digits or simclr"),
+    let preset = match (args.augment.as_str(), channels) {
+        ("auto", 1) => "digits",
+        ("auto", _) => methods::default_augment(&args.method),
+        (a, _) => a,
     };
-    let aug = if channels == 3 && aug.mean.len() == 1 {
-        ViewAugment { mean: vec![aug.mean[0]; 3], std: vec![aug.std[0]; 3], ..aug }
-    } else {
-        aug
-    };
+    let views = ViewAugment::preset(preset, size).with_context(|| {
+        format!("unknown augmentation `{preset}`; expected auto, simclr, moco-v2, byol, mae or digits")
+    })?;
+    let views: Vec<ViewAugment> = views
+        .into_iter()
+        .map(|a| match (channels, a.mean.len()) {
+            (3, 1) => ViewAugment { mean: vec![a.mean[0]; 3], std: vec![a.std[0]; 3], ..a },
+            // Grey images under a colour preset: the channel-averaged statistics.
+            (1, 3) => {
+                let avg = |v: &[f32]| vec![v.iter().sum::<f32>() / 3.0];
+                ViewAugment { mean: avg(&a.mean), std: avg(&a.std), ..a }
+            }
+            _ => a,
+        })
+        .collect();
+    // The evaluation transform (resize and normalise) is shared by the views.
+    let aug = views[0].clone();
     eprintln!(
         "{}: {} train / {} test images, {}x{}x{}, {} classes; device {}",
         data.name,
@@ -233,7 +247,7 @@ fn main() -> Result<()> {
     let mut config = json!({
         "method": args.method, "data": args.data, "dataset": data.name, "device": device_name(device),
         "seed": args.seed, "batch_size": batch_size, "train": train_cfg,
-        "augment": aug, "torch_threads": tch::get_num_threads(),
+        "augment": {"preset": preset, "views": views}, "torch_threads": tch::get_num_threads(),
     });
     let mut vs = nn::VarStore::new(device);
     let (mut method, model_cfg) = methods::build(&args.method, &vs, &backbone, args.temperature)?;
@@ -256,9 +270,9 @@ fn main() -> Result<()> {
     config["augment_on_device"] = json!(on_device);
     write_json_atomic(&out.join("config.json"), &config)?;
     let source: Box<dyn BatchSource + '_> = if on_device {
-        Box::new(GpuViewSource::new(&data.train, aug.clone(), batch_size, args.seed, device)?)
+        Box::new(GpuViewSource::with_views(&data.train, views.clone(), batch_size, args.seed, device)?)
     } else {
-        Box::new(ViewSource::new(&data.train, aug.clone(), batch_size, args.seed))
+        Box::new(ViewSource::with_views(&data.train, views.clone(), batch_size, args.seed))
     };
     let train_x = eval_tensor(&data.train, &aug);
     let test_x = eval_tensor(&data.test, &aug);
