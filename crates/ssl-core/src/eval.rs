@@ -9,6 +9,29 @@ use crate::{Error, Result};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
+/// Evaluation inputs that can be read a chunk at a time: a tensor already in
+/// memory, or a data set decoded on demand (a streamed image folder), so
+/// that feature extraction never needs the whole set at once.
+pub trait InputChunks {
+    /// Number of samples.
+    fn len(&self) -> usize;
+    /// Whether there are no samples.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Samples `start..start + n` as one tensor `[n, ...]`.
+    fn chunk(&self, start: usize, n: usize) -> Result<Tensor>;
+}
+
+impl InputChunks for Tensor {
+    fn len(&self) -> usize {
+        self.size().first().map_or(0, |&n| n as usize)
+    }
+    fn chunk(&self, start: usize, n: usize) -> Result<Tensor> {
+        Ok(self.narrow(0, start as i64, n as i64))
+    }
+}
+
 /// Runs `features` over `inputs` in chunks of `batch_size` without grad and
 /// gathers the result on the CPU as f32.
 ///
@@ -20,17 +43,32 @@ pub fn extract_features(
     batch_size: usize,
     device: Device,
 ) -> Tensor {
-    let n = inputs.size()[0];
-    let bs = batch_size.max(1) as i64;
+    extract_features_from(features, inputs, batch_size, device).expect("reading a tensor's rows cannot fail")
+}
+
+/// [`extract_features`] over any [`InputChunks`]; fails when a chunk cannot
+/// be read (e.g. a corrupt file in a streamed folder).
+pub fn extract_features_from(
+    features: &dyn Fn(&Tensor) -> Tensor,
+    inputs: &dyn InputChunks,
+    batch_size: usize,
+    device: Device,
+) -> Result<Tensor> {
+    let n = inputs.len();
+    let bs = batch_size.max(1);
     tch::no_grad(|| {
         let chunks: Vec<Tensor> = (0..n)
-            .step_by(bs as usize)
+            .step_by(bs)
             .map(|s| {
-                let x = inputs.narrow(0, s, bs.min(n - s)).to_device(device);
-                features(&x).to_kind(Kind::Float).to_device(Device::Cpu)
+                let x = inputs.chunk(s, bs.min(n - s))?.to_device(device);
+                Ok(features(&x).to_kind(Kind::Float).to_device(Device::Cpu))
             })
-            .collect();
-        Tensor::cat(&chunks, 0)
+            .collect::<Result<_>>()?;
+        if chunks.is_empty() {
+            // No samples: `[0, 0]`, which the evaluations refuse by shape.
+            return Ok(Tensor::zeros([0, 0], (Kind::Float, Device::Cpu)));
+        }
+        Ok(Tensor::cat(&chunks, 0))
     })
 }
 
@@ -239,13 +277,14 @@ pub fn scatter_png(path: &std::path::Path, points: &Tensor, labels: &Tensor) -> 
 
 /// Weighted kNN top-1 of a method's features between epochs (the kNN
 /// monitor of lightly and solo-learn), on preprocessed inputs.
-pub struct KnnMonitor {
-    /// Training inputs `[N, ...]` (kept on the CPU; moved in chunks).
-    pub train_x: Tensor,
+pub struct KnnMonitor<'a> {
+    /// Training inputs `[N, ...]` (kept on the CPU, or decoded on demand;
+    /// moved in chunks).
+    pub train_x: &'a dyn InputChunks,
     /// Training labels `[N]`.
     pub train_y: Tensor,
     /// Test inputs `[M, ...]`.
-    pub test_x: Tensor,
+    pub test_x: &'a dyn InputChunks,
     /// Test labels `[M]`.
     pub test_y: Tensor,
     /// Number of classes.
@@ -254,11 +293,11 @@ pub struct KnnMonitor {
     pub device: Device,
 }
 
-impl crate::trainer::EpochMonitor for KnnMonitor {
+impl crate::trainer::EpochMonitor for KnnMonitor<'_> {
     fn evaluate(&self, method: &dyn crate::Method) -> Result<Vec<(&'static str, f64)>> {
         let f = |x: &Tensor| method.features(x);
-        let tr = extract_features(&f, &self.train_x, 512, self.device);
-        let te = extract_features(&f, &self.test_x, 512, self.device);
+        let tr = extract_features_from(&f, self.train_x, 512, self.device)?;
+        let te = extract_features_from(&f, self.test_x, 512, self.device)?;
         let acc = knn_top1(&tr, &self.train_y, &te, &self.test_y, 200, 0.1, self.num_classes)?;
         Ok(vec![("knn_top1", acc)])
     }

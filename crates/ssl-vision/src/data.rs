@@ -433,8 +433,24 @@ pub fn decode_image(path: &Path) -> Result<ImageU8> {
     }
 }
 
+/// The class names of an image folder: the sub-folders of `DIR/train`, sorted.
+pub(crate) fn folder_classes(dir: &Path) -> Result<Vec<String>> {
+    check_dir(dir)?;
+    let train_dir = dir.join("train");
+    check_dir(&train_dir)?;
+    let classes: Vec<String> = sorted_entries(&train_dir)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+        .collect();
+    if classes.is_empty() {
+        return Err(Error::format(&train_dir, "no class folders"));
+    }
+    Ok(classes)
+}
+
 /// Gray images to 3 channels (when a folder mixes gray and colour).
-fn to_rgb(img: ImageU8) -> ImageU8 {
+pub(crate) fn to_rgb(img: ImageU8) -> ImageU8 {
     if img.c == 3 {
         return img;
     }
@@ -458,7 +474,9 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-fn folder_split(dir: &Path, classes: &[String]) -> Result<ImageSet> {
+/// The image files of one split, `(path, label)`, in class then name order;
+/// nothing is decoded.
+pub(crate) fn folder_files(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, i64)>> {
     let mut files = Vec::new();
     for (label, class) in classes.iter().enumerate() {
         let cdir = dir.join(class);
@@ -470,6 +488,11 @@ fn folder_split(dir: &Path, classes: &[String]) -> Result<ImageSet> {
         }
         files.extend(images.into_iter().map(|p| (p, label as i64)));
     }
+    Ok(files)
+}
+
+fn folder_split(dir: &Path, classes: &[String]) -> Result<ImageSet> {
+    let files = folder_files(dir, classes)?;
     let images: Vec<ImageU8> = files.par_iter().map(|(p, _)| decode_image(p)).collect::<Result<_>>()?;
     Ok(ImageSet { images, labels: files.iter().map(|(_, l)| *l).collect() })
 }
@@ -478,17 +501,8 @@ fn folder_split(dir: &Path, classes: &[String]) -> Result<ImageSet> {
 /// `DIR/test/<class>/*`, gray or colour (mixed folders become RGB). The test
 /// split must have the same classes. Decoding runs on all cores.
 pub fn folder(dir: &Path) -> Result<ImageData> {
-    check_dir(dir)?;
+    let classes = folder_classes(dir)?;
     let train_dir = dir.join("train");
-    check_dir(&train_dir)?;
-    let classes: Vec<String> = sorted_entries(&train_dir)?
-        .into_iter()
-        .filter(|p| p.is_dir())
-        .map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
-        .collect();
-    if classes.is_empty() {
-        return Err(Error::format(&train_dir, "no class folders"));
-    }
     let mut train = folder_split(&train_dir, &classes)?;
     let mut test = folder_split(&dir.join("test"), &classes)?;
     if train.images.iter().chain(&test.images).any(|i| i.c == 3) {

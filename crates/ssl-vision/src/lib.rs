@@ -4,11 +4,13 @@
 //!   parameter names; [`vit`]: ViT-Tiny/Small with timm names;
 //!   [`backbone`]: either, by configuration.
 //! - [`transforms`]: image operations with torchvision's semantics, and
-//!   [`augment`]: the per-view pipelines (SimCLR's, a digits preset);
+//!   [`augment`]: the per-view pipelines (SimCLR's, MoCo v2's, BYOL's
+//!   asymmetric pair, MAE's, a digits preset);
 //!   [`gpu_augment`]: the same pipelines as batched tensor operations on
 //!   device-resident data.
 //! - [`data`]: MNIST IDX, CIFAR-10 binary and image-folder loaders, and the
-//!   bundled MNIST-5k set; [`source`]: the batch source feeding the trainer.
+//!   bundled MNIST-5k set; [`source`]: the batch source feeding the trainer;
+//!   [`stream`]: image folders larger than memory, decoded batch by batch.
 //! - [`simclr`], [`moco`] (MoCo v2, v3), [`byol`] (BYOL, SimSiam),
 //!   [`redundancy`] (Barlow Twins, VICReg) and [`mae`]; [`methods`] finds
 //!   them by name.
@@ -44,6 +46,7 @@ pub mod redundancy;
 pub mod resnet;
 pub mod simclr;
 pub mod source;
+pub mod stream;
 pub mod transforms;
 pub mod vit;
 

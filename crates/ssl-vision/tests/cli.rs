@@ -32,6 +32,7 @@ fn unknown_names_are_refused_with_the_choices() {
 fn bad_data_is_refused_naming_it() {
     fails_with(&["--data", "mnist-idx:/no/such/dir", "--device", "cpu"], &["/no/such/dir", "does not exist"]);
     fails_with(&["--batch-size", "5000", "--device", "cpu"], &["larger than the 4000 training images"]);
+    fails_with(&["--stream", "--device", "cpu"], &["--stream reads image folders", "bundled"]);
     fails_with(
         &["--backbone", "vit-mini", "--patch-size", "5", "--device", "cpu"],
         &["not a multiple of --patch-size 5"],

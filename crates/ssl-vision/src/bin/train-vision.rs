@@ -10,7 +10,9 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde_json::json;
 use ssl_core::device::{device_name, parse_device, seed_everything};
-use ssl_core::eval::{evaluate_features, extract_features, pca_2d, scatter_png, EvalReport, KnnMonitor};
+use ssl_core::eval::{
+    evaluate_features, extract_features_from, pca_2d, scatter_png, EvalReport, InputChunks, KnnMonitor,
+};
 use ssl_core::metrics::write_json_atomic;
 use ssl_core::trainer::{TrainConfig, Trainer};
 use ssl_core::BatchSource;
@@ -22,6 +24,7 @@ use ssl_vision::gpu_augment::GpuViewSource;
 use ssl_vision::methods;
 use ssl_vision::resnet::{ResNetConfig, Stem};
 use ssl_vision::source::{eval_tensor, ViewSource};
+use ssl_vision::stream::{index_folder, FolderIndex, StreamedEval, StreamingViewSource};
 use ssl_vision::vit::VitConfig;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -116,6 +119,14 @@ struct Args {
     /// Run the kNN monitor every N epochs (and after the last); 0 disables it.
     #[arg(long, default_value_t = 5)]
     knn_every: usize,
+    /// Stream a `folder:DIR` data set instead of loading it: files are
+    /// decoded batch by batch on worker threads, for sets larger than memory.
+    #[arg(long)]
+    stream: bool,
+    /// Side of the square views and evaluation images (default: the first
+    /// training image's height; for a streamed folder, its shorter side).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    image_size: Option<u64>,
 }
 
 fn backbone_config(args: &Args, in_channels: i64, image_size: i64) -> Result<BackboneConfig> {
@@ -148,22 +159,61 @@ fn backbone_config(args: &Args, in_channels: i64, image_size: i64) -> Result<Bac
 /// Backbone names for error messages.
 const BACKBONES: &str = "small, resnet18, resnet34, resnet50, vit-mini, vit-tiny or vit-small";
 
+/// The data: decoded into memory, or a folder index streamed batch by batch.
+enum Loaded {
+    Memory(ImageData),
+    Streamed(FolderIndex),
+}
+
+impl Loaded {
+    fn name(&self) -> &str {
+        match self {
+            Loaded::Memory(d) => &d.name,
+            Loaded::Streamed(f) => &f.name,
+        }
+    }
+    fn classes(&self) -> &[String] {
+        match self {
+            Loaded::Memory(d) => &d.classes,
+            Loaded::Streamed(f) => &f.classes,
+        }
+    }
+    /// Train and test labels.
+    fn labels(&self) -> (&[i64], &[i64]) {
+        match self {
+            Loaded::Memory(d) => (&d.train.labels, &d.test.labels),
+            Loaded::Streamed(f) => (&f.train.labels, &f.test.labels),
+        }
+    }
+    /// Channels and the default view size.
+    fn channels_and_size(&self) -> Result<(usize, usize)> {
+        match self {
+            Loaded::Memory(d) => Ok((d.channels(), d.image_size())),
+            Loaded::Streamed(f) => {
+                let first = f.train.decode(&[0])?.remove(0);
+                Ok((3, first.h.min(first.w)))
+            }
+        }
+    }
+}
+
 /// kNN and linear probe of an encoder, and a PCA plot of its test
 /// embeddings written to `plot`.
 fn evaluate(
     features: &dyn Fn(&tch::Tensor) -> tch::Tensor,
-    data: &ImageData,
-    train_x: &tch::Tensor,
-    test_x: &tch::Tensor,
+    data: &Loaded,
+    train_x: &dyn InputChunks,
+    test_x: &dyn InputChunks,
     device: tch::Device,
     plot: &std::path::Path,
 ) -> Result<EvalReport> {
-    let tr = extract_features(features, train_x, 512, device);
-    let te = extract_features(features, test_x, 512, device);
-    let ty = tch::Tensor::from_slice(&data.train.labels);
-    let ey = tch::Tensor::from_slice(&data.test.labels);
+    let tr = extract_features_from(features, train_x, 512, device)?;
+    let te = extract_features_from(features, test_x, 512, device)?;
+    let (train_labels, test_labels) = data.labels();
+    let ty = tch::Tensor::from_slice(train_labels);
+    let ey = tch::Tensor::from_slice(test_labels);
     scatter_png(plot, &pca_2d(&te), &ey)?;
-    Ok(evaluate_features(&tr, &ty, &te, &ey, data.classes.len())?)
+    Ok(evaluate_features(&tr, &ty, &te, &ey, data.classes().len())?)
 }
 
 fn main() -> Result<()> {
@@ -177,17 +227,28 @@ fn main() -> Result<()> {
     let device = parse_device(&args.device)?;
     seed_everything(args.seed);
     let spec: DataSpec = args.data.parse()?;
-    let data = data::load(&spec).with_context(|| format!("loading --data {}", args.data))?;
-    if data.train.len() < batch_size {
+    let data = match (&spec, args.stream) {
+        (DataSpec::Folder(dir), true) => {
+            Loaded::Streamed(index_folder(dir).with_context(|| format!("indexing --data {}", args.data))?)
+        }
+        (_, true) => bail!("--stream reads image folders (folder:DIR); {} is loaded into memory", args.data),
+        _ => Loaded::Memory(data::load(&spec).with_context(|| format!("loading --data {}", args.data))?),
+    };
+    let (train_n, test_n) = (data.labels().0.len(), data.labels().1.len());
+    if train_n < batch_size {
         bail!(
             "--batch-size {} is larger than the {} training images of {}",
             batch_size,
-            data.train.len(),
-            data.name
+            train_n,
+            data.name()
         );
     }
-    let channels = data.channels() as i64;
-    let size = data.image_size();
+    if args.stream && args.finetune_epochs > 0 {
+        bail!("--finetune-epochs needs the data in memory; drop --stream or --finetune-epochs");
+    }
+    let (channels, default_size) = data.channels_and_size()?;
+    let channels = channels as i64;
+    let size = args.image_size.map_or(default_size, |s| s as usize);
     let preset = match (args.augment.as_str(), channels) {
         ("auto", 1) => "digits",
         ("auto", _) => methods::default_augment(&args.method),
@@ -211,14 +272,15 @@ fn main() -> Result<()> {
     // The evaluation transform (resize and normalise) is shared by the views.
     let aug = views[0].clone();
     eprintln!(
-        "{}: {} train / {} test images, {}x{}x{}, {} classes; device {}",
-        data.name,
-        data.train.len(),
-        data.test.len(),
+        "{}: {} train / {} test images{}, {}x{}x{}, {} classes; device {}",
+        data.name(),
+        train_n,
+        test_n,
+        if args.stream { " (streamed)" } else { "" },
         channels,
         size,
         size,
-        data.classes.len(),
+        data.classes().len(),
         device_name(device)
     );
 
@@ -236,16 +298,17 @@ fn main() -> Result<()> {
         checkpoint_every: args.checkpoint_every,
         keep_checkpoints: 2,
         log_every: 10,
-        online_probe_classes: Some(data.classes.len()),
+        online_probe_classes: Some(data.classes().len()),
         monitor_every: args.knn_every.max(1),
     };
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", args.method, data.name)));
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", args.method, data.name())));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut config = json!({
-        "method": args.method, "data": args.data, "dataset": data.name, "device": device_name(device),
+        "method": args.method, "data": args.data, "dataset": data.name(), "stream": args.stream,
+        "image_size": size, "device": device_name(device),
         "seed": args.seed, "batch_size": batch_size, "train": train_cfg,
         "augment": {"preset": preset, "views": views}, "torch_threads": tch::get_num_threads(),
     });
@@ -269,19 +332,37 @@ fn main() -> Result<()> {
     config["channels_last"] = json!(channels_last);
     config["augment_on_device"] = json!(on_device);
     write_json_atomic(&out.join("config.json"), &config)?;
-    let source: Box<dyn BatchSource + '_> = if on_device {
-        Box::new(GpuViewSource::with_views(&data.train, views.clone(), batch_size, args.seed, device)?)
-    } else {
-        Box::new(ViewSource::with_views(&data.train, views.clone(), batch_size, args.seed))
+    let (source, train_x, test_x): (
+        Box<dyn BatchSource + '_>,
+        Box<dyn InputChunks + '_>,
+        Box<dyn InputChunks + '_>,
+    ) = match &data {
+        Loaded::Memory(d) => {
+            let source: Box<dyn BatchSource> = if on_device {
+                Box::new(GpuViewSource::with_views(&d.train, views.clone(), batch_size, args.seed, device)?)
+            } else {
+                Box::new(ViewSource::with_views(&d.train, views.clone(), batch_size, args.seed))
+            };
+            (source, Box::new(eval_tensor(&d.train, &aug)), Box::new(eval_tensor(&d.test, &aug)))
+        }
+        Loaded::Streamed(f) => {
+            if on_device {
+                bail!("--augment-on device keeps the data on the device; a streamed folder is augmented on the CPU");
+            }
+            (
+                Box::new(StreamingViewSource::new(&f.train, views.clone(), batch_size, args.seed)),
+                Box::new(StreamedEval { set: &f.train, aug: &aug }),
+                Box::new(StreamedEval { set: &f.test, aug: &aug }),
+            )
+        }
     };
-    let train_x = eval_tensor(&data.train, &aug);
-    let test_x = eval_tensor(&data.test, &aug);
+    let (train_labels, test_labels) = data.labels();
     let monitor = KnnMonitor {
-        train_x: train_x.shallow_clone(),
-        train_y: tch::Tensor::from_slice(&data.train.labels),
-        test_x: test_x.shallow_clone(),
-        test_y: tch::Tensor::from_slice(&data.test.labels),
-        num_classes: data.classes.len(),
+        train_x: train_x.as_ref(),
+        train_y: tch::Tensor::from_slice(train_labels),
+        test_x: test_x.as_ref(),
+        test_y: tch::Tensor::from_slice(test_labels),
+        num_classes: data.classes().len(),
         device,
     };
     let trainer = Trainer::new(train_cfg, device, &out, config);
@@ -291,7 +372,14 @@ fn main() -> Result<()> {
     ssl_core::checkpoint::save_weights(&vs, &out.join("model.safetensors"))?;
 
     eprintln!("evaluating (kNN k=200 T=0.1, linear probe) ...");
-    let ssl = evaluate(&|x| method.features(x), &data, &train_x, &test_x, device, &out.join("pca_ssl.png"))?;
+    let ssl = evaluate(
+        &|x| method.features(x),
+        &data,
+        train_x.as_ref(),
+        test_x.as_ref(),
+        device,
+        &out.join("pca_ssl.png"),
+    )?;
     // The same architecture, freshly initialised with the same seed.
     seed_everything(args.seed);
     let random_vs = nn::VarStore::new(device);
@@ -302,13 +390,13 @@ fn main() -> Result<()> {
     let rnd = evaluate(
         &|x| random.forward_t(x, false),
         &data,
-        &train_x,
-        &test_x,
+        train_x.as_ref(),
+        test_x.as_ref(),
         device,
         &out.join("pca_random_init.png"),
     )?;
 
-    let finetune = if args.finetune_epochs > 0 {
+    let finetune = if let (Loaded::Memory(data), true) = (&data, args.finetune_epochs > 0) {
         let cfg = FineTuneConfig {
             epochs: args.finetune_epochs,
             batch_size,
@@ -325,6 +413,7 @@ fn main() -> Result<()> {
         if channels_last {
             channels_last_(&ssl_vs);
         }
+        let test_x = eval_tensor(&data.test, &aug);
         let ft_ssl = fine_tune(&ssl_backbone, &ssl_vs, &data.train, &aug, classes, &test_x, &test_y, &cfg)?;
         let ft_rnd = fine_tune(&random, &random_vs, &data.train, &aug, classes, &test_x, &test_y, &cfg)?;
         Some((ft_ssl, ft_rnd, cfg))
@@ -335,7 +424,7 @@ fn main() -> Result<()> {
     let wall = started.elapsed().as_secs_f64();
     let mut report = json!({
         "method": args.method,
-        "dataset": data.name,
+        "dataset": data.name(),
         "ssl": {"knn_top1": ssl.knn_top1, "linear_top1": ssl.linear_top1},
         "random_init": {"knn_top1": rnd.knn_top1, "linear_top1": rnd.linear_top1},
         "epochs": summary.epochs,
@@ -344,8 +433,8 @@ fn main() -> Result<()> {
         "train": summary,
         "feature_dim": ssl.feature_dim,
         "linear_probe": {"ssl": ssl.linear, "random_init": rnd.linear},
-        "train_images": data.train.len(),
-        "test_images": data.test.len(),
+        "train_images": train_n,
+        "test_images": test_n,
     });
     if let Some((ft_ssl, ft_rnd, cfg)) = &finetune {
         report["ssl"]["finetune_top1"] = json!(ft_ssl.test_top1);
@@ -356,7 +445,7 @@ fn main() -> Result<()> {
     println!(
         "\n{} on {} ({} epochs, {:.0} s, {})",
         args.method,
-        data.name,
+        data.name(),
         summary.epochs,
         wall,
         device_name(device)
