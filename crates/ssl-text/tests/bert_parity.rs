@@ -1,0 +1,142 @@
+//! BERT against transformers 5.24: a tiny random `BertForMaskedLM` saved by
+//! `tools/golden/bert.py` loads by name, and gives transformers' MLM logits
+//! and last hidden states (with padding and token types), and its causal
+//! (`BertLMHeadModel`, `is_decoder=True`) logits, to 1e-4. Saving and
+//! reloading keeps the same names.
+
+use ssl_core::checkpoint::{load_weights, save_weights};
+use ssl_text::bert::{BertConfig, BertForMaskedLm};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use tch::{nn, Device, Tensor};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn tiny() -> BertConfig {
+    BertConfig {
+        vocab_size: 97,
+        hidden_size: 32,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        intermediate_size: 64,
+        max_position_embeddings: 40,
+        hidden_dropout_prob: 0.0,
+        attention_probs_dropout_prob: 0.0,
+        ..BertConfig::base(97)
+    }
+}
+
+fn io() -> HashMap<String, Tensor> {
+    Tensor::read_safetensors(fixture("bert_tiny_mlm_io.safetensors")).unwrap().into_iter().collect()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+fn load() -> (nn::VarStore, BertForMaskedLm) {
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let model = BertForMaskedLm::new(&vs.root(), &tiny()).unwrap();
+    load_weights(&fixture("bert_tiny_mlm.safetensors"), &mut vs).unwrap();
+    (vs, model)
+}
+
+#[test]
+fn mlm_logits_match_transformers() {
+    let (vs, model) = load();
+    // The var store holds exactly the file's 42 tensors (the decoder is tied).
+    assert_eq!(vs.variables().len(), 42);
+    let io = io();
+    let (ids, mask, types) = (&io["input_ids"], &io["attention_mask"], &io["token_type_ids"]);
+    let hidden = tch::no_grad(|| model.bert.forward(ids, Some(types), Some(mask), false, false)).unwrap();
+    let d = max_diff(&hidden, &io["last_hidden"]);
+    assert!(d < 1e-4, "last hidden state differs by {d}");
+    let logits = tch::no_grad(|| model.logits(ids, Some(types), Some(mask), false, false)).unwrap();
+    assert_eq!(logits.size(), [3, 12, 97]);
+    let d = max_diff(&logits, &io["logits"]);
+    assert!(d < 1e-4, "MLM logits differ by {d}");
+    // The masks matter: without them the answer is different.
+    let unmasked = tch::no_grad(|| model.logits(ids, Some(types), None, false, false)).unwrap();
+    assert!(max_diff(&unmasked, &io["logits"]) > 1e-2);
+}
+
+#[test]
+fn causal_logits_match_transformers() {
+    let (_vs, model) = load();
+    let io = io();
+    let logits = tch::no_grad(|| model.logits(&io["input_ids"], None, None, true, false)).unwrap();
+    let d = max_diff(&logits, &io["clm_logits"]);
+    assert!(d < 1e-4, "causal logits differ by {d}");
+}
+
+#[test]
+fn sparse_mlm_loss_equals_dense_loss_on_the_labelled_positions() {
+    let (_vs, model) = load();
+    let io = io();
+    let ids = &io["input_ids"];
+    let labels = ids.where_self(&(ids.remainder(3)).eq(0), &Tensor::from(ssl_text::IGNORE_INDEX));
+    let (loss, correct, n) = tch::no_grad(|| model.mlm_loss(ids, None, &labels, false)).unwrap();
+    let dense = tch::no_grad(|| model.logits(ids, None, None, false, false)).unwrap();
+    let expected = dense.view([-1, 97]).cross_entropy_loss::<Tensor>(
+        &labels.view([-1]),
+        None,
+        tch::Reduction::Mean,
+        ssl_text::IGNORE_INDEX,
+        0.0,
+    );
+    assert!(max_diff(&loss, &expected) < 1e-5);
+    let sel = labels.ne(ssl_text::IGNORE_INDEX);
+    assert_eq!(n.double_value(&[]), sel.sum(tch::Kind::Float).double_value(&[]));
+    let hits = dense.argmax(-1, false).eq_tensor(ids).logical_and(&sel).sum(tch::Kind::Float);
+    assert_eq!(correct.double_value(&[]), hits.double_value(&[]));
+}
+
+#[test]
+fn saved_weights_keep_transformers_names() {
+    let (vs, _model) = load();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model.safetensors");
+    save_weights(&vs, &out).unwrap();
+    let mut names: Vec<String> = Tensor::read_safetensors(&out).unwrap().into_iter().map(|(n, _)| n).collect();
+    let mut expected: Vec<String> = Tensor::read_safetensors(fixture("bert_tiny_mlm.safetensors"))
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    names.sort();
+    expected.sort();
+    assert_eq!(names, expected);
+    let cfg = tiny().hf_config_json(0);
+    assert_eq!(cfg["architectures"][0], "BertForMaskedLM");
+    assert_eq!(cfg["num_hidden_layers"], 2);
+}
+
+#[test]
+fn pre_ln_uses_megatron_bert_names() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _m = BertForMaskedLm::new(&vs.root(), &BertConfig { pre_ln: true, ..tiny() }).unwrap();
+    let names: Vec<String> = vs.variables().into_keys().collect();
+    for n in ["bert.encoder.layer.1.attention.ln.weight", "bert.encoder.layer.0.ln.bias", "bert.encoder.ln.weight"] {
+        assert!(names.iter().any(|x| x == n), "missing {n}");
+    }
+    assert!(!names.iter().any(|x| x.contains("embeddings.LayerNorm")));
+}
+
+#[test]
+fn bad_shapes_are_refused() {
+    let (_vs, model) = load();
+    let long = Tensor::zeros([1, 41], (tch::Kind::Int64, Device::Cpu));
+    let err = model.logits(&long, None, None, false, false).err().unwrap().to_string();
+    assert!(err.contains("exceeds max_position_embeddings 40"), "{err}");
+    let ids = Tensor::zeros([2, 5], (tch::Kind::Int64, Device::Cpu));
+    let mask = Tensor::ones([2, 4], (tch::Kind::Int64, Device::Cpu));
+    let err = model.logits(&ids, None, Some(&mask), false, false).err().unwrap().to_string();
+    assert!(err.contains("attention_mask must be [2, 5]"), "{err}");
+    let err = BertForMaskedLm::new(&nn::VarStore::new(Device::Cpu).root(), &BertConfig { num_attention_heads: 5, ..tiny() })
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("not a multiple"), "{err}");
+}
