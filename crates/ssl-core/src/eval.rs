@@ -161,6 +161,8 @@ impl Default for LinearProbeConfig {
 pub struct LinearProbeResult {
     /// Top-1 on the held-out split.
     pub test_top1: f64,
+    /// Macro-averaged F1 on the held-out split (see [`macro_f1`]).
+    pub test_macro_f1: f64,
     /// Top-1 on the training split.
     pub train_top1: f64,
     /// Final training loss.
@@ -192,7 +194,9 @@ pub fn linear_probe(
     let (y, yt) = (train_y.to_kind(Kind::Int64), test_y.to_kind(Kind::Int64));
     let f = x.size()[1];
     let opts = (Kind::Float, Device::Cpu);
-    let w = (Tensor::randn([num_classes as i64, f], opts) * 0.01).set_requires_grad(true);
+    // Zeros: the problem is convex, and nothing is drawn from the global
+    // generator (so the result does not depend on what ran before).
+    let w = Tensor::zeros([num_classes as i64, f], opts).set_requires_grad(true);
     let b = Tensor::zeros([num_classes as i64], opts).set_requires_grad(true);
     let mut opt = Optimizer::new(
         &OptimizerConfig::adamw(cfg.lr, cfg.weight_decay),
@@ -221,12 +225,47 @@ pub fn linear_probe(
         })
         .double_value(&[])
     };
+    let test_pred = tch::no_grad(|| xt.linear(&w, Some(&b)).argmax(1, false));
     Ok(LinearProbeResult {
+        test_macro_f1: macro_f1(&test_pred, &yt, num_classes),
         test_top1: acc(&xt, &yt),
         train_top1: acc(&x, &y),
         train_loss: history.last().copied().unwrap_or(f64::NAN),
         steps,
     })
+}
+
+/// Macro-averaged F1 of predictions against labels, as scikit-learn's
+/// `f1_score(average="macro")`: the unweighted mean of the per-class F1 over
+/// the classes that occur in either, a class with no true positive scoring 0.
+///
+/// # Shapes
+/// `pred, labels: [N]` (class indices below `num_classes`)
+pub fn macro_f1(pred: &Tensor, labels: &Tensor, num_classes: usize) -> f64 {
+    let p: Vec<i64> = Vec::try_from(pred.to_kind(Kind::Int64).to_device(Device::Cpu)).unwrap_or_default();
+    let y: Vec<i64> = Vec::try_from(labels.to_kind(Kind::Int64).to_device(Device::Cpu)).unwrap_or_default();
+    let (mut tp, mut fp, mut fnn) = (vec![0f64; num_classes], vec![0f64; num_classes], vec![0f64; num_classes]);
+    for (&a, &b) in p.iter().zip(&y) {
+        let (a, b) = (a as usize, b as usize);
+        if a >= num_classes || b >= num_classes {
+            continue;
+        }
+        if a == b {
+            tp[a] += 1.0;
+        } else {
+            fp[a] += 1.0;
+            fnn[b] += 1.0;
+        }
+    }
+    let f1s: Vec<f64> = (0..num_classes)
+        .filter(|&c| tp[c] + fp[c] + fnn[c] > 0.0)
+        .map(|c| if tp[c] == 0.0 { 0.0 } else { 2.0 * tp[c] / (2.0 * tp[c] + fp[c] + fnn[c]) })
+        .collect();
+    if f1s.is_empty() {
+        0.0
+    } else {
+        f1s.iter().sum::<f64>() / f1s.len() as f64
+    }
 }
 
 /// The first two principal components of `features` (centred; via SVD).
@@ -332,6 +371,18 @@ pub fn evaluate_features(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn macro_f1_matches_scikit_learn() {
+        // sklearn.metrics.f1_score([0,0,1,1,2,2], [0,1,1,1,0,0], average="macro")
+        // = mean(0.5, 0.8, 0.0) = 0.4333…
+        let y = Tensor::from_slice(&[0i64, 0, 1, 1, 2, 2]);
+        let p = Tensor::from_slice(&[0i64, 1, 1, 1, 0, 0]);
+        assert!((macro_f1(&p, &y, 3) - 1.3 / 3.0).abs() < 1e-12);
+        // A class absent from both does not count.
+        assert!((macro_f1(&p, &y, 5) - 1.3 / 3.0).abs() < 1e-12);
+        assert_eq!(macro_f1(&y, &y, 3), 1.0);
+    }
 
     /// Two well-separated Gaussian blobs per class: both evaluations must be
     /// near perfect; with labels shuffled, near chance.
