@@ -244,7 +244,8 @@ pub fn linear_probe(
 pub fn macro_f1(pred: &Tensor, labels: &Tensor, num_classes: usize) -> f64 {
     let p: Vec<i64> = Vec::try_from(pred.to_kind(Kind::Int64).to_device(Device::Cpu)).unwrap_or_default();
     let y: Vec<i64> = Vec::try_from(labels.to_kind(Kind::Int64).to_device(Device::Cpu)).unwrap_or_default();
-    let (mut tp, mut fp, mut fnn) = (vec![0f64; num_classes], vec![0f64; num_classes], vec![0f64; num_classes]);
+    let (mut tp, mut fp, mut fnn) =
+        (vec![0f64; num_classes], vec![0f64; num_classes], vec![0f64; num_classes]);
     for (&a, &b) in p.iter().zip(&y) {
         let (a, b) = (a as usize, b as usize);
         if a >= num_classes || b >= num_classes {

@@ -96,4 +96,10 @@ pub trait BatchSource: Sync {
     fn sample_unit(&self) -> &'static str {
         "samples"
     }
+    /// How many of [`BatchSource::sample_unit`] a batch holds, for
+    /// throughput (text sources count non-padding tokens). Called on the
+    /// CPU batch, before it moves to the device.
+    fn units(&self, batch: &Batch) -> usize {
+        batch.len()
+    }
 }

@@ -279,8 +279,9 @@ impl Trainer {
             let mut epoch_steps = 0usize;
             let mut window = (Instant::now(), 0usize);
             for (epoch, batch) in rx {
-                let batch = batch?.to_device(device);
-                let n = batch.len();
+                let batch = batch?;
+                let n = data.units(&batch);
+                let batch = batch.to_device(device);
                 let lr = schedule.lr(step);
                 opt.zero_grad();
                 let out = crate::amp::bf16_autocast(self.cfg.bf16, || method.loss(&batch, true));
@@ -347,7 +348,12 @@ impl Trainer {
                     if let Some(m) = monitor.filter(|_| done % every == 0 || done == self.cfg.epochs) {
                         for (k, v) in m.evaluate(&*method)? {
                             rec[k] = json!(v);
-                            line += &format!("  {k} {:.1}%", 100.0 * v);
+                            // Accuracies as percentages; anything else as is.
+                            line += &if k.ends_with("top1") || k.ends_with("acc") {
+                                format!("  {k} {:.1}%", 100.0 * v)
+                            } else {
+                                format!("  {k} {v:.4}")
+                            };
                         }
                     }
                     log.write(&rec)?;

@@ -97,8 +97,11 @@ impl BertConfig {
     /// (`BertForMaskedLM`, or `MegatronBertForMaskedLM` when pre-LN).
     pub fn hf_config_json(&self, pad_token_id: i64) -> serde_json::Value {
         let mut v = serde_json::to_value(self).expect("a config serialises");
-        let (arch, model_type) =
-            if self.pre_ln { ("MegatronBertForMaskedLM", "megatron-bert") } else { ("BertForMaskedLM", "bert") };
+        let (arch, model_type) = if self.pre_ln {
+            ("MegatronBertForMaskedLM", "megatron-bert")
+        } else {
+            ("BertForMaskedLM", "bert")
+        };
         v["architectures"] = serde_json::json!([arch]);
         v["model_type"] = serde_json::json!(model_type);
         v["hidden_act"] = serde_json::json!("gelu");
@@ -123,7 +126,8 @@ fn layer_norm(p: nn::Path, h: i64, eps: f64) -> nn::LayerNorm {
 }
 
 fn embedding(p: nn::Path, n: i64, h: i64, std: f64) -> nn::Embedding {
-    let cfg = nn::EmbeddingConfig { ws_init: nn::Init::Randn { mean: 0.0, stdev: std }, ..Default::default() };
+    let cfg =
+        nn::EmbeddingConfig { ws_init: nn::Init::Randn { mean: 0.0, stdev: std }, ..Default::default() };
     nn::embedding(p, n, h, cfg)
 }
 
@@ -169,7 +173,8 @@ impl Layer {
         let (b, t, h) = x.size3().expect("hidden states are [B, T, H]");
         let heads = c.num_attention_heads;
         let split = |y: Tensor| y.view([b, t, heads, h / heads]).transpose(1, 2);
-        let (q, k, v) = (split(self.query.forward(x)), split(self.key.forward(x)), split(self.value.forward(x)));
+        let (q, k, v) =
+            (split(self.query.forward(x)), split(self.key.forward(x)), split(self.value.forward(x)));
         let p = if train { c.attention_probs_dropout_prob } else { 0.0 };
         let y = Tensor::scaled_dot_product_attention(&q, &k, &v, mask, p, false, None, false);
         let y = y.transpose(1, 2).contiguous().view([b, t, h]);
@@ -241,9 +246,9 @@ impl BertModel {
         train: bool,
     ) -> Result<Tensor> {
         let c = &self.config;
-        let (b, t) = input_ids.size2().map_err(|_| {
-            Error::Shape(format!("input_ids must be [B, T], got {:?}", input_ids.size()))
-        })?;
+        let (b, t) = input_ids
+            .size2()
+            .map_err(|_| Error::Shape(format!("input_ids must be [B, T], got {:?}", input_ids.size())))?;
         if t > c.max_position_embeddings {
             return Err(Error::Shape(format!(
                 "sequence length {t} exceeds max_position_embeddings {}",
@@ -252,7 +257,10 @@ impl BertModel {
         }
         for (name, m) in [("token_type_ids", token_type_ids), ("attention_mask", attention_mask)] {
             if let Some(m) = m.filter(|m| m.size() != [b, t]) {
-                return Err(Error::Shape(format!("{name} must be [{b}, {t}] like input_ids, got {:?}", m.size())));
+                return Err(Error::Shape(format!(
+                    "{name} must be [{b}, {t}] like input_ids, got {:?}",
+                    m.size()
+                )));
             }
         }
         let dev = input_ids.device();
@@ -261,7 +269,8 @@ impl BertModel {
             Some(tt) => self.token_type_embeddings.forward(tt),
             None => self.token_type_embeddings.ws.get(0).view([1, 1, c.hidden_size]),
         };
-        let mut x = self.word_embeddings.forward(input_ids) + self.position_embeddings.forward(&positions) + types;
+        let mut x =
+            self.word_embeddings.forward(input_ids) + self.position_embeddings.forward(&positions) + types;
         if let Some(ln) = &self.embeddings_ln {
             x = ln.forward(&x);
         }
@@ -329,7 +338,10 @@ pub struct BertForMaskedLm {
 impl BertForMaskedLm {
     /// Builds both under `root` (`bert.*` and `cls.predictions.*`).
     pub fn new(root: &nn::Path, c: &BertConfig) -> Result<Self> {
-        Ok(Self { bert: BertModel::new(&(root / "bert"), c)?, head: MlmHead::new(&(root / "cls" / "predictions"), c) })
+        Ok(Self {
+            bert: BertModel::new(&(root / "bert"), c)?,
+            head: MlmHead::new(&(root / "cls" / "predictions"), c),
+        })
     }
 
     /// Logits at every position (dense prediction), as transformers gives.
@@ -368,7 +380,12 @@ impl BertForMaskedLm {
     /// Next-token loss (GPT-style) with a causal mask: position `i`
     /// predicts token `i + 1`; targets at padding (`attention_mask` 0) are
     /// ignored. Returns `(mean cross entropy, correct, predicted)`.
-    pub fn clm_loss(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, train: bool) -> Result<(Tensor, Tensor, Tensor)> {
+    pub fn clm_loss(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        train: bool,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let h = self.bert.forward(input_ids, None, attention_mask, true, train)?;
         let t = input_ids.size()[1];
         let mut targets = input_ids.narrow(1, 1, t - 1);

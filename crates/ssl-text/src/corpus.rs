@@ -80,8 +80,11 @@ impl Corpus {
             }
             files
         } else {
-            let f = format_of(path, paragraphs)
-                .unwrap_or(if paragraphs { Format::Paragraphs } else { Format::Lines });
+            let f = format_of(path, paragraphs).unwrap_or(if paragraphs {
+                Format::Paragraphs
+            } else {
+                Format::Lines
+            });
             vec![(path.to_path_buf(), f)]
         };
         Ok(Self { root: path.to_path_buf(), files })
@@ -160,7 +163,13 @@ impl Documents<'_> {
                     match self.next_line()? {
                         None => break None,
                         Some(l) if l.trim().is_empty() => continue,
-                        Some(l) => break Some(Doc { text: l.trim().to_string(), file: path.clone(), line: self.line }),
+                        Some(l) => {
+                            break Some(Doc {
+                                text: l.trim().to_string(),
+                                file: path.clone(),
+                                line: self.line,
+                            })
+                        }
                     }
                 },
                 Format::Paragraphs => {
@@ -298,7 +307,9 @@ fn read_csv(path: &Path) -> Result<Vec<Example>> {
         })?;
         let line = rec.position().map_or(0, |p| p.line() as usize);
         let get = |i: usize, name: &str| {
-            rec.get(i).map(str::to_string).ok_or_else(|| Error::line(path, line, format!("no `{name}` value")))
+            rec.get(i)
+                .map(str::to_string)
+                .ok_or_else(|| Error::line(path, line, format!("no `{name}` value")))
         };
         let label = get(l, "label")?;
         if label.trim().is_empty() {
@@ -351,8 +362,12 @@ mod tests {
     fn bad_input_names_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let bad = write(dir.path(), "bad.txt", b"fine\nnot \xff utf8\n");
-        let errs: Vec<String> =
-            Corpus::open(&bad, false).unwrap().documents().filter_map(|d| d.err()).map(|e| e.to_string()).collect();
+        let errs: Vec<String> = Corpus::open(&bad, false)
+            .unwrap()
+            .documents()
+            .filter_map(|d| d.err())
+            .map(|e| e.to_string())
+            .collect();
         assert_eq!(errs.len(), 1);
         assert!(errs[0].contains("bad.txt:2") && errs[0].contains("UTF-8"), "{}", errs[0]);
 
@@ -374,7 +389,11 @@ mod tests {
     #[test]
     fn labelled_sets_from_jsonl_and_csv() {
         let dir = tempfile::tempdir().unwrap();
-        let j = write(dir.path(), "t.jsonl", b"{\"text\": \"a b\", \"label\": \"pos\"}\n{\"text\": \"c\", \"label\": 3}\n");
+        let j = write(
+            dir.path(),
+            "t.jsonl",
+            b"{\"text\": \"a b\", \"label\": \"pos\"}\n{\"text\": \"c\", \"label\": 3}\n",
+        );
         let ex = read_labeled(&j).unwrap();
         assert_eq!(ex[0], Example { text: "a b".into(), label: "pos".into() });
         assert_eq!(ex[1].label, "3");

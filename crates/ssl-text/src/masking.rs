@@ -122,7 +122,8 @@ mod tests {
         let ids = Tensor::randint_low(1000, 2000, [b, t], (Kind::Int64, Device::Cpu));
         let special = Tensor::zeros([b, t], (Kind::Bool, Device::Cpu));
         let _ = special.narrow(1, 0, 1).fill_(1); // [CLS] column
-        let cfg = MaskingConfig { mlm_probability: 0.15, mask_token_id: 3, vocab_size: 1000, whole_word: false };
+        let cfg =
+            MaskingConfig { mlm_probability: 0.15, mask_token_id: 3, vocab_size: 1000, whole_word: false };
         let (masked, labels) = mask_tokens(&ids, &special, &cfg).unwrap();
         let selected = labels.ne(IGNORE_INDEX);
         let n = (b * (t - 1)) as f64;
@@ -150,12 +151,14 @@ mod tests {
     fn sequence_masking_follows_bert_and_skips_special_tokens() {
         use rand::SeedableRng;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        let cfg = MaskingConfig { mlm_probability: 0.15, mask_token_id: 3, vocab_size: 1000, whole_word: false };
+        let cfg =
+            MaskingConfig { mlm_probability: 0.15, mask_token_id: 3, vocab_size: 1000, whole_word: false };
         let t = 128usize;
         let ids: Vec<i64> = (0..t as i64).map(|i| 1000 + i).collect();
         let special: Vec<bool> = (0..t).map(|i| i == 0 || i == t - 1 || i % 10 == 5).collect();
         let starts = vec![true; t];
-        let (mut sel, mut mask, mut random, mut same, mut non_special) = (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        let (mut sel, mut mask, mut random, mut same, mut non_special) =
+            (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
         for _ in 0..400 {
             let (m, l) = mask_sequence(&ids, &special, &starts, &cfg, &mut rng);
             for i in 0..t {
@@ -190,7 +193,8 @@ mod tests {
     fn whole_word_masking_takes_every_piece_of_a_word() {
         use rand::SeedableRng;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
-        let cfg = MaskingConfig { mlm_probability: 0.15, mask_token_id: 3, vocab_size: 1000, whole_word: true };
+        let cfg =
+            MaskingConfig { mlm_probability: 0.15, mask_token_id: 3, vocab_size: 1000, whole_word: true };
         // [CLS] then words of 1, 2 and 3 pieces, repeated; [SEP] at the end.
         let mut starts = vec![true];
         for _ in 0..20 {
@@ -224,7 +228,8 @@ mod tests {
     fn shapes_are_checked() {
         let ids = Tensor::zeros([2, 3], (Kind::Int64, Device::Cpu));
         let special = Tensor::zeros([2, 4], (Kind::Bool, Device::Cpu));
-        let cfg = MaskingConfig { mlm_probability: 0.15, mask_token_id: 3, vocab_size: 10, whole_word: false };
+        let cfg =
+            MaskingConfig { mlm_probability: 0.15, mask_token_id: 3, vocab_size: 10, whole_word: false };
         assert!(mask_tokens(&ids, &special, &cfg).unwrap_err().to_string().contains("[2, 4]"));
     }
 }

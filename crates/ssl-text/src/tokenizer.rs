@@ -53,7 +53,10 @@ pub struct TextTokenizer {
 
 impl std::fmt::Debug for TextTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextTokenizer").field("vocab_size", &self.vocab_size()).field("special", &self.special).finish()
+        f.debug_struct("TextTokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("special", &self.special)
+            .finish()
     }
 }
 
@@ -80,7 +83,10 @@ impl TextTokenizer {
         if !missing.is_empty() {
             return Err(Error::file(
                 origin,
-                format!("the tokenizer has no {} token (BERT-style special tokens are needed)", missing.join(", ")),
+                format!(
+                    "the tokenizer has no {} token (BERT-style special tokens are needed)",
+                    missing.join(", ")
+                ),
             ));
         }
         let id = |i: usize| ids[i].expect("checked above");
@@ -112,7 +118,8 @@ impl TextTokenizer {
                 None
             }
         });
-        tok.train(&mut trainer, docs).map_err(|e| Error::file(corpus.root(), format!("training the tokenizer: {e}")))?;
+        tok.train(&mut trainer, docs)
+            .map_err(|e| Error::file(corpus.root(), format!("training the tokenizer: {e}")))?;
         if let Some(e) = failed.into_inner().expect("not poisoned") {
             return Err(e);
         }
@@ -163,8 +170,9 @@ impl TextTokenizer {
             .into_iter()
             .map(|e| {
                 let words = e.get_word_ids();
-                let word_start =
-                    (0..words.len()).map(|i| i == 0 || words[i].is_none() || words[i] != words[i - 1]).collect();
+                let word_start = (0..words.len())
+                    .map(|i| i == 0 || words[i].is_none() || words[i] != words[i - 1])
+                    .collect();
                 Encoded { ids: e.get_ids().to_vec(), word_start }
             })
             .collect())

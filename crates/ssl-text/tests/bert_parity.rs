@@ -99,7 +99,8 @@ fn saved_weights_keep_transformers_names() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("model.safetensors");
     save_weights(&vs, &out).unwrap();
-    let mut names: Vec<String> = Tensor::read_safetensors(&out).unwrap().into_iter().map(|(n, _)| n).collect();
+    let mut names: Vec<String> =
+        Tensor::read_safetensors(&out).unwrap().into_iter().map(|(n, _)| n).collect();
     let mut expected: Vec<String> = Tensor::read_safetensors(fixture("bert_tiny_mlm.safetensors"))
         .unwrap()
         .into_iter()
@@ -118,7 +119,9 @@ fn pre_ln_uses_megatron_bert_names() {
     let vs = nn::VarStore::new(Device::Cpu);
     let _m = BertForMaskedLm::new(&vs.root(), &BertConfig { pre_ln: true, ..tiny() }).unwrap();
     let names: Vec<String> = vs.variables().into_keys().collect();
-    for n in ["bert.encoder.layer.1.attention.ln.weight", "bert.encoder.layer.0.ln.bias", "bert.encoder.ln.weight"] {
+    for n in
+        ["bert.encoder.layer.1.attention.ln.weight", "bert.encoder.layer.0.ln.bias", "bert.encoder.ln.weight"]
+    {
         assert!(names.iter().any(|x| x == n), "missing {n}");
     }
     assert!(!names.iter().any(|x| x.contains("embeddings.LayerNorm")));
@@ -134,9 +137,12 @@ fn bad_shapes_are_refused() {
     let mask = Tensor::ones([2, 4], (tch::Kind::Int64, Device::Cpu));
     let err = model.logits(&ids, None, Some(&mask), false, false).err().unwrap().to_string();
     assert!(err.contains("attention_mask must be [2, 5]"), "{err}");
-    let err = BertForMaskedLm::new(&nn::VarStore::new(Device::Cpu).root(), &BertConfig { num_attention_heads: 5, ..tiny() })
-        .err()
-        .unwrap()
-        .to_string();
+    let err = BertForMaskedLm::new(
+        &nn::VarStore::new(Device::Cpu).root(),
+        &BertConfig { num_attention_heads: 5, ..tiny() },
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("not a multiple"), "{err}");
 }

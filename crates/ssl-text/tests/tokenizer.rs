@@ -15,12 +15,14 @@ fn fixture(name: &str) -> PathBuf {
 #[test]
 fn hf_tokenizer_files_give_pythons_ids() {
     let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("hf_tokenizers_expected.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fixture("hf_tokenizers_expected.json")).unwrap())
+            .unwrap();
     for name in ["hf_wordpiece.json", "hf_bpe.json"] {
         let tok = TextTokenizer::load(&fixture(name)).unwrap();
         for row in expected[name].as_array().unwrap() {
             let text = row["text"].as_str().unwrap();
-            let want: Vec<u32> = row["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+            let want: Vec<u32> =
+                row["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
             assert_eq!(tok.encode_with_special(text).unwrap(), want, "{name}: {text}");
         }
     }
@@ -65,7 +67,10 @@ fn trained_wordpiece_behaves_like_bert() {
     let path = dir.path().join("tokenizer.json");
     tok.save(&path).unwrap();
     let again = TextTokenizer::load(&path).unwrap();
-    assert_eq!(again.encode_batch(&["Learning LABELS!"]).unwrap(), tok.encode_batch(&["Learning LABELS!"]).unwrap());
+    assert_eq!(
+        again.encode_batch(&["Learning LABELS!"]).unwrap(),
+        tok.encode_batch(&["Learning LABELS!"]).unwrap()
+    );
     assert_eq!(again.special, tok.special);
 }
 
@@ -81,10 +86,14 @@ fn bad_tokenizer_files_and_corpora_are_refused() {
 
     let empty = dir.path().join("empty.txt");
     std::fs::write(&empty, b"\n\n").unwrap();
-    let err = TextTokenizer::train_wordpiece(&Corpus::open(&empty, false).unwrap(), 100, 1).unwrap_err().to_string();
+    let err = TextTokenizer::train_wordpiece(&Corpus::open(&empty, false).unwrap(), 100, 1)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("empty.txt") && err.contains("empty corpus"), "{err}");
     let binary = dir.path().join("bin.txt");
     std::fs::write(&binary, b"good line\n\xfe\xfe\n").unwrap();
-    let err = TextTokenizer::train_wordpiece(&Corpus::open(&binary, false).unwrap(), 100, 1).unwrap_err().to_string();
+    let err = TextTokenizer::train_wordpiece(&Corpus::open(&binary, false).unwrap(), 100, 1)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("bin.txt:2") && err.contains("UTF-8"), "{err}");
 }

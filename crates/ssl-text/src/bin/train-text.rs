@@ -1,0 +1,317 @@
+//! `train-text`: BERT-style pre-training (masked tokens, or next tokens
+//! with `--objective clm`) on a corpus, then the downstream comparison of
+//! the pretrained encoder against the same encoder from scratch.
+//!
+//! Run through `cargo xtask train-text [ARGS]`. With no arguments it trains
+//! a WordPiece tokenizer and a small BERT on the bundled fortunes corpus on
+//! the CPU, and classifies fortunes by category.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde_json::json;
+use ssl_core::device::{device_name, parse_device, seed_everything};
+use ssl_core::metrics::write_json_atomic;
+use ssl_core::optim::OptimizerConfig;
+use ssl_core::trainer::{TrainConfig, Trainer};
+use ssl_text::bert::{BertConfig, BertForMaskedLm};
+use ssl_text::corpus::Corpus;
+use ssl_text::finetune::{compare, FineTuneConfig};
+use ssl_text::masking::MaskingConfig;
+use ssl_text::pack::{pack_corpus, PackConfig};
+use ssl_text::pretrain::{HeldoutMonitor, Objective, TextPretrainer, TextSource};
+use ssl_text::tokenizer::TextTokenizer;
+use std::path::PathBuf;
+use std::time::Instant;
+use tch::nn;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Masked-token (BERT) or next-token (GPT-style) pre-training of a text encoder")]
+struct Args {
+    /// Corpus: a .txt file (one document per line), a .jsonl file (a `text`
+    /// field per line) or a folder of them. Default: the bundled fortunes.
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+    /// Plain-text documents are paragraphs separated by blank lines.
+    #[arg(long)]
+    paragraphs: bool,
+    /// Labelled folder with train.jsonl and test.jsonl (or .csv), one
+    /// `{"text": "...", "label": "..."}` per line. Default: the bundled
+    /// fortune categories when the corpus is the bundled one.
+    #[arg(long)]
+    labeled: Option<PathBuf>,
+    /// mlm (BERT) or clm (GPT-style next token).
+    #[arg(long, default_value = "mlm")]
+    objective: String,
+    /// Pre-training epochs.
+    #[arg(long, default_value_t = 6)]
+    epochs: usize,
+    /// auto | cpu | cuda | cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Run folder. Default: runs/text-<objective>-<corpus name>.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from the run folder's latest checkpoint (and its tokenizer).
+    #[arg(long)]
+    resume: bool,
+    /// Use this tokenizer.json instead of training a WordPiece tokenizer.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Vocabulary size of the trained WordPiece tokenizer.
+    #[arg(long, default_value_t = 8000)]
+    vocab_size: usize,
+    /// Encoder shape: tiny (2 layers, 128 wide), mini (4 x 256), small
+    /// (4 x 512), base (12 x 768).
+    #[arg(long, default_value = "tiny")]
+    model: String,
+    /// Pre-LN layout (Megatron-BERT) instead of BERT's post-LN.
+    #[arg(long)]
+    pre_ln: bool,
+    /// Tokens per sequence ([CLS] and [SEP] included).
+    #[arg(long, default_value_t = 128)]
+    seq_len: usize,
+    /// Sequences per batch.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Peak learning rate (AdamW).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Mask whole words rather than single pieces.
+    #[arg(long)]
+    whole_word: bool,
+    /// Fraction of tokens selected for prediction.
+    #[arg(long, default_value_t = 0.15)]
+    mlm_probability: f64,
+    /// Fine-tuning epochs of the downstream comparison (0: linear probes only).
+    #[arg(long, default_value_t = 4)]
+    finetune_epochs: usize,
+    /// Peak learning rate of fine-tuning.
+    #[arg(long, default_value_t = 3e-4)]
+    finetune_lr: f64,
+    /// Seed for weights, shuffling and masks.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Checkpoint every N epochs (the last one always).
+    #[arg(long, default_value_t = 1)]
+    checkpoint_every: usize,
+    /// Use at most this many documents of the corpus (0: all).
+    #[arg(long, default_value_t = 0)]
+    max_docs: usize,
+}
+
+fn model_config(name: &str, vocab: i64, positions: i64, pre_ln: bool) -> Result<BertConfig> {
+    let base = BertConfig { max_position_embeddings: positions, pre_ln, ..BertConfig::base(vocab) };
+    let (layers, hidden, heads) = match name {
+        "tiny" => (2, 128, 2),
+        "mini" => (4, 256, 4),
+        "small" => (4, 512, 8),
+        "base" => (12, 768, 12),
+        o => bail!("unknown model `{o}`; expected tiny, mini, small or base"),
+    };
+    Ok(BertConfig {
+        num_hidden_layers: layers,
+        hidden_size: hidden,
+        num_attention_heads: heads,
+        intermediate_size: 4 * hidden,
+        ..base
+    })
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let started = Instant::now();
+    let objective: Objective = args.objective.parse()?;
+    let device = parse_device(&args.device)?;
+    if args.batch_size < 1 {
+        bail!("--batch-size must be at least 1");
+    }
+    seed_everything(args.seed);
+    let corpus_name = args
+        .corpus
+        .as_ref()
+        .and_then(|p| p.file_stem())
+        .map_or("fortunes".to_string(), |s| s.to_string_lossy().into_owned());
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("text-{}-{}", args.objective, corpus_name)));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let (corpus_path, labeled) = match &args.corpus {
+        Some(c) => (c.clone(), args.labeled.clone()),
+        None => {
+            let dir = ssl_text::bundled::write_fortunes(&out.join("data"))?;
+            (dir.join("corpus.txt"), Some(args.labeled.clone().unwrap_or(dir)))
+        }
+    };
+    let corpus = Corpus::open(&corpus_path, args.paragraphs)?;
+
+    // The tokenizer: given, resumed, or trained on the corpus.
+    let tok_path = out.join("tokenizer.json");
+    let tok = match (&args.tokenizer, args.resume && tok_path.is_file()) {
+        (Some(p), _) => TextTokenizer::load(p)?,
+        (None, true) => TextTokenizer::load(&tok_path)?,
+        (None, false) => {
+            eprintln!(
+                "training a WordPiece tokenizer ({} tokens) on {} ...",
+                args.vocab_size,
+                corpus_path.display()
+            );
+            TextTokenizer::train_wordpiece(&corpus, args.vocab_size, 2)?
+        }
+    };
+    tok.save(&tok_path)?;
+    let pack_cfg = PackConfig { seq_len: args.seq_len, max_docs: args.max_docs, ..PackConfig::default() };
+    let t0 = Instant::now();
+    let packed = pack_corpus(&corpus, &tok, &pack_cfg)?;
+    eprintln!(
+        "{}: {} documents, {} training sequences ({} tokens), {} held out; vocabulary {}; tokenized in {:.1} s; device {}",
+        corpus_path.display(),
+        packed.documents,
+        packed.train.len(),
+        packed.train.tokens,
+        packed.heldout.len(),
+        tok.vocab_size(),
+        t0.elapsed().as_secs_f64(),
+        device_name(device)
+    );
+    if packed.train.len() < args.batch_size {
+        bail!(
+            "--batch-size {} is larger than the {} training sequences of {}",
+            args.batch_size,
+            packed.train.len(),
+            corpus_path.display()
+        );
+    }
+
+    let cfg = model_config(&args.model, tok.vocab_size(), args.seq_len as i64, args.pre_ln)?;
+    let masking = MaskingConfig {
+        mlm_probability: args.mlm_probability,
+        mask_token_id: tok.special.mask,
+        vocab_size: tok.vocab_size(),
+        whole_word: args.whole_word,
+    };
+    let train_cfg = TrainConfig {
+        epochs: args.epochs,
+        optimizer: OptimizerConfig::adamw(args.lr, 0.01),
+        warmup_epochs: 1.min(args.epochs),
+        final_lr: 0.0,
+        grad_clip: Some(1.0),
+        bf16: true,
+        checkpoint_every: args.checkpoint_every,
+        keep_checkpoints: 2,
+        log_every: 20,
+        online_probe_classes: None,
+        monitor_every: 1,
+    };
+    let config = json!({
+        "objective": objective, "corpus": corpus_path, "labeled": labeled, "device": device_name(device),
+        "seed": args.seed, "batch_size": args.batch_size, "seq_len": args.seq_len, "train": train_cfg,
+        "model": cfg, "masking": masking, "pack": pack_cfg, "tokenizer": tok_path,
+        "torch_threads": tch::get_num_threads(),
+    });
+    write_json_atomic(&out.join("config.json"), &config)?;
+    let mut vs = nn::VarStore::new(device);
+    let model = BertForMaskedLm::new(&vs.root(), &cfg)?;
+    let mut method = TextPretrainer { model, objective, pad: tok.special.pad };
+    let source =
+        TextSource::new(&packed.train, tok.special, masking.clone(), objective, args.batch_size, args.seed);
+    let monitor = HeldoutMonitor {
+        source: TextSource::new(&packed.heldout, tok.special, masking.clone(), objective, 64, 12345),
+        device,
+    };
+    let trainer = Trainer::new(train_cfg, device, &out, config);
+    let summary = trainer.fit_with_monitor(&mut method, &mut vs, &source, args.resume, Some(&monitor))?;
+    let (heldout_top1, heldout_loss) = monitor.measure(&method)?;
+
+    // transformers-loadable export: config.json, model.safetensors, tokenizer.json.
+    let hf = out.join("hf");
+    std::fs::create_dir_all(&hf)?;
+    ssl_core::checkpoint::save_weights(&vs, &hf.join("model.safetensors"))?;
+    write_json_atomic(&hf.join("config.json"), &cfg.hf_config_json(tok.special.pad))?;
+    tok.save(&hf.join("tokenizer.json"))?;
+
+    let ft = FineTuneConfig {
+        epochs: args.finetune_epochs,
+        lr: args.finetune_lr,
+        seed: args.seed,
+        ..FineTuneConfig::default()
+    };
+    let downstream = match &labeled {
+        Some(dir) => {
+            eprintln!(
+                "downstream: linear probes and {} fine-tuning epochs, pretrained and from scratch ...",
+                ft.epochs
+            );
+            Some(compare(&vs, &cfg, &tok, dir, &ft)?)
+        }
+        None => None,
+    };
+    let wall = started.elapsed().as_secs_f64();
+    let top1 = |s: Option<&ssl_text::finetune::ClassifierScore>| s.map(|s| s.top1);
+    let mut report = json!({
+        "objective": objective,
+        "mlm_top1": heldout_top1,
+        "heldout_loss": heldout_loss,
+        "heldout_sequences": packed.heldout.len(),
+        "wall_s": wall,
+        "device": device_name(device),
+        "train": summary,
+        "tokens_per_s": summary.samples_per_s,
+        "vocab_size": tok.vocab_size(),
+        "model": cfg,
+    });
+    if let Some(d) = &downstream {
+        report["pretrained"] = json!({
+            "linear_top1": d.pretrained.linear.top1, "linear_macro_f1": d.pretrained.linear.macro_f1,
+            "finetune_top1": top1(d.pretrained.finetune.as_ref()),
+            "finetune_macro_f1": d.pretrained.finetune.as_ref().map(|s| s.macro_f1),
+        });
+        report["from_scratch"] = json!({
+            "linear_top1": d.from_scratch.linear.top1, "linear_macro_f1": d.from_scratch.linear.macro_f1,
+            "finetune_top1": top1(d.from_scratch.finetune.as_ref()),
+            "finetune_macro_f1": d.from_scratch.finetune.as_ref().map(|s| s.macro_f1),
+        });
+        report["downstream"] = json!(d);
+    }
+    write_json_atomic(&out.join("report.json"), &report)?;
+
+    println!(
+        "\n{} on {} ({} epochs, {:.0} s, {}, {:.0} tokens/s)",
+        method_name(objective),
+        corpus_name,
+        summary.epochs,
+        wall,
+        device_name(device),
+        summary.samples_per_s
+    );
+    let what = if objective == Objective::Mlm { "masked-token" } else { "next-token" };
+    println!("  held-out {what} top-1: {:.2}%", 100.0 * heldout_top1);
+    if let Some(d) = &downstream {
+        println!(
+            "  downstream ({} classes, {} / {} texts)   linear top-1 (F1)   fine-tuned top-1 (F1)",
+            d.classes.len(),
+            d.train_examples,
+            d.test_examples
+        );
+        for (name, s) in [("pretrained", &d.pretrained), ("from scratch", &d.from_scratch)] {
+            let ft = s
+                .finetune
+                .as_ref()
+                .map_or("-".into(), |f| format!("{:.2}% ({:.3})", 100.0 * f.top1, f.macro_f1));
+            println!(
+                "    {name:<14} {:>24}   {:>20}",
+                format!("{:.2}% ({:.3})", 100.0 * s.linear.top1, s.linear.macro_f1),
+                ft
+            );
+        }
+    }
+    println!("report: {}", out.join("report.json").display());
+    Ok(())
+}
+
+fn method_name(o: Objective) -> &'static str {
+    match o {
+        Objective::Mlm => "BERT masked-token pre-training",
+        Objective::Clm => "GPT-style next-token pre-training",
+    }
+}

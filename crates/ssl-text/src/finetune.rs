@@ -1,0 +1,372 @@
+//! Downstream sequence classification: texts become `[CLS] … [SEP]` ids
+//! (truncated to `max_len`), the encoder's last hidden states are
+//! mean-pooled over the real tokens, and a linear classifier reads the
+//! pooled vector. Two protocols, as the vision side has:
+//!
+//! - [`linear_probe`]: the encoder frozen, a linear classifier on its pooled
+//!   features ([`ssl_core::eval::linear_probe`]);
+//! - [`fine_tune`]: encoder and classifier trained together (AdamW,
+//!   warmup + cosine, dropout on), as transformers' sequence classification.
+//!
+//! Both report top-1 and macro-F1 on the test split.
+
+use crate::bert::{BertConfig, BertModel};
+use crate::corpus::Example;
+use crate::error::{Error, Result};
+use crate::pretrain::mean_pool;
+use crate::tokenizer::TextTokenizer;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::Serialize;
+use ssl_core::eval::{macro_f1, LinearProbeConfig};
+use ssl_core::optim::{Optimizer, OptimizerConfig};
+use ssl_core::schedule::WarmupCosine;
+use std::path::Path;
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+/// Tokenised, labelled texts.
+#[derive(Clone, Debug)]
+pub struct LabeledSet {
+    /// `[CLS] … [SEP]` ids per text.
+    pub ids: Vec<Vec<i64>>,
+    /// Class index per text.
+    pub labels: Vec<i64>,
+}
+
+/// The class names of a training set, sorted.
+pub fn class_names(train: &[Example]) -> Vec<String> {
+    let mut names: Vec<String> = train.iter().map(|e| e.label.clone()).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Tokenises `examples` (from `path`, for errors) with `[CLS]`/`[SEP]`,
+/// truncating to `max_len`; a label not among `classes` is an error naming
+/// the file and the label.
+pub fn encode_examples(
+    tok: &TextTokenizer,
+    examples: &[Example],
+    classes: &[String],
+    max_len: usize,
+    path: &Path,
+) -> Result<LabeledSet> {
+    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    let (cls, sep) = (tok.special.cls, tok.special.sep);
+    let body = max_len.saturating_sub(2).max(1);
+    let ids = tok
+        .encode_batch(&texts)?
+        .into_iter()
+        .map(|e| {
+            let mut v = Vec::with_capacity(body + 2);
+            v.push(cls);
+            v.extend(e.ids.iter().take(body).map(|&x| i64::from(x)));
+            v.push(sep);
+            v
+        })
+        .collect();
+    let labels = examples
+        .iter()
+        .map(|e| {
+            classes.iter().position(|c| *c == e.label).map(|i| i as i64).ok_or_else(|| {
+                Error::file(
+                    path,
+                    format!(
+                        "label `{}` does not occur in the training set ({})",
+                        e.label,
+                        classes.join(", ")
+                    ),
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(LabeledSet { ids, labels })
+}
+
+/// Rows `idx` padded to their longest: `(ids, attention mask)`, `[B, T]`.
+fn pad_batch(set: &LabeledSet, idx: &[usize], pad: i64) -> (Tensor, Tensor) {
+    let t = idx.iter().map(|&i| set.ids[i].len()).max().unwrap_or(1);
+    let mut ids = Vec::with_capacity(idx.len() * t);
+    let mut mask = Vec::with_capacity(idx.len() * t);
+    for &i in idx {
+        let row = &set.ids[i];
+        ids.extend(row.iter().copied().chain(std::iter::repeat_n(pad, t - row.len())));
+        mask.extend(std::iter::repeat_n(1i64, row.len()).chain(std::iter::repeat_n(0, t - row.len())));
+    }
+    let shape = [idx.len() as i64, t as i64];
+    (Tensor::from_slice(&ids).view(shape), Tensor::from_slice(&mask).view(shape))
+}
+
+/// Mean-pooled last hidden states of every text, `[N, H]` on the CPU.
+pub fn pooled_features(bert: &BertModel, set: &LabeledSet, pad: i64, batch_size: usize) -> Result<Tensor> {
+    let device = bert.word_embeddings().device();
+    // Sorted by length, so that batches pad little; put back in order after.
+    let mut order: Vec<usize> = (0..set.ids.len()).collect();
+    order.sort_by_key(|&i| set.ids[i].len());
+    let mut out: Vec<Tensor> = (0..set.ids.len()).map(|_| Tensor::new()).collect();
+    tch::no_grad(|| -> Result<()> {
+        for chunk in order.chunks(batch_size.max(1)) {
+            let (ids, mask) = pad_batch(set, chunk, pad);
+            let (ids, mask) = (ids.to_device(device), mask.to_device(device));
+            let h = bert.forward(&ids, None, Some(&mask), false, false)?;
+            let f = mean_pool(&h, &mask).to_kind(Kind::Float).to_device(Device::Cpu);
+            for (k, &i) in chunk.iter().enumerate() {
+                out[i] = f.get(k as i64);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(Tensor::stack(&out, 0))
+}
+
+/// What a classifier scored on the test split.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClassifierScore {
+    /// Top-1 accuracy.
+    pub top1: f64,
+    /// Macro-averaged F1.
+    pub macro_f1: f64,
+}
+
+/// A linear probe on the frozen encoder's pooled features.
+pub fn linear_probe(
+    bert: &BertModel,
+    train: &LabeledSet,
+    test: &LabeledSet,
+    num_classes: usize,
+    pad: i64,
+) -> Result<ClassifierScore> {
+    let tr = pooled_features(bert, train, pad, 64)?;
+    let te = pooled_features(bert, test, pad, 64)?;
+    let r = ssl_core::eval::linear_probe(
+        &tr,
+        &Tensor::from_slice(&train.labels),
+        &te,
+        &Tensor::from_slice(&test.labels),
+        num_classes,
+        &LinearProbeConfig::default(),
+    )?;
+    Ok(ClassifierScore { top1: r.test_top1, macro_f1: r.test_macro_f1 })
+}
+
+/// How to fine-tune.
+#[derive(Clone, Debug, Serialize)]
+pub struct FineTuneConfig {
+    /// Epochs over the training set.
+    pub epochs: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Peak learning rate (AdamW).
+    pub lr: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Fraction of the steps spent warming up.
+    pub warmup: f64,
+    /// Seed for shuffling and the classifier's initialisation.
+    pub seed: u64,
+}
+
+impl Default for FineTuneConfig {
+    fn default() -> Self {
+        Self { epochs: 5, batch_size: 32, lr: 1e-4, weight_decay: 0.01, warmup: 0.1, seed: 0 }
+    }
+}
+
+/// An encoder with a linear classifier on its mean-pooled states
+/// (`bert.*`, `classifier.*`).
+pub struct SequenceClassifier {
+    /// The encoder.
+    pub bert: BertModel,
+    classifier: nn::Linear,
+    dropout: f64,
+}
+
+impl SequenceClassifier {
+    /// Builds a classifier under `vs`'s root.
+    pub fn new(vs: &nn::VarStore, cfg: &BertConfig, num_classes: usize) -> Result<Self> {
+        let bert = BertModel::new(&(vs.root() / "bert"), cfg)?;
+        let lin = nn::LinearConfig {
+            ws_init: nn::Init::Randn { mean: 0.0, stdev: cfg.initializer_range },
+            bs_init: Some(nn::Init::Const(0.0)),
+            bias: true,
+        };
+        let classifier = nn::linear(vs.root() / "classifier", cfg.hidden_size, num_classes as i64, lin);
+        Ok(Self { bert, classifier, dropout: cfg.hidden_dropout_prob })
+    }
+
+    /// Class logits, `[B, classes]`.
+    pub fn forward(&self, ids: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
+        let h = self.bert.forward(ids, None, Some(mask), false, train)?;
+        Ok(self.classifier.forward(&mean_pool(&h, mask).dropout(self.dropout, train)))
+    }
+}
+
+/// Copies every `bert.*` variable of `from` into `to` (same names and
+/// shapes), e.g. pretrained weights into a classifier.
+pub fn copy_encoder(from: &nn::VarStore, to: &nn::VarStore) -> Result<()> {
+    let src = from.variables();
+    tch::no_grad(|| {
+        for (name, mut var) in to.variables().into_iter().filter(|(n, _)| n.starts_with("bert.")) {
+            let s = src
+                .get(&name)
+                .ok_or_else(|| Error::Config(format!("the pretrained model has no `{name}`")))?;
+            if s.size() != var.size() {
+                return Err(Error::Shape(format!(
+                    "`{name}`: pretrained {:?}, classifier {:?}",
+                    s.size(),
+                    var.size()
+                )));
+            }
+            var.copy_(s);
+        }
+        Ok(())
+    })
+}
+
+/// Fine-tunes `model` (its variables in `vs`) on `train`, then scores it on
+/// `test`.
+pub fn fine_tune(
+    model: &SequenceClassifier,
+    vs: &nn::VarStore,
+    train: &LabeledSet,
+    test: &LabeledSet,
+    pad: i64,
+    cfg: &FineTuneConfig,
+) -> Result<ClassifierScore> {
+    let device = vs.device();
+    let n = train.ids.len();
+    let bs = cfg.batch_size.max(1);
+    let per_epoch = n.div_ceil(bs);
+    let total = per_epoch * cfg.epochs;
+    let schedule = WarmupCosine {
+        base_lr: cfg.lr,
+        final_lr: 0.0,
+        warmup_steps: (total as f64 * cfg.warmup) as usize,
+        total_steps: total,
+    };
+    let mut opt = Optimizer::from_var_store(&OptimizerConfig::adamw(cfg.lr, cfg.weight_decay), vs);
+    let mut step = 0;
+    for epoch in 0..cfg.epochs {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ (epoch as u64 + 1)));
+        for chunk in order.chunks(bs) {
+            let (ids, mask) = pad_batch(train, chunk, pad);
+            let y: Vec<i64> = chunk.iter().map(|&i| train.labels[i]).collect();
+            let logits = model.forward(&ids.to_device(device), &mask.to_device(device), true)?;
+            let loss = ssl_core::losses::cross_entropy(&logits, &Tensor::from_slice(&y).to_device(device));
+            opt.zero_grad();
+            loss.backward();
+            opt.clip_grad_norm(1.0);
+            opt.step(schedule.lr(step));
+            step += 1;
+        }
+    }
+    score(model, test, pad, device)
+}
+
+/// Top-1 and macro-F1 of a classifier on `test`.
+pub fn score(
+    model: &SequenceClassifier,
+    test: &LabeledSet,
+    pad: i64,
+    device: Device,
+) -> Result<ClassifierScore> {
+    let classes = model.classifier.ws.size()[0] as usize;
+    let mut preds = Vec::with_capacity(test.ids.len());
+    tch::no_grad(|| -> Result<()> {
+        let idx: Vec<usize> = (0..test.ids.len()).collect();
+        for chunk in idx.chunks(64) {
+            let (ids, mask) = pad_batch(test, chunk, pad);
+            let logits = model.forward(&ids.to_device(device), &mask.to_device(device), false)?;
+            preds.push(logits.argmax(-1, false).to_device(Device::Cpu));
+        }
+        Ok(())
+    })?;
+    let pred = Tensor::cat(&preds, 0);
+    let y = Tensor::from_slice(&test.labels);
+    let top1 = pred.eq_tensor(&y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+    Ok(ClassifierScore { top1, macro_f1: macro_f1(&pred, &y, classes) })
+}
+
+/// The labelled split files of a folder: `train.jsonl` or `train.csv`, and
+/// `test.jsonl` or `test.csv`.
+pub fn labeled_files(dir: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let find =
+        |stem: &str| {
+            ["jsonl", "csv"].iter().map(|e| dir.join(format!("{stem}.{e}"))).find(|p| p.is_file()).ok_or_else(
+                || Error::file(dir, format!("no {stem}.jsonl or {stem}.csv in the labelled folder")),
+            )
+        };
+    Ok((find("train")?, find("test")?))
+}
+
+/// Scores of one encoder on the downstream task.
+#[derive(Clone, Debug, Serialize)]
+pub struct EncoderScores {
+    /// Linear probe on frozen pooled features.
+    pub linear: ClassifierScore,
+    /// Full fine-tuning (absent when `epochs` is 0).
+    pub finetune: Option<ClassifierScore>,
+}
+
+/// The downstream comparison: pretrained against from scratch.
+#[derive(Clone, Debug, Serialize)]
+pub struct Downstream {
+    /// Class names, indexed by label.
+    pub classes: Vec<String>,
+    /// Training examples.
+    pub train_examples: usize,
+    /// Test examples.
+    pub test_examples: usize,
+    /// The pretrained encoder.
+    pub pretrained: EncoderScores,
+    /// The same architecture at random initialisation (seeded).
+    pub from_scratch: EncoderScores,
+    /// The fine-tuning recipe.
+    pub finetune_config: FineTuneConfig,
+}
+
+/// Linear probe and fine-tuning of the `bert.*` weights in `pretrained` and
+/// of a freshly initialised encoder of the same shape, on the labelled
+/// folder `dir`. Sequences are truncated to the model's positions.
+pub fn compare(
+    pretrained: &nn::VarStore,
+    cfg: &BertConfig,
+    tok: &TextTokenizer,
+    dir: &Path,
+    ft: &FineTuneConfig,
+) -> Result<Downstream> {
+    let device = pretrained.device();
+    let (train_path, test_path) = labeled_files(dir)?;
+    let train_ex = crate::corpus::read_labeled(&train_path)?;
+    let test_ex = crate::corpus::read_labeled(&test_path)?;
+    let classes = class_names(&train_ex);
+    if classes.len() < 2 {
+        return Err(Error::file(&train_path, "a classification task needs at least two labels"));
+    }
+    let max_len = cfg.max_position_embeddings as usize;
+    let train = encode_examples(tok, &train_ex, &classes, max_len, &train_path)?;
+    let test = encode_examples(tok, &test_ex, &classes, max_len, &test_path)?;
+    let pad = tok.special.pad;
+    let k = classes.len();
+    let scores = |from: Option<&nn::VarStore>| -> Result<EncoderScores> {
+        tch::manual_seed(ft.seed as i64);
+        let vs = nn::VarStore::new(device);
+        let model = SequenceClassifier::new(&vs, cfg, k)?;
+        if let Some(src) = from {
+            copy_encoder(src, &vs)?;
+        }
+        let linear = linear_probe(&model.bert, &train, &test, k, pad)?;
+        let finetune = (ft.epochs > 0).then(|| fine_tune(&model, &vs, &train, &test, pad, ft)).transpose()?;
+        Ok(EncoderScores { linear, finetune })
+    };
+    Ok(Downstream {
+        classes: classes.clone(),
+        train_examples: train_ex.len(),
+        test_examples: test_ex.len(),
+        pretrained: scores(Some(pretrained))?,
+        from_scratch: scores(None)?,
+        finetune_config: ft.clone(),
+    })
+}
