@@ -6,7 +6,9 @@
 //! cargo xtask setup            install or find libtorch (idempotent)
 //! cargo xtask doctor           torch version, CUDA, cuDNN, threads
 //! cargo xtask test             fmt --check, clippy -D warnings, cargo test
-//! cargo xtask train-vision ..  pretrain + evaluate (args go to the binary)
+//! cargo xtask train-vision ..  pretrain + evaluate an image encoder
+//! cargo xtask train-text ..    pretrain a text encoder + downstream comparison
+//! cargo xtask finetune-text .. fine-tune a pretrained text encoder vs scratch
 //! ```
 
 mod setup;
@@ -24,6 +26,8 @@ fn main() -> Result<()> {
         "doctor" => tasks::doctor(),
         "test" => tasks::test(&rest),
         "train-vision" => tasks::train_vision(&rest),
+        "train-text" => tasks::train_text(&rest),
+        "finetune-text" => tasks::finetune_text(&rest),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -42,7 +46,9 @@ fn print_help() {
          setup          install libtorch (torch==2.11.0 from PyPI) into a shared cache, or use $LIBTORCH\n  \
          doctor         print the torch version, CUDA and cuDNN availability, device count, threads\n  \
          test           setup, then cargo fmt --check, clippy -D warnings, cargo test --workspace\n  \
-         train-vision   setup, then pretrain and evaluate (try `cargo xtask train-vision --help`)\n\n\
+         train-vision   setup, then pretrain and evaluate (try `cargo xtask train-vision --help`)\n  \
+         train-text     setup, then BERT (or GPT-style) pretraining on a corpus and the downstream comparison\n  \
+         finetune-text  setup, then fine-tune a pretrained text encoder against one from scratch\n\n\
          environment:\n  \
          SSL_RS_CACHE          cache folder for the torch venv (default ~/.cache/ssl-rs)\n  \
          LIBTORCH              use this libtorch (a folder with lib/ and include/) instead\n  \

@@ -41,3 +41,21 @@ pub fn train_vision(args: &[String]) -> Result<()> {
     run(cargo(&torch, &["run", "--quiet", "--release", "-p", "ssl-vision", "--bin", "train-vision", "--"])
         .args(args))
 }
+
+/// `cargo xtask train-text [ARGS]`: text pre-training and the downstream
+/// comparison (the `train-text` binary).
+pub fn train_text(args: &[String]) -> Result<()> {
+    let torch = setup()?;
+    torch.print_summary();
+    run(cargo(&torch, &["run", "--quiet", "--release", "-p", "ssl-text", "--bin", "train-text", "--"])
+        .args(args))
+}
+
+/// `cargo xtask finetune-text [ARGS]`: fine-tune a pretrained text encoder
+/// against one from scratch (the `finetune-text` binary).
+pub fn finetune_text(args: &[String]) -> Result<()> {
+    let torch = setup()?;
+    torch.print_summary();
+    run(cargo(&torch, &["run", "--quiet", "--release", "-p", "ssl-text", "--bin", "finetune-text", "--"])
+        .args(args))
+}

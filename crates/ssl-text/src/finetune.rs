@@ -301,6 +301,26 @@ pub fn labeled_files(dir: &Path) -> Result<(std::path::PathBuf, std::path::PathB
     Ok((find("train")?, find("test")?))
 }
 
+/// Reads a labelled folder and checks it (both files parse, at least two
+/// labels, every test label occurs in training), so that a bad file is
+/// reported before any training. Returns the class names.
+pub fn check_labeled(dir: &Path) -> Result<Vec<String>> {
+    let (train_path, test_path) = labeled_files(dir)?;
+    let train = crate::corpus::read_labeled(&train_path)?;
+    let test = crate::corpus::read_labeled(&test_path)?;
+    let classes = class_names(&train);
+    if classes.len() < 2 {
+        return Err(Error::file(&train_path, "a classification task needs at least two labels"));
+    }
+    if let Some(e) = test.iter().find(|e| !classes.contains(&e.label)) {
+        return Err(Error::file(
+            &test_path,
+            format!("label `{}` does not occur in the training set ({})", e.label, classes.join(", ")),
+        ));
+    }
+    Ok(classes)
+}
+
 /// Scores of one encoder on the downstream task.
 #[derive(Clone, Debug, Serialize)]
 pub struct EncoderScores {

@@ -13,6 +13,8 @@
 //!   and the held-out monitor.
 //! - [`finetune`]: sequence classification, as a linear probe on frozen
 //!   pooled features and as full fine-tuning (top-1 and macro-F1).
+//! - [`hf`]: loading a transformers-style folder (config, safetensors,
+//!   tokenizer).
 //! - [`masking`]: BERT's 80/10/10 rule, token- or whole-word, redrawn
 //!   every epoch.
 
@@ -21,6 +23,7 @@ pub mod bundled;
 pub mod corpus;
 pub mod error;
 pub mod finetune;
+pub mod hf;
 pub mod masking;
 pub mod pack;
 pub mod pretrain;

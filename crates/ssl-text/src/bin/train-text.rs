@@ -25,7 +25,11 @@ use std::time::Instant;
 use tch::nn;
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Masked-token (BERT) or next-token (GPT-style) pre-training of a text encoder")]
+#[command(
+    version,
+    args_override_self = true,
+    about = "Masked-token (BERT) or next-token (GPT-style) pre-training of a text encoder"
+)]
 struct Args {
     /// Corpus: a .txt file (one document per line), a .jsonl file (a `text`
     /// field per line) or a folder of them. Default: the bundled fortunes.
@@ -144,6 +148,9 @@ fn main() -> Result<()> {
         }
     };
     let corpus = Corpus::open(&corpus_path, args.paragraphs)?;
+    if let Some(dir) = &labeled {
+        ssl_text::finetune::check_labeled(dir)?;
+    }
 
     // The tokenizer: given, resumed, or trained on the corpus.
     let tok_path = out.join("tokenizer.json");

@@ -1,0 +1,95 @@
+//! `finetune-text`: the downstream comparison on its own. A pretrained
+//! encoder (a `train-text` run's `hf/` folder, or any transformers BERT
+//! folder with `config.json`, `model.safetensors` and `tokenizer.json`) and
+//! the same architecture from scratch are each scored with a linear probe
+//! on frozen pooled features and with full fine-tuning, on a labelled
+//! folder (`train.jsonl`/`test.jsonl` or `.csv`, text and label).
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use serde_json::json;
+use ssl_core::device::{device_name, parse_device, seed_everything};
+use ssl_core::metrics::write_json_atomic;
+use ssl_text::finetune::{compare, FineTuneConfig};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Fine-tune a pretrained text encoder and the same encoder from scratch on a labelled task"
+)]
+struct Args {
+    /// Pretrained model folder (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// Labelled folder with train.jsonl and test.jsonl (or .csv).
+    #[arg(long)]
+    labeled: PathBuf,
+    /// Fine-tuning epochs (0: linear probes only).
+    #[arg(long, default_value_t = 4)]
+    epochs: usize,
+    /// Peak learning rate (AdamW).
+    #[arg(long, default_value_t = 3e-4)]
+    lr: f64,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// auto | cpu | cuda | cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Seed for the classifier heads and shuffling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where report.json goes (default: the model folder's parent's
+    /// `finetune` folder, or runs/finetune-text).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let started = Instant::now();
+    let device = parse_device(&args.device)?;
+    seed_everything(args.seed);
+    let (cfg, vs, tok) = ssl_text::hf::load_pretrained(&args.model, device)
+        .with_context(|| format!("loading --model {}", args.model.display()))?;
+    let ft = FineTuneConfig {
+        epochs: args.epochs,
+        lr: args.lr,
+        batch_size: args.batch_size.max(1),
+        seed: args.seed,
+        ..FineTuneConfig::default()
+    };
+    let d = compare(&vs, &cfg, &tok, &args.labeled, &ft)?;
+    let out = args.out.unwrap_or_else(|| PathBuf::from("runs").join("finetune-text"));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let report = json!({
+        "model": args.model, "labeled": args.labeled, "device": device_name(device),
+        "pretrained": {
+            "linear_top1": d.pretrained.linear.top1, "linear_macro_f1": d.pretrained.linear.macro_f1,
+            "finetune_top1": d.pretrained.finetune.as_ref().map(|s| s.top1),
+            "finetune_macro_f1": d.pretrained.finetune.as_ref().map(|s| s.macro_f1),
+        },
+        "from_scratch": {
+            "linear_top1": d.from_scratch.linear.top1, "linear_macro_f1": d.from_scratch.linear.macro_f1,
+            "finetune_top1": d.from_scratch.finetune.as_ref().map(|s| s.top1),
+            "finetune_macro_f1": d.from_scratch.finetune.as_ref().map(|s| s.macro_f1),
+        },
+        "downstream": d, "wall_s": started.elapsed().as_secs_f64(),
+    });
+    write_json_atomic(&out.join("report.json"), &report)?;
+    println!(
+        "{} classes, {} / {} texts; linear top-1 (F1), fine-tuned top-1 (F1):",
+        d.classes.len(),
+        d.train_examples,
+        d.test_examples
+    );
+    for (name, s) in [("pretrained", &d.pretrained), ("from scratch", &d.from_scratch)] {
+        let ft =
+            s.finetune.as_ref().map_or("-".into(), |f| format!("{:.2}% ({:.3})", 100.0 * f.top1, f.macro_f1));
+        println!("  {name:<14} {:.2}% ({:.3})   {ft}", 100.0 * s.linear.top1, s.linear.macro_f1);
+    }
+    println!("report: {}", out.join("report.json").display());
+    Ok(())
+}
