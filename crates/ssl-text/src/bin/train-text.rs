@@ -236,6 +236,7 @@ fn main() -> Result<()> {
     ssl_core::checkpoint::save_weights(&vs, &hf.join("model.safetensors"))?;
     write_json_atomic(&hf.join("config.json"), &cfg.hf_config_json(tok.special.pad))?;
     tok.save(&hf.join("tokenizer.json"))?;
+    write_check_logits(&method.model, &packed, tok.special.pad, &out.join("check_logits.safetensors"))?;
 
     let ft = FineTuneConfig {
         epochs: args.finetune_epochs,
@@ -313,6 +314,31 @@ fn main() -> Result<()> {
         }
     }
     println!("report: {}", out.join("report.json").display());
+    Ok(())
+}
+
+/// Rust's MLM logits for the first two held-out (or training) sequences,
+/// for `tools/golden/check_hf_export.py` to compare with transformers'.
+fn write_check_logits(
+    model: &BertForMaskedLm,
+    packed: &ssl_text::pack::PackedCorpus,
+    pad: i64,
+    path: &std::path::Path,
+) -> Result<()> {
+    let set = if packed.heldout.len() >= 2 { &packed.heldout } else { &packed.train };
+    let n = set.len().min(2);
+    let t = set.seq_len.min(32);
+    let ids: Vec<i64> = (0..n).flat_map(|i| set.sequence(i).0[..t].iter().map(|&x| i64::from(x))).collect();
+    let device = model.bert.word_embeddings().device();
+    let ids = tch::Tensor::from_slice(&ids).view([n as i64, t as i64]);
+    let mask = ids.ne(pad).to_kind(tch::Kind::Int64);
+    let logits = tch::no_grad(|| {
+        model.logits(&ids.to_device(device), None, Some(&mask.to_device(device)), false, false)
+    })?
+    .to_device(tch::Device::Cpu)
+    .to_kind(tch::Kind::Float);
+    tch::Tensor::write_safetensors(&[("input_ids", ids), ("logits", logits)], path)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
