@@ -60,6 +60,11 @@ pub struct OptimizerConfig {
     /// learning rate whatever the schedule says (SimSiam's predictor).
     #[serde(default)]
     pub fixed_lr_prefixes: Vec<String>,
+    /// Learning-rate multipliers by name prefix (the first match wins;
+    /// unmatched parameters get 1), e.g. layer-wise decay for fine-tuning
+    /// a ViT.
+    #[serde(default)]
+    pub lr_scales: Vec<(String, f64)>,
 }
 
 impl OptimizerConfig {
@@ -71,6 +76,7 @@ impl OptimizerConfig {
             weight_decay,
             exclude_bias_and_norm: true,
             fixed_lr_prefixes: Vec::new(),
+            lr_scales: Vec::new(),
         }
     }
     /// AdamW with betas (0.9, 0.999) and eps 1e-8.
@@ -81,6 +87,7 @@ impl OptimizerConfig {
             weight_decay,
             exclude_bias_and_norm: true,
             fixed_lr_prefixes: Vec::new(),
+            lr_scales: Vec::new(),
         }
     }
     /// LARS with momentum 0.9 and trust coefficient 0.001.
@@ -91,6 +98,7 @@ impl OptimizerConfig {
             weight_decay,
             exclude_bias_and_norm: true,
             fixed_lr_prefixes: Vec::new(),
+            lr_scales: Vec::new(),
         }
     }
 }
@@ -103,6 +111,8 @@ struct Param {
     decay: bool,
     /// It always uses the peak learning rate.
     fixed_lr: bool,
+    /// Multiplier of its learning rate.
+    lr_scale: f64,
     /// Momentum buffer (SGD, LARS) or first moment (AdamW).
     buf1: Tensor,
     /// Second moment (AdamW only; empty otherwise).
@@ -126,9 +136,14 @@ impl Optimizer {
             .map(|(name, value)| {
                 let decay = !(cfg.exclude_bias_and_norm && value.dim() <= 1);
                 let fixed_lr = cfg.fixed_lr_prefixes.iter().any(|pre| name.starts_with(pre.as_str()));
+                let lr_scale = cfg
+                    .lr_scales
+                    .iter()
+                    .find(|(pre, _)| name.starts_with(pre.as_str()))
+                    .map_or(1.0, |(_, s)| *s);
                 let buf1 = value.zeros_like().detach();
                 let buf2 = adam.then(|| value.zeros_like().detach());
-                Param { name, value, decay, fixed_lr, buf1, buf2 }
+                Param { name, value, decay, fixed_lr, lr_scale, buf1, buf2 }
             })
             .collect();
         params.sort_by(|a, b| a.name.cmp(&b.name));
@@ -199,7 +214,7 @@ impl Optimizer {
                     continue;
                 }
                 let wd = if p.decay { wd } else { 0.0 };
-                let lr = if p.fixed_lr { self.cfg.lr } else { lr };
+                let lr = if p.fixed_lr { self.cfg.lr } else { lr } * p.lr_scale;
                 match self.cfg.kind {
                     OptimizerKind::Sgd { momentum, nesterov } => {
                         let mut d = if wd != 0.0 { &grad + &p.value * wd } else { grad.shallow_clone() };
@@ -345,5 +360,25 @@ mod tests {
         opt.step(0.0); // the schedule says 0
         assert_eq!(a.double_value(&[0]), 0.5);
         assert_eq!(b.double_value(&[0]), 1.0);
+    }
+
+    #[test]
+    fn lr_scales_multiply_by_the_first_matching_prefix() {
+        let ts: Vec<Tensor> = (0..3).map(|_| Tensor::from_slice(&[1.0f32]).set_requires_grad(true)).collect();
+        let cfg = OptimizerConfig {
+            kind: OptimizerKind::Sgd { momentum: 0.0, nesterov: false },
+            lr_scales: vec![("blocks.1.".into(), 0.5), ("blocks.".into(), 0.25)],
+            ..OptimizerConfig::sgd(1.0, 0.0)
+        };
+        let names = ["blocks.1.w", "blocks.0.w", "head.w"];
+        let named = names.iter().zip(&ts).map(|(n, t)| (n.to_string(), t.shallow_clone())).collect();
+        let mut opt = Optimizer::new(&cfg, named);
+        Tensor::stack(&ts, 0).sum(Kind::Float).backward();
+        opt.step(0.1);
+        let got: Vec<f64> = ts.iter().map(|t| t.double_value(&[0])).collect();
+        let want = [1.0 - 0.1 * 0.5, 1.0 - 0.1 * 0.25, 1.0 - 0.1];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{got:?} vs {want:?}");
+        }
     }
 }

@@ -32,7 +32,14 @@ fn run(key: &str, cfg: OptimizerConfig) {
 }
 
 fn config(kind: OptimizerKind, lr: f64, weight_decay: f64, exclude_bias_and_norm: bool) -> OptimizerConfig {
-    OptimizerConfig { kind, lr, weight_decay, exclude_bias_and_norm, fixed_lr_prefixes: vec![] }
+    OptimizerConfig {
+        kind,
+        lr,
+        weight_decay,
+        exclude_bias_and_norm,
+        fixed_lr_prefixes: vec![],
+        lr_scales: vec![],
+    }
 }
 
 #[test]

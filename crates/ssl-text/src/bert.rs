@@ -48,6 +48,14 @@ pub struct BertConfig {
     pub pre_ln: bool,
     /// Std of the normal initialisation (0.02).
     pub initializer_range: f64,
+    /// Tie the MLM decoder to the word embeddings (BERT's default). When
+    /// false the decoder has its own `cls.predictions.decoder.weight`.
+    #[serde(default = "default_true")]
+    pub tie_word_embeddings: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl BertConfig {
@@ -66,6 +74,7 @@ impl BertConfig {
             attention_probs_dropout_prob: 0.1,
             pre_ln: false,
             initializer_range: 0.02,
+            tie_word_embeddings: true,
         }
     }
 
@@ -106,7 +115,6 @@ impl BertConfig {
         v["model_type"] = serde_json::json!(model_type);
         v["hidden_act"] = serde_json::json!("gelu");
         v["pad_token_id"] = serde_json::json!(pad_token_id);
-        v["tie_word_embeddings"] = serde_json::json!(true);
         v.as_object_mut().expect("an object").remove("pre_ln");
         v
     }
@@ -303,6 +311,8 @@ pub struct MlmHead {
     dense: nn::Linear,
     ln: nn::LayerNorm,
     bias: Tensor,
+    /// The untied decoder `[V, H]`, when the config unties it.
+    decoder: Option<Tensor>,
 }
 
 impl MlmHead {
@@ -313,16 +323,23 @@ impl MlmHead {
             dense: linear(&t / "dense", c.hidden_size, c.hidden_size, c.initializer_range),
             ln: layer_norm(&t / "LayerNorm", c.hidden_size, c.layer_norm_eps),
             bias: p.zeros("bias", &[c.vocab_size]),
+            decoder: (!c.tie_word_embeddings).then(|| {
+                (p / "decoder").var(
+                    "weight",
+                    &[c.vocab_size, c.hidden_size],
+                    nn::Init::Randn { mean: 0.0, stdev: c.initializer_range },
+                )
+            }),
         }
     }
 
-    /// Logits over the vocabulary.
+    /// Logits over the vocabulary (through `word_embeddings` when tied).
     ///
     /// # Shapes
     /// `hidden: [..., H]`, `word_embeddings: [V, H]` → `[..., V]`
     pub fn forward(&self, hidden: &Tensor, word_embeddings: &Tensor) -> Tensor {
         let y = self.ln.forward(&self.dense.forward(hidden).gelu("none"));
-        y.matmul(&word_embeddings.tr()) + &self.bias
+        y.matmul(&self.decoder.as_ref().unwrap_or(word_embeddings).tr()) + &self.bias
     }
 }
 

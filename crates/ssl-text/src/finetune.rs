@@ -165,19 +165,53 @@ pub struct FineTuneConfig {
     pub warmup: f64,
     /// Seed for shuffling and the classifier's initialisation.
     pub seed: u64,
+    /// Fraction of the training labels used (stratified, seeded), as
+    /// semi-supervised evaluations do (SimCLR's 1% and 10%); 1: all.
+    pub label_fraction: f64,
 }
 
 impl Default for FineTuneConfig {
     fn default() -> Self {
-        Self { epochs: 5, batch_size: 32, lr: 1e-4, weight_decay: 0.01, warmup: 0.1, seed: 0 }
+        Self {
+            epochs: 5,
+            batch_size: 32,
+            lr: 1e-4,
+            weight_decay: 0.01,
+            warmup: 0.1,
+            seed: 0,
+            label_fraction: 1.0,
+        }
     }
 }
 
+/// A stratified subset of `examples`: `fraction` of each class (at least
+/// one), chosen with a generator seeded by `seed`, in the original order.
+pub fn subsample(examples: &[Example], fraction: f64, seed: u64) -> Vec<Example> {
+    if fraction >= 1.0 {
+        return examples.to_vec();
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    let mut keep = vec![false; examples.len()];
+    for class in class_names(examples) {
+        let mut idx: Vec<usize> = (0..examples.len()).filter(|&i| examples[i].label == class).collect();
+        idx.shuffle(&mut rng);
+        let n = ((idx.len() as f64 * fraction).round() as usize).max(1);
+        idx.iter().take(n).for_each(|&i| keep[i] = true);
+    }
+    examples.iter().zip(keep).filter(|(_, k)| *k).map(|(e, _)| e.clone()).collect()
+}
+
 /// An encoder with a linear classifier on its mean-pooled states
-/// (`bert.*`, `classifier.*`).
+/// (`bert.*`, `classifier_norm.*`, `classifier.*`). The pooled vector is
+/// standardised per dimension first (a BatchNorm without affine
+/// parameters, as the linear probe standardises and as MAE's probing head
+/// does): a pretrained post-LN encoder's pooled states carry a large offset
+/// shared by every text (its final LayerNorm's bias), which otherwise
+/// drowns the differences the classifier must learn from.
 pub struct SequenceClassifier {
     /// The encoder.
     pub bert: BertModel,
+    norm: nn::BatchNorm,
     classifier: nn::Linear,
     dropout: f64,
 }
@@ -192,13 +226,16 @@ impl SequenceClassifier {
             bias: true,
         };
         let classifier = nn::linear(vs.root() / "classifier", cfg.hidden_size, num_classes as i64, lin);
-        Ok(Self { bert, classifier, dropout: cfg.hidden_dropout_prob })
+        let bn = nn::BatchNormConfig { affine: false, ..Default::default() };
+        let norm = nn::batch_norm1d(vs.root() / "classifier_norm", cfg.hidden_size, bn);
+        Ok(Self { bert, norm, classifier, dropout: cfg.hidden_dropout_prob })
     }
 
     /// Class logits, `[B, classes]`.
     pub fn forward(&self, ids: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
         let h = self.bert.forward(ids, None, Some(mask), false, train)?;
-        Ok(self.classifier.forward(&mean_pool(&h, mask).dropout(self.dropout, train)))
+        let pooled = mean_pool(&h, mask).apply_t(&self.norm, train);
+        Ok(self.classifier.forward(&pooled.dropout(self.dropout, train)))
     }
 }
 
@@ -359,9 +396,10 @@ pub fn compare(
 ) -> Result<Downstream> {
     let device = pretrained.device();
     let (train_path, test_path) = labeled_files(dir)?;
-    let train_ex = crate::corpus::read_labeled(&train_path)?;
+    let all_train = crate::corpus::read_labeled(&train_path)?;
+    let classes = class_names(&all_train);
+    let train_ex = subsample(&all_train, ft.label_fraction, ft.seed);
     let test_ex = crate::corpus::read_labeled(&test_path)?;
-    let classes = class_names(&train_ex);
     if classes.len() < 2 {
         return Err(Error::file(&train_path, "a classification task needs at least two labels"));
     }
@@ -389,4 +427,29 @@ pub fn compare(
         from_scratch: scores(None)?,
         finetune_config: ft.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subsampling_is_stratified_seeded_and_ordered() {
+        let ex: Vec<Example> = (0..100)
+            .map(|i| Example {
+                text: format!("t{i}"),
+                label: if i % 4 == 0 { "a".into() } else { "b".into() },
+            })
+            .collect();
+        let s = subsample(&ex, 0.1, 3);
+        let count = |l: &str| s.iter().filter(|e| e.label == l).count();
+        assert_eq!((count("a"), count("b")), (3, 8)); // 10% of 25 and of 75, rounded
+        assert_eq!(s, subsample(&ex, 0.1, 3));
+        assert_ne!(s, subsample(&ex, 0.1, 4));
+        let pos: Vec<usize> = s.iter().map(|e| e.text[1..].parse().unwrap()).collect();
+        assert!(pos.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(subsample(&ex, 1.0, 3), ex);
+        // A tiny fraction keeps one example per class.
+        assert_eq!(subsample(&ex, 0.001, 0).len(), 2);
+    }
 }

@@ -146,3 +146,28 @@ fn bad_shapes_are_refused() {
     .to_string();
     assert!(err.contains("not a multiple"), "{err}");
 }
+
+/// On CUDA: the same logits in f32 (SDPA picks a CUDA kernel), and under
+/// bf16 autocast within bf16's precision.
+#[cfg(feature = "cuda-tests")]
+#[test]
+fn mlm_logits_match_transformers_on_cuda() {
+    let dev = Device::Cuda(0);
+    let mut vs = nn::VarStore::new(dev);
+    let model = BertForMaskedLm::new(&vs.root(), &tiny()).unwrap();
+    load_weights(&fixture("bert_tiny_mlm.safetensors"), &mut vs).unwrap();
+    let io = io();
+    let (ids, mask, types) = (
+        io["input_ids"].to_device(dev),
+        io["attention_mask"].to_device(dev),
+        io["token_type_ids"].to_device(dev),
+    );
+    let logits = tch::no_grad(|| model.logits(&ids, Some(&types), Some(&mask), false, false)).unwrap();
+    let d = max_diff(&logits.to_device(Device::Cpu), &io["logits"]);
+    assert!(d < 1e-4, "CUDA f32 logits differ by {d}");
+    let bf16 = ssl_core::amp::bf16_autocast(true, || {
+        tch::no_grad(|| model.logits(&ids, Some(&types), Some(&mask), true, false)).unwrap()
+    });
+    let d = max_diff(&bf16.to_kind(tch::Kind::Float).to_device(Device::Cpu), &io["clm_logits"]);
+    assert!(d < 0.1, "CUDA bf16 causal logits differ by {d}");
+}

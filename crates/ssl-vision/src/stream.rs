@@ -76,12 +76,19 @@ pub struct StreamingViewSource<'a> {
     augs: Vec<ViewAugment>,
     batch_size: usize,
     seed: u64,
+    min_side: usize,
 }
 
 impl<'a> StreamingViewSource<'a> {
     /// One view per entry of `augs`.
     pub fn new(set: &'a FileSet, augs: Vec<ViewAugment>, batch_size: usize, seed: u64) -> Self {
-        Self { set, augs, batch_size: batch_size.max(1), seed }
+        Self { set, augs, batch_size: batch_size.max(1), seed, min_side: 0 }
+    }
+
+    /// Refuse (naming the file) any image whose shorter side is below
+    /// `min_side`, rather than upsampling it.
+    pub fn with_min_side(self, min_side: usize) -> Self {
+        Self { min_side, ..self }
     }
 }
 
@@ -102,7 +109,17 @@ impl BatchSource for StreamingViewSource<'_> {
         let order = epoch_order(self.set.len(), self.seed, epoch);
         let ids = &order[index * self.batch_size..(index + 1) * self.batch_size];
         let per_sample: Vec<Vec<Vec<f32>>> = par_map(ids, |&i| {
-            let img = decode_image(&self.set.files[i]).map(to_rgb).map_err(ssl_core::Error::from)?;
+            let path = &self.set.files[i];
+            let img = decode_image(path).map(to_rgb).map_err(ssl_core::Error::from)?;
+            if img.h.min(img.w) < self.min_side {
+                return Err(ssl_core::Error::Data(format!(
+                    "{}: the image is {}x{}, smaller than the {} px views (--allow-upscale accepts it)",
+                    path.display(),
+                    img.h,
+                    img.w,
+                    self.min_side
+                )));
+            }
             let mut rng = sample_rng(self.seed, epoch, i);
             Ok::<_, ssl_core::Error>(self.augs.iter().map(|a| a.view(&img, &mut rng)).collect())
         })?;

@@ -32,6 +32,22 @@ pub struct VitConfig {
 }
 
 impl VitConfig {
+    /// Layer-wise learning-rate decay for fine-tuning (BEiT; MAE uses 0.75
+    /// for ViT-B): block `i` of `depth` gets `decay^(depth - i)`, the patch
+    /// embedding, class token and position embeddings `decay^(depth + 1)`,
+    /// the final norm (and anything else, such as a head) 1. Names are the
+    /// backbone's under `prefix`, as [`ssl_core::optim::OptimizerConfig::lr_scales`]
+    /// takes them.
+    pub fn layer_decay_scales(&self, prefix: &str, decay: f64) -> Vec<(String, f64)> {
+        let d = self.depth;
+        let mut v: Vec<(String, f64)> =
+            (0..d).map(|i| (format!("{prefix}blocks.{i}."), decay.powi((d - i) as i32))).collect();
+        for name in ["patch_embed.", "cls_token", "pos_embed"] {
+            v.push((format!("{prefix}{name}"), decay.powi(d as i32 + 1)));
+        }
+        v
+    }
+
     /// ViT-Tiny (192 wide, 12 blocks, 3 heads).
     pub fn tiny(image_size: i64, patch_size: i64) -> Self {
         Self {

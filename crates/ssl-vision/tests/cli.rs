@@ -38,3 +38,38 @@ fn bad_data_is_refused_naming_it() {
         &["not a multiple of --patch-size 5"],
     );
 }
+
+#[test]
+fn images_smaller_than_the_views_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for (split, class, side) in [("train", "a", 20), ("train", "b", 12), ("test", "a", 20), ("test", "b", 20)]
+    {
+        let p = dir.path().join(split).join(class);
+        std::fs::create_dir_all(&p).unwrap();
+        for i in 0..4 {
+            let s = if i == 2 { side } else { 20 };
+            image::GrayImage::from_pixel(s, s, image::Luma([i as u8 * 40]))
+                .save(p.join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let data = format!("folder:{}", dir.path().display());
+    let expected = ["2.png", "12x12, smaller than the 20x20 views", "--allow-upscale"];
+    fails_with(&["--data", &data, "--device", "cpu", "--batch-size", "4"], &expected);
+    fails_with(
+        &[
+            "--data",
+            &data,
+            "--device",
+            "cpu",
+            "--batch-size",
+            "4",
+            "--stream",
+            "--image-size",
+            "20",
+            "--epochs",
+            "1",
+        ],
+        &["2.png", "smaller than the 20 px views"],
+    );
+}

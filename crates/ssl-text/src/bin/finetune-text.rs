@@ -27,10 +27,10 @@ struct Args {
     #[arg(long)]
     labeled: PathBuf,
     /// Fine-tuning epochs (0: linear probes only).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     epochs: usize,
     /// Peak learning rate (AdamW).
-    #[arg(long, default_value_t = 3e-4)]
+    #[arg(long, default_value_t = 1e-3)]
     lr: f64,
     /// Batch size.
     #[arg(long, default_value_t = 32)]
@@ -38,6 +38,9 @@ struct Args {
     /// auto | cpu | cuda | cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Fraction of the training labels used (stratified); 1: all.
+    #[arg(long, default_value_t = 1.0)]
+    label_fraction: f64,
     /// Seed for the classifier heads and shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -59,6 +62,7 @@ fn main() -> Result<()> {
         lr: args.lr,
         batch_size: args.batch_size.max(1),
         seed: args.seed,
+        label_fraction: args.label_fraction,
         ..FineTuneConfig::default()
     };
     let d = compare(&vs, &cfg, &tok, &args.labeled, &ft)?;

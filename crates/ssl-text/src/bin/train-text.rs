@@ -47,7 +47,7 @@ struct Args {
     #[arg(long, default_value = "mlm")]
     objective: String,
     /// Pre-training epochs.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 12)]
     epochs: usize,
     /// auto | cpu | cuda | cuda:N.
     #[arg(long, default_value = "auto")]
@@ -62,7 +62,7 @@ struct Args {
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// Vocabulary size of the trained WordPiece tokenizer.
-    #[arg(long, default_value_t = 8000)]
+    #[arg(long, default_value_t = 4000)]
     vocab_size: usize,
     /// Encoder shape: tiny (2 layers, 128 wide), mini (4 x 256), small
     /// (4 x 512), base (12 x 768).
@@ -71,14 +71,18 @@ struct Args {
     /// Pre-LN layout (Megatron-BERT) instead of BERT's post-LN.
     #[arg(long)]
     pre_ln: bool,
+    /// Give the MLM decoder its own weights instead of tying it to the
+    /// word embeddings.
+    #[arg(long)]
+    untie: bool,
     /// Tokens per sequence ([CLS] and [SEP] included).
     #[arg(long, default_value_t = 128)]
     seq_len: usize,
     /// Sequences per batch.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 16)]
     batch_size: usize,
     /// Peak learning rate (AdamW).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 2e-3)]
     lr: f64,
     /// Mask whole words rather than single pieces.
     #[arg(long)]
@@ -87,11 +91,15 @@ struct Args {
     #[arg(long, default_value_t = 0.15)]
     mlm_probability: f64,
     /// Fine-tuning epochs of the downstream comparison (0: linear probes only).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     finetune_epochs: usize,
     /// Peak learning rate of fine-tuning.
-    #[arg(long, default_value_t = 3e-4)]
+    #[arg(long, default_value_t = 1e-3)]
     finetune_lr: f64,
+    /// Fraction of the downstream training labels used (stratified), as
+    /// semi-supervised evaluations do; 1: all.
+    #[arg(long, default_value_t = 1.0)]
+    label_fraction: f64,
     /// Seed for weights, shuffling and masks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -190,7 +198,10 @@ fn main() -> Result<()> {
         );
     }
 
-    let cfg = model_config(&args.model, tok.vocab_size(), args.seq_len as i64, args.pre_ln)?;
+    let cfg = BertConfig {
+        tie_word_embeddings: !args.untie,
+        ..model_config(&args.model, tok.vocab_size(), args.seq_len as i64, args.pre_ln)?
+    };
     let masking = MaskingConfig {
         mlm_probability: args.mlm_probability,
         mask_token_id: tok.special.mask,
@@ -242,6 +253,7 @@ fn main() -> Result<()> {
         epochs: args.finetune_epochs,
         lr: args.finetune_lr,
         seed: args.seed,
+        label_fraction: args.label_fraction,
         ..FineTuneConfig::default()
     };
     let downstream = match &labeled {

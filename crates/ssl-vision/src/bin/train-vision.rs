@@ -103,6 +103,10 @@ struct Args {
     /// Disable bf16 autocast on CUDA.
     #[arg(long)]
     no_bf16: bool,
+    /// Accept images smaller than the views (they are upsampled, as
+    /// torchvision's RandomResizedCrop does); by default they are an error.
+    #[arg(long)]
+    allow_upscale: bool,
     /// Seed for weights, shuffling and augmentation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -116,6 +120,10 @@ struct Args {
     /// Peak learning rate of fine-tuning (AdamW).
     #[arg(long, default_value_t = 1e-3)]
     finetune_lr: f64,
+    /// Layer-wise learning-rate decay of ViT fine-tuning (MAE's recipe;
+    /// 1 disables it; ResNets ignore it).
+    #[arg(long, default_value_t = 0.75)]
+    layer_decay: f64,
     /// Run the kNN monitor every N epochs (and after the last); 0 disables it.
     #[arg(long, default_value_t = 5)]
     knn_every: usize,
@@ -197,6 +205,45 @@ impl Loaded {
     }
 }
 
+/// Refuses images smaller than the `size`-px views (in memory: every image;
+/// streamed: the first of each split here, the rest as batches decode them),
+/// naming the file for image folders.
+fn check_image_sizes(data: &Loaded, spec: &DataSpec, size: usize) -> Result<()> {
+    let too_small = |what: String, h: usize, w: usize| -> Result<()> {
+        bail!(
+            "{what} is {h}x{w}, smaller than the {size}x{size} views; pass --image-size {} or less, or --allow-upscale to upsample it",
+            h.min(w)
+        )
+    };
+    match data {
+        Loaded::Memory(d) => {
+            for (split, set) in [("train", &d.train), ("test", &d.test)] {
+                if let Some(i) = set.images.iter().position(|im| im.h.min(im.w) < size) {
+                    let im = &set.images[i];
+                    let what = match spec {
+                        DataSpec::Folder(dir) => {
+                            let index = index_folder(dir)?;
+                            let files = if split == "train" { &index.train.files } else { &index.test.files };
+                            files[i].display().to_string()
+                        }
+                        _ => format!("{split} image {i}"),
+                    };
+                    too_small(what, im.h, im.w)?;
+                }
+            }
+        }
+        Loaded::Streamed(f) => {
+            for set in [&f.train, &f.test] {
+                let im = set.decode(&[0])?.remove(0);
+                if im.h.min(im.w) < size {
+                    too_small(set.files[0].display().to_string(), im.h, im.w)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// kNN and linear probe of an encoder, and a PCA plot of its test
 /// embeddings written to `plot`.
 fn evaluate(
@@ -249,6 +296,9 @@ fn main() -> Result<()> {
     let (channels, default_size) = data.channels_and_size()?;
     let channels = channels as i64;
     let size = args.image_size.map_or(default_size, |s| s as usize);
+    if !args.allow_upscale {
+        check_image_sizes(&data, &spec, size)?;
+    }
     let preset = match (args.augment.as_str(), channels) {
         ("auto", 1) => "digits",
         ("auto", _) => methods::default_augment(&args.method),
@@ -350,7 +400,10 @@ fn main() -> Result<()> {
                 bail!("--augment-on device keeps the data on the device; a streamed folder is augmented on the CPU");
             }
             (
-                Box::new(StreamingViewSource::new(&f.train, views.clone(), batch_size, args.seed)),
+                Box::new(
+                    StreamingViewSource::new(&f.train, views.clone(), batch_size, args.seed)
+                        .with_min_side(if args.allow_upscale { 0 } else { size }),
+                ),
                 Box::new(StreamedEval { set: &f.train, aug: &aug }),
                 Box::new(StreamedEval { set: &f.test, aug: &aug }),
             )
@@ -403,6 +456,7 @@ fn main() -> Result<()> {
             lr: args.finetune_lr,
             weight_decay: 0.05,
             seed: args.seed,
+            layer_decay: Some(args.layer_decay),
         };
         let test_y = tch::Tensor::from_slice(&data.test.labels);
         let classes = data.classes.len();
