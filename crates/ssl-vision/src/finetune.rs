@@ -59,8 +59,16 @@ pub fn fine_tune(
 ) -> Result<FineTuneResult> {
     let device = backbone_vs.device();
     let head_vs = nn::VarStore::new(device);
-    let head =
+    // The features are standardised per dimension before the linear layer
+    // (a BatchNorm without affine parameters, as MAE's probing head and our
+    // linear probe): a ViT's class token after its final LayerNorm carries a
+    // large offset shared by every image, which otherwise swamps what the
+    // new head must learn in a few epochs.
+    let bn = nn::BatchNormConfig { affine: false, ..Default::default() };
+    let norm = nn::batch_norm1d(head_vs.root() / "head_norm", backbone.feature_dim(), bn);
+    let linear =
         nn::linear(head_vs.root() / "head", backbone.feature_dim(), num_classes as i64, Default::default());
+    let head = |f: &Tensor, train: bool| linear.forward(&f.apply_t(&norm, train));
     let mut named: Vec<(String, Tensor)> = backbone_vs.variables().into_iter().collect();
     named.extend(head_vs.variables());
     let mut opt_cfg = OptimizerConfig::adamw(cfg.lr, cfg.weight_decay);
@@ -84,7 +92,7 @@ pub fn fine_tune(
             let batch = source.batch(epoch, i)?.to_device(device);
             let y = batch.labels.as_ref().expect("ViewSource batches carry labels");
             opt.zero_grad();
-            let loss = head.forward(&backbone.forward_t(&batch.views[0], true)).cross_entropy_for_logits(y);
+            let loss = head(&backbone.forward_t(&batch.views[0], true), true).cross_entropy_for_logits(y);
             loss.backward();
             opt.step(schedule.lr(step));
             step += 1;
@@ -99,7 +107,7 @@ pub fn fine_tune(
             .map(|s| {
                 let x = test_x.narrow(0, s, 512.min(n - s)).to_device(device);
                 let pred =
-                    head.forward(&backbone.forward_t(&x, false)).argmax(1, false).to_device(Device::Cpu);
+                    head(&backbone.forward_t(&x, false), false).argmax(1, false).to_device(Device::Cpu);
                 pred.eq_tensor(&test_y.narrow(0, s, 512.min(n - s))).sum(Kind::Int64).int64_value(&[])
             })
             .sum::<i64>()
