@@ -1,7 +1,10 @@
-//! ssl-audio: self-supervised audio on ssl-core. This first slice reads WAV
-//! files with `hound` into mono `f32` waveforms; the log-mel front end,
-//! COLA/BYOL-A/masked-spectrogram methods and `train-audio` come with the
-//! audio issue.
+//! ssl-audio: self-supervised audio on ssl-core. So far: WAV files read
+//! with `hound` into mono `f32` waveforms, and the log-mel front end
+//! ([`frontend`], torchaudio's `MelSpectrogram` on libtorch). Resampling,
+//! augmentations, the COLA/BYOL-A/masked-spectrogram methods and
+//! `train-audio` come with the audio issue.
+
+pub mod frontend;
 
 use std::path::{Path, PathBuf};
 
