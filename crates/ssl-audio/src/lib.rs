@@ -1,10 +1,11 @@
 //! ssl-audio: self-supervised audio on ssl-core. So far: WAV files read
-//! with `hound` into mono `f32` waveforms, and the log-mel front end
-//! ([`frontend`], torchaudio's `MelSpectrogram` on libtorch). Resampling,
-//! augmentations, the COLA/BYOL-A/masked-spectrogram methods and
+//! with `hound` into mono `f32` waveforms, band-limited resampling
+//! ([`resample`], rubato) and the log-mel front end ([`frontend`],
+//! torchaudio's `MelSpectrogram` on libtorch). Augmentations, the COLA/BYOL-A/masked-spectrogram methods and
 //! `train-audio` come with the audio issue.
 
 pub mod frontend;
+pub mod resample;
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,9 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
+    /// An option or setting is invalid.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// `Result` with [`Error`].
@@ -31,6 +35,16 @@ pub struct Waveform {
     pub sample_rate: u32,
     /// Samples in `[-1, 1]`, channels averaged.
     pub samples: Vec<f32>,
+}
+
+impl Waveform {
+    /// The waveform at `rate` Hz (band-limited; see [`resample::resample`]).
+    pub fn resampled(&self, rate: u32) -> Result<Waveform> {
+        Ok(Waveform {
+            sample_rate: rate,
+            samples: resample::resample(&self.samples, self.sample_rate, rate)?,
+        })
+    }
 }
 
 /// Reads a PCM (8/16/24/32-bit integer) or 32-bit float WAV file and
