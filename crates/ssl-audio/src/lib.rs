@@ -77,6 +77,9 @@ pub fn read_wav(path: &Path) -> Result<Waveform> {
     if samples.len() != expected {
         return Err(err(format!("header announces {expected} samples, file holds {}", samples.len())));
     }
+    if samples.is_empty() {
+        return Err(err("zero-length clip: the data chunk holds no samples".into()));
+    }
     let ch = spec.channels.max(1) as usize;
     if !samples.len().is_multiple_of(ch) {
         return Err(err(format!("{} samples is not a whole number of {ch}-channel frames", samples.len())));
@@ -131,5 +134,47 @@ mod tests {
         assert!(e.contains("text.wav") && e.contains("cannot open as WAV"), "{e}");
         let e = read_wav(&dir.path().join("missing.wav")).unwrap_err().to_string();
         assert!(e.contains("missing.wav"), "{e}");
+        let z = dir.path().join("empty.wav");
+        write_stereo(&z, 0);
+        let e = read_wav(&z).unwrap_err().to_string();
+        assert!(e.contains("empty.wav") && e.contains("zero-length clip"), "{e}");
+    }
+
+    #[test]
+    fn formats_and_channel_counts_are_read_as_mono() {
+        let dir = tempfile::tempdir().unwrap();
+        for (bits, fmt, channels) in [
+            (8u16, hound::SampleFormat::Int, 1u16),
+            (24, hound::SampleFormat::Int, 3),
+            (32, hound::SampleFormat::Int, 2),
+            (32, hound::SampleFormat::Float, 4),
+        ] {
+            let p = dir.path().join(format!("{bits}-{fmt:?}-{channels}.wav"));
+            let spec =
+                hound::WavSpec { channels, sample_rate: 22_050, bits_per_sample: bits, sample_format: fmt };
+            let mut w = hound::WavWriter::create(&p, spec).unwrap();
+            for _ in 0..50 {
+                for c in 0..channels {
+                    // Half of full scale on channel 0, silence elsewhere.
+                    let v = if c == 0 { 0.5 } else { 0.0 };
+                    match fmt {
+                        hound::SampleFormat::Float => w.write_sample(v as f32).unwrap(),
+                        hound::SampleFormat::Int => {
+                            w.write_sample((v * (1u64 << (bits - 1)) as f64) as i32).unwrap()
+                        }
+                    }
+                }
+            }
+            w.finalize().unwrap();
+            let wav = read_wav(&p).unwrap();
+            assert_eq!((wav.sample_rate, wav.samples.len()), (22_050, 50));
+            let want = 0.5 / f32::from(channels);
+            assert!(wav.samples.iter().all(|&s| (s - want).abs() < 1e-2), "{p:?}: {:?}", &wav.samples[..3]);
+        }
+        // Resampled to the model rate, the level holds.
+        let w = Waveform { sample_rate: 22_050, samples: vec![0.25; 2205] };
+        let r = w.resampled(16_000).unwrap();
+        assert_eq!((r.sample_rate, r.samples.len()), (16_000, 1600));
+        assert!(r.samples[200..1400].iter().all(|&s| (s - 0.25).abs() < 1e-3));
     }
 }
