@@ -1,9 +1,12 @@
 //! ssl-audio: self-supervised audio on ssl-core. So far: WAV files read
 //! with `hound` into mono `f32` waveforms, band-limited resampling
-//! ([`resample`], rubato) and the log-mel front end ([`frontend`],
-//! torchaudio's `MelSpectrogram` on libtorch). Augmentations, the COLA/BYOL-A/masked-spectrogram methods and
-//! `train-audio` come with the audio issue.
+//! ([`resample`], rubato), the log-mel front end ([`frontend`],
+//! torchaudio's `MelSpectrogram` on libtorch), and waveform and SpecAugment
+//! augmentations ([`augment`]). Mixup and spectrogram crops, the
+//! COLA/BYOL-A/masked-spectrogram methods and `train-audio` come with the
+//! audio issue.
 
+pub mod augment;
 pub mod frontend;
 pub mod resample;
 

@@ -1,0 +1,240 @@
+//! Audio augmentations, split like the vision pipeline into sampling
+//! ([`WaveAugment::sample`], [`SpecAugment::sample`]) and application, so
+//! the distributions and the operations are tested separately:
+//!
+//! - on the waveform: random crop to a fixed length (zero-padded when the
+//!   clip is shorter), gain in dB, circular time shift, and additive
+//!   Gaussian noise at a target signal-to-noise ratio (COLA and BYOL-A
+//!   style);
+//! - on the log-mel spectrogram: SpecAugment's frequency and time masks
+//!   (Park et al., <https://arxiv.org/abs/1904.08779>), filled with the
+//!   spectrogram's mean.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Waveform augmentation settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WaveAugment {
+    /// Samples per crop.
+    pub crop_len: usize,
+    /// Gain range in dB (uniform).
+    pub gain_db: (f64, f64),
+    /// Largest circular shift in samples (uniform in `±shift_max`).
+    pub shift_max: usize,
+    /// Probability of adding noise.
+    pub noise_p: f64,
+    /// Signal-to-noise ratio range in dB (uniform).
+    pub snr_db: (f64, f64),
+}
+
+impl WaveAugment {
+    /// One-second crops at 16 kHz, ±6 dB gain, shifts up to 100 ms, noise
+    /// at 5–40 dB SNR half of the time.
+    pub fn default_16k() -> Self {
+        Self { crop_len: 16_000, gain_db: (-6.0, 6.0), shift_max: 1_600, noise_p: 0.5, snr_db: (5.0, 40.0) }
+    }
+}
+
+/// Everything random about one waveform view.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WaveParams {
+    /// Start of the crop (0 when the clip is shorter than the crop).
+    pub crop_start: usize,
+    /// Gain in dB.
+    pub gain_db: f64,
+    /// Circular shift in samples (positive: later).
+    pub shift: i64,
+    /// Target SNR and the noise generator's seed, when noise is added.
+    pub noise: Option<(f64, u64)>,
+}
+
+impl WaveAugment {
+    /// Samples the parameters for a clip of `len` samples.
+    pub fn sample(&self, len: usize, rng: &mut impl Rng) -> WaveParams {
+        let crop_start = if len > self.crop_len { rng.gen_range(0..=len - self.crop_len) } else { 0 };
+        let gain_db = rng.gen_range(self.gain_db.0..=self.gain_db.1);
+        let m = self.shift_max as i64;
+        let shift = rng.gen_range(-m..=m);
+        let noise =
+            rng.gen_bool(self.noise_p).then(|| (rng.gen_range(self.snr_db.0..=self.snr_db.1), rng.gen()));
+        WaveParams { crop_start, gain_db, shift, noise }
+    }
+
+    /// Applies sampled parameters; returns `crop_len` samples.
+    pub fn apply(&self, x: &[f32], p: &WaveParams) -> Vec<f32> {
+        let mut y = vec![0f32; self.crop_len];
+        let end = (p.crop_start + self.crop_len).min(x.len());
+        y[..end - p.crop_start].copy_from_slice(&x[p.crop_start..end]);
+        let n = y.len() as i64;
+        if p.shift != 0 && n > 0 {
+            y.rotate_right(p.shift.rem_euclid(n) as usize);
+        }
+        let g = 10f64.powf(p.gain_db / 20.0) as f32;
+        y.iter_mut().for_each(|v| *v *= g);
+        if let Some((snr, seed)) = p.noise {
+            add_noise(&mut y, snr, seed);
+        }
+        y
+    }
+}
+
+/// Adds white Gaussian noise scaled so that the signal-to-noise power ratio
+/// is `snr_db` (a silent signal is left as is).
+pub fn add_noise(y: &mut [f32], snr_db: f64, seed: u64) {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+    let power = y.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / y.len().max(1) as f64;
+    if power == 0.0 {
+        return;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let noise: Vec<f64> = (0..y.len()).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let npow = noise.iter().map(|v| v * v).sum::<f64>() / noise.len() as f64;
+    let scale = (power / npow / 10f64.powf(snr_db / 10.0)).sqrt();
+    y.iter_mut().zip(noise).for_each(|(v, e)| *v += (e * scale) as f32);
+}
+
+/// SpecAugment settings: `freq_masks` masks of up to `max_freq` bands and
+/// `time_masks` masks of up to `max_time` frames (widths uniform from 0).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpecAugment {
+    /// Number of frequency masks.
+    pub freq_masks: usize,
+    /// Widest frequency mask in bands.
+    pub max_freq: usize,
+    /// Number of time masks.
+    pub time_masks: usize,
+    /// Widest time mask in frames.
+    pub max_time: usize,
+}
+
+/// Masks as `(start, width)`: frequency masks then time masks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpecMasks {
+    /// Frequency masks.
+    pub freq: Vec<(usize, usize)>,
+    /// Time masks.
+    pub time: Vec<(usize, usize)>,
+}
+
+impl SpecAugment {
+    /// Samples masks for a `[bands, frames]` spectrogram.
+    pub fn sample(&self, bands: usize, frames: usize, rng: &mut impl Rng) -> SpecMasks {
+        let mut draw = |count: usize, max: usize, size: usize| {
+            (0..count)
+                .map(|_| {
+                    let w = rng.gen_range(0..=max.min(size));
+                    (rng.gen_range(0..=size - w), w)
+                })
+                .collect()
+        };
+        SpecMasks {
+            freq: draw(self.freq_masks, self.max_freq, bands),
+            time: draw(self.time_masks, self.max_time, frames),
+        }
+    }
+
+    /// Fills the masked bands and frames of `spec` (`[bands, frames]`,
+    /// row-major) with its mean.
+    pub fn apply(spec: &mut [f32], bands: usize, frames: usize, m: &SpecMasks) {
+        let mean = spec.iter().sum::<f32>() / spec.len().max(1) as f32;
+        for &(f0, w) in &m.freq {
+            spec[f0 * frames..(f0 + w) * frames].iter_mut().for_each(|v| *v = mean);
+        }
+        for &(t0, w) in &m.time {
+            for b in 0..bands {
+                spec[b * frames + t0..b * frames + t0 + w].iter_mut().for_each(|v| *v = mean);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn tone(n: usize) -> Vec<f32> {
+        (0..n).map(|i| (i as f32 * 0.05).sin() * 0.5).collect()
+    }
+
+    #[test]
+    fn noise_reaches_the_target_snr() {
+        for snr in [0.0, 10.0, 30.0] {
+            let x = tone(16_000);
+            let mut y = x.clone();
+            add_noise(&mut y, snr, 7);
+            let p_sig = x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>();
+            let p_noise = x.iter().zip(&y).map(|(&a, &b)| f64::from(b - a).powi(2)).sum::<f64>();
+            let got = 10.0 * (p_sig / p_noise).log10();
+            assert!((got - snr).abs() < 0.01, "target {snr} dB, got {got}");
+        }
+        let mut silent = vec![0f32; 100];
+        add_noise(&mut silent, 10.0, 1);
+        assert!(silent.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn crop_gain_and_shift_do_what_they_say() {
+        let aug = WaveAugment {
+            crop_len: 1000,
+            gain_db: (6.0, 6.0),
+            shift_max: 0,
+            noise_p: 0.0,
+            snr_db: (0.0, 0.0),
+        };
+        let x = tone(5000);
+        let p = WaveParams { crop_start: 1234, gain_db: 6.0, shift: 0, noise: None };
+        let y = aug.apply(&x, &p);
+        assert_eq!(y.len(), 1000);
+        let g = 10f32.powf(0.3);
+        assert!((y[10] - x[1244] * g).abs() < 1e-6);
+        let shifted = aug.apply(&x, &WaveParams { shift: 3, gain_db: 0.0, ..p.clone() });
+        assert_eq!(shifted[3], x[1234]);
+        assert_eq!(shifted[0], x[1234 + 997]);
+        // A short clip is zero-padded.
+        let short = aug.apply(&x[..300], &WaveParams { crop_start: 0, ..p });
+        assert_eq!(short.len(), 1000);
+        assert!(short[300..].iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn sampled_parameters_follow_the_settings() {
+        let aug = WaveAugment::default_16k();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let ps: Vec<WaveParams> = (0..4000).map(|_| aug.sample(48_000, &mut rng)).collect();
+        assert!(ps.iter().all(|p| p.crop_start <= 32_000 && p.shift.unsigned_abs() <= 1_600));
+        assert!(ps.iter().all(|p| (-6.0..=6.0).contains(&p.gain_db)));
+        let noisy = ps.iter().filter(|p| p.noise.is_some()).count() as f64 / 4000.0;
+        assert!((noisy - 0.5).abs() < 0.03, "{noisy}");
+        let mean_gain = ps.iter().map(|p| p.gain_db).sum::<f64>() / 4000.0;
+        assert!(mean_gain.abs() < 0.2, "{mean_gain}");
+        assert!(ps.iter().flat_map(|p| p.noise).all(|(s, _)| (5.0..=40.0).contains(&s)));
+    }
+
+    #[test]
+    fn spec_augment_masks_the_sampled_bands_and_frames() {
+        let (bands, frames) = (8, 20);
+        let mut spec: Vec<f32> = (0..bands * frames).map(|i| i as f32).collect();
+        let mean = spec.iter().sum::<f32>() / spec.len() as f32;
+        let masks = SpecMasks { freq: vec![(2, 3)], time: vec![(10, 4)] };
+        SpecAugment::apply(&mut spec, bands, frames, &masks);
+        for b in 0..bands {
+            for t in 0..frames {
+                let masked = (2..5).contains(&b) || (10..14).contains(&t);
+                let v = spec[b * frames + t];
+                assert_eq!(v == mean, masked, "band {b} frame {t}");
+            }
+        }
+        let sa = SpecAugment { freq_masks: 2, max_freq: 8, time_masks: 2, max_time: 10 };
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for _ in 0..500 {
+            let m = sa.sample(64, 101, &mut rng);
+            assert_eq!((m.freq.len(), m.time.len()), (2, 2));
+            assert!(m.freq.iter().all(|&(s, w)| w <= 8 && s + w <= 64));
+            assert!(m.time.iter().all(|&(s, w)| w <= 10 && s + w <= 101));
+        }
+    }
+}
