@@ -2,11 +2,13 @@
 //! with `hound` into mono `f32` waveforms, band-limited resampling
 //! ([`resample`], rubato), the log-mel front end ([`frontend`],
 //! torchaudio's `MelSpectrogram` on libtorch), and waveform and SpecAugment
-//! augmentations ([`augment`]). Mixup and spectrogram crops, the
+//! augmentations ([`augment`]), and data sets ([`data`]: Speech Commands
+//! folders, manifests, unlabelled files). Mixup and spectrogram crops, the
 //! COLA/BYOL-A/masked-spectrogram methods and `train-audio` come with the
 //! audio issue.
 
 pub mod augment;
+pub mod data;
 pub mod frontend;
 pub mod resample;
 

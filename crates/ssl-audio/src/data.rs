@@ -1,0 +1,222 @@
+//! Audio data sets: a folder in the Speech Commands layout
+//! (`DIR/train/<class>/*.wav`, `DIR/test/<class>/*.wav`; labels from the
+//! sub-folder names), manifest files (`path<TAB or ,>label` per line, paths
+//! relative to the manifest), and unlabelled WAV files found recursively.
+//! Listing decodes nothing; [`load_clips`] decodes and resamples in
+//! parallel. Every error names the file (and the manifest line).
+
+use crate::{read_wav, Error, Result};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// Labelled clips of one split.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClipSet {
+    /// WAV files.
+    pub files: Vec<PathBuf>,
+    /// Class index per file.
+    pub labels: Vec<i64>,
+}
+
+/// A labelled data set with train and test splits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AudioData {
+    /// Class names, indexed by label.
+    pub classes: Vec<String>,
+    /// Training clips.
+    pub train: ClipSet,
+    /// Test clips.
+    pub test: ClipSet,
+}
+
+fn wav_err(path: &Path, msg: impl Into<String>) -> Error {
+    Error::Wav { path: path.to_path_buf(), msg: msg.into() }
+}
+
+fn sorted(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| wav_err(dir, format!("cannot list the folder: {e}")))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+fn is_wav(p: &Path) -> bool {
+    p.is_file() && p.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("wav"))
+}
+
+/// A Speech Commands-style folder; the classes are the sub-folders of
+/// `train`, and `test` must have the same ones (each with a WAV file).
+pub fn folder(dir: &Path) -> Result<AudioData> {
+    let train_dir = dir.join("train");
+    if !train_dir.is_dir() {
+        return Err(wav_err(&train_dir, "no such folder (expected DIR/train/<class>/*.wav)"));
+    }
+    let classes: Vec<String> = sorted(&train_dir)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    if classes.is_empty() {
+        return Err(wav_err(&train_dir, "no class folders"));
+    }
+    let split = |name: &str| -> Result<ClipSet> {
+        let mut set = ClipSet::default();
+        for (label, class) in classes.iter().enumerate() {
+            let cdir = dir.join(name).join(class);
+            if !cdir.is_dir() {
+                return Err(wav_err(&cdir, format!("class `{class}` is missing from the {name} split")));
+            }
+            let files: Vec<PathBuf> = sorted(&cdir)?.into_iter().filter(|p| is_wav(p)).collect();
+            if files.is_empty() {
+                return Err(wav_err(&cdir, "class folder has no .wav file"));
+            }
+            set.labels.extend(std::iter::repeat_n(label as i64, files.len()));
+            set.files.extend(files);
+        }
+        Ok(set)
+    };
+    Ok(AudioData { train: split("train")?, test: split("test")?, classes })
+}
+
+/// Reads a manifest: one `path<TAB or ,>label` per line (blank lines and
+/// lines starting with `#` skipped), paths relative to the manifest's
+/// folder. Labels are indexed in `classes`, which grows with new names.
+/// A missing file is an error naming the manifest, the line and the path.
+pub fn manifest(path: &Path, classes: &mut Vec<String>) -> Result<ClipSet> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| wav_err(path, format!("cannot read the manifest: {e}")))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut set = ClipSet::default();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = |msg: String| wav_err(path, format!("line {}: {msg}", i + 1));
+        let (file, label) = line
+            .split_once('\t')
+            .or_else(|| line.rsplit_once(','))
+            .ok_or_else(|| at("expected `path<TAB or ,>label`".into()))?;
+        let (file, label) = (file.trim(), label.trim());
+        if label.is_empty() {
+            return Err(at(format!("no label for `{file}`")));
+        }
+        let p = base.join(file);
+        if !p.is_file() {
+            return Err(at(format!("`{}` does not exist", p.display())));
+        }
+        let idx = match classes.iter().position(|c| c == label) {
+            Some(k) => k,
+            None => {
+                classes.push(label.to_string());
+                classes.len() - 1
+            }
+        };
+        set.files.push(p);
+        set.labels.push(idx as i64);
+    }
+    if set.files.is_empty() {
+        return Err(wav_err(path, "the manifest lists no clips"));
+    }
+    Ok(set)
+}
+
+/// Every `.wav` file under `dir`, recursively, in name order.
+pub fn unlabeled(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    if !dir.is_dir() {
+        return Err(wav_err(dir, "no such folder"));
+    }
+    while let Some(d) = stack.pop() {
+        for p in sorted(&d)? {
+            if p.is_dir() {
+                stack.push(p);
+            } else if is_wav(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        return Err(wav_err(dir, "no .wav file in this folder or below"));
+    }
+    Ok(out)
+}
+
+/// Decodes and resamples clips to `rate` Hz in parallel (rayon); the first
+/// bad file's error is returned.
+pub fn load_clips(files: &[PathBuf], rate: u32) -> Result<Vec<Vec<f32>>> {
+    files.par_iter().map(|f| Ok(read_wav(f)?.resampled(rate)?.samples)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wav(path: &Path, rate: u32, n: usize) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for i in 0..n {
+            w.write_sample(((i as f32 * 0.1).sin() * 8000.0) as i16).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+
+    #[test]
+    fn folders_manifests_and_unlabeled_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for (split, class, name) in
+            [("train", "yes", "a"), ("train", "no", "b"), ("test", "yes", "c"), ("test", "no", "d")]
+        {
+            wav(&d.join(split).join(class).join(format!("{name}.wav")), 8000, 800);
+        }
+        let data = folder(d).unwrap();
+        assert_eq!(data.classes, ["no", "yes"]);
+        assert_eq!(data.train.labels, [0, 1]);
+        let clips = load_clips(&data.train.files, 16_000).unwrap();
+        assert_eq!(clips[0].len(), 1600, "resampled from 8 kHz");
+
+        std::fs::write(d.join("m.tsv"), "# clips\ntrain/yes/a.wav\tyes\ntest/no/d.wav,no\n\n").unwrap();
+        let mut classes = Vec::new();
+        let m = manifest(&d.join("m.tsv"), &mut classes).unwrap();
+        assert_eq!((classes.len(), m.labels.clone()), (2, vec![0, 1]));
+        std::fs::write(d.join("bad.tsv"), "train/yes/a.wav\tyes\ntrain/yes/zzz.wav\tyes\n").unwrap();
+        let e = manifest(&d.join("bad.tsv"), &mut classes).unwrap_err().to_string();
+        assert!(
+            e.contains("bad.tsv")
+                && e.contains("line 2")
+                && e.contains("zzz.wav")
+                && e.contains("does not exist"),
+            "{e}"
+        );
+
+        wav(&d.join("extra/deep/x.wav"), 16_000, 100);
+        let u = unlabeled(&d.join("extra")).unwrap();
+        assert_eq!(u.len(), 1);
+        assert!(unlabeled(&d.join("train/yes/a.wav")).is_err());
+    }
+
+    #[test]
+    fn empty_classes_and_bad_clips_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        wav(&d.join("train/yes/a.wav"), 16_000, 100);
+        std::fs::create_dir_all(d.join("test/yes")).unwrap();
+        let e = folder(d).unwrap_err().to_string();
+        assert!(e.contains("test/yes") && e.contains("no .wav file"), "{e}");
+        std::fs::write(d.join("test/yes/broken.wav"), b"RIFF....WAVEjunk").unwrap();
+        let data = folder(d).unwrap();
+        let e = load_clips(&data.test.files, 16_000).unwrap_err().to_string();
+        assert!(e.contains("broken.wav"), "{e}");
+    }
+}
