@@ -8,7 +8,9 @@
 //!   style);
 //! - on the log-mel spectrogram: SpecAugment's frequency and time masks
 //!   (Park et al., <https://arxiv.org/abs/1904.08779>), filled with the
-//!   spectrogram's mean.
+//!   spectrogram's mean; and BYOL-A's (Niizumi et al.,
+//!   <https://arxiv.org/abs/2103.06695>) log-mixup-exp and random resized
+//!   crop, as batched tensor operations.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -151,6 +153,65 @@ impl SpecAugment {
     }
 }
 
+/// BYOL-A's log-mixup-exp: `ln((1 - λ) e^x + λ e^y)` per sample, with
+/// `y` the next clip of the batch (BYOL-A draws it from a FIFO memory of
+/// past clips) and `lambdas[b] = λ` (BYOL-A: uniform in `[0, 0.4]`).
+///
+/// # Shapes
+/// `x: [B, F, T]`, `lambdas: [B]` → `[B, F, T]`
+pub fn log_mixup_exp(x: &tch::Tensor, lambdas: &tch::Tensor) -> tch::Tensor {
+    let y = x.roll([1i64].as_slice(), [0i64].as_slice());
+    let l = lambdas.to_kind(x.kind()).view([-1, 1, 1]);
+    // logaddexp(ln(1-λ) + x, ln(λ) + y), stable for λ at 0 or 1.
+    ((-&l + 1.0).log() + x).logaddexp(&(l.log() + y))
+}
+
+/// BYOL-A's random resized crop on a spectrogram: a box of
+/// `(F·sf, T·st)` with `sf, st` uniform in `scale` is cut from a virtual
+/// canvas `virtual_scale` times as wide as the input (the input centred,
+/// zeros around it, at a uniform random position) and resized back to
+/// `[F, T]` bilinearly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpecResizedCrop {
+    /// Range of the box's size relative to the input (BYOL-A: 0.6–1.5).
+    pub scale: (f64, f64),
+    /// Width of the virtual canvas relative to the input (BYOL-A: 1.5).
+    pub virtual_scale: f64,
+}
+
+/// One crop box on the virtual canvas: top, left, height, width.
+pub type CropBox = (i64, i64, i64, i64);
+
+impl SpecResizedCrop {
+    /// Samples a box for an `[F, T]` spectrogram.
+    pub fn sample(&self, f: i64, t: i64, rng: &mut impl Rng) -> CropBox {
+        let vt = (t as f64 * self.virtual_scale).round() as i64;
+        let h = ((f as f64 * rng.gen_range(self.scale.0..=self.scale.1)).round() as i64).clamp(1, f);
+        let w = ((t as f64 * rng.gen_range(self.scale.0..=self.scale.1)).round() as i64).clamp(1, vt);
+        (rng.gen_range(0..=f - h), rng.gen_range(0..=vt - w), h, w)
+    }
+
+    /// Applies one box per sample.
+    ///
+    /// # Shapes
+    /// `x: [B, F, T]` → `[B, F, T]`
+    pub fn apply(&self, x: &tch::Tensor, boxes: &[CropBox]) -> tch::Tensor {
+        let (_, f, t) = x.size3().expect("spectrograms are [B, F, T]");
+        let vt = (t as f64 * self.virtual_scale).round() as i64;
+        let left_pad = (vt - t) / 2;
+        let canvas = x.constant_pad_nd([left_pad, vt - t - left_pad]);
+        let crops: Vec<tch::Tensor> = boxes
+            .iter()
+            .enumerate()
+            .map(|(b, &(top, left, h, w))| {
+                let c = canvas.get(b as i64).narrow(0, top, h).narrow(1, left, w).view([1, 1, h, w]);
+                c.upsample_bilinear2d([f, t], false, None, None).view([f, t])
+            })
+            .collect();
+        tch::Tensor::stack(&crops, 0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,5 +297,40 @@ mod tests {
             assert!(m.freq.iter().all(|&(s, w)| w <= 8 && s + w <= 64));
             assert!(m.time.iter().all(|&(s, w)| w <= 10 && s + w <= 101));
         }
+    }
+
+    #[test]
+    fn log_mixup_exp_mixes_in_linear_power() {
+        use tch::{Device, Kind, Tensor};
+        let x = Tensor::randn([3, 4, 5], (Kind::Float, Device::Cpu));
+        let none = log_mixup_exp(&x, &Tensor::zeros([3], (Kind::Float, Device::Cpu)));
+        assert!((&none - &x).abs().max().double_value(&[]) < 1e-6);
+        let lam = Tensor::from_slice(&[0.1f32, 0.25, 0.4]);
+        let got = log_mixup_exp(&x, &lam);
+        let y = x.roll([1i64].as_slice(), [0i64].as_slice());
+        let l = lam.view([-1, 1, 1]);
+        let want = ((-&l + 1.0) * x.exp() + &l * y.exp()).log();
+        assert!((got - want).abs().max().double_value(&[]) < 1e-5);
+    }
+
+    #[test]
+    fn spec_resized_crop_keeps_shape_and_a_centred_full_box_is_the_input() {
+        use tch::{Device, Kind, Tensor};
+        let rrc = SpecResizedCrop { scale: (0.6, 1.5), virtual_scale: 1.5 };
+        let x = Tensor::randn([2, 8, 20], (Kind::Float, Device::Cpu));
+        // The input sits at columns 5..25 of the 30-wide canvas.
+        let same = rrc.apply(&x, &[(0, 5, 8, 20), (0, 5, 8, 20)]);
+        assert!((&same - &x).abs().max().double_value(&[]) < 1e-5);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let boxes: Vec<CropBox> = (0..2000).map(|_| rrc.sample(8, 20, &mut rng)).collect();
+        assert!(boxes.iter().all(|&(t0, l0, h, w)| t0 >= 0
+            && l0 >= 0
+            && t0 + h <= 8
+            && l0 + w <= 30
+            && h >= 1));
+        let mean_w = boxes.iter().map(|b| b.3 as f64).sum::<f64>() / 2000.0;
+        assert!((mean_w - 21.0).abs() < 0.5, "{mean_w}"); // 20 * mean(0.6..1.5) = 21
+        let out = rrc.apply(&x, &boxes[..2]);
+        assert_eq!(out.size(), [2, 8, 20]);
     }
 }

@@ -1,9 +1,9 @@
 //! ssl-audio: self-supervised audio on ssl-core. So far: WAV files read
 //! with `hound` into mono `f32` waveforms, band-limited resampling
 //! ([`resample`], rubato), the log-mel front end ([`frontend`],
-//! torchaudio's `MelSpectrogram` on libtorch), and waveform and SpecAugment
+//! torchaudio's `MelSpectrogram` on libtorch), waveform and spectrogram
 //! augmentations ([`augment`]), and data sets ([`data`]: Speech Commands
-//! folders, manifests, unlabelled files). Mixup and spectrogram crops, the
+//! folders, manifests, unlabelled files). The
 //! COLA/BYOL-A/masked-spectrogram methods and `train-audio` come with the
 //! audio issue.
 
