@@ -1,0 +1,87 @@
+//! BYOL-A's convolutional audio encoder (Niizumi et al., "BYOL for Audio",
+//! <https://arxiv.org/abs/2103.06695>; the AudioNTT2020 layout): three
+//! blocks of 3×3 convolution, BatchNorm, ReLU and 2×2 max-pooling over the
+//! log-mel spectrogram, then per frame a two-layer MLP on the flattened
+//! channels × bands, then max plus mean over time. Parameter names follow
+//! an `nn.Sequential` (`features.0.weight`, `features.1.running_mean`,
+//! `fc.3.bias`), checked against PyTorch in `tests/encoder_parity.rs`.
+
+use serde::{Deserialize, Serialize};
+use ssl_core::modules::batch_norm2d;
+use tch::nn::{self, Module, ModuleT};
+use tch::Tensor;
+
+/// The encoder's shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AudioCnnConfig {
+    /// Mel bands of the input (a multiple of 8).
+    pub n_mels: i64,
+    /// Channels of every convolution (64 in BYOL-A).
+    pub channels: i64,
+    /// Width of the MLP and of the output (2048 in BYOL-A).
+    pub dim: i64,
+    /// Dropout between the two MLP layers (0.3).
+    pub dropout: f64,
+}
+
+impl AudioCnnConfig {
+    /// BYOL-A's encoder for `n_mels` bands with output width `dim`.
+    pub fn byol_a(n_mels: i64, dim: i64) -> Self {
+        Self { n_mels, channels: 64, dim, dropout: 0.3 }
+    }
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct AudioCnn {
+    blocks: Vec<(nn::Conv2D, nn::BatchNorm)>,
+    fc0: nn::Linear,
+    fc3: nn::Linear,
+    cfg: AudioCnnConfig,
+}
+
+impl AudioCnn {
+    /// Builds the encoder under `p`.
+    ///
+    /// # Panics
+    /// If `n_mels` is not a positive multiple of 8.
+    pub fn new(p: &nn::Path, cfg: &AudioCnnConfig) -> Self {
+        assert!(cfg.n_mels > 0 && cfg.n_mels % 8 == 0, "n_mels {} is not a multiple of 8", cfg.n_mels);
+        let f = p / "features";
+        let conv = nn::ConvConfig { padding: 1, ..Default::default() };
+        let blocks = (0..3)
+            .map(|i| {
+                let c_in = if i == 0 { 1 } else { cfg.channels };
+                (
+                    nn::conv2d(&f / (4 * i), c_in, cfg.channels, 3, conv),
+                    batch_norm2d(&f / (4 * i + 1), cfg.channels, Default::default()),
+                )
+            })
+            .collect();
+        let fc = p / "fc";
+        let fc0 = nn::linear(&fc / 0, cfg.channels * (cfg.n_mels / 8), cfg.dim, Default::default());
+        let fc3 = nn::linear(&fc / 3, cfg.dim, cfg.dim, Default::default());
+        Self { blocks, fc0, fc3, cfg: cfg.clone() }
+    }
+
+    /// Output width.
+    pub fn feature_dim(&self) -> i64 {
+        self.cfg.dim
+    }
+}
+
+impl ModuleT for AudioCnn {
+    /// # Shapes
+    /// `[B, 1, n_mels, T]` or `[B, n_mels, T]` (T ≥ 8) → `[B, dim]`
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut x = if x.dim() == 3 { x.unsqueeze(1) } else { x.shallow_clone() };
+        for (conv, bn) in &self.blocks {
+            x = x.apply(conv).apply_t(bn, train).relu().max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+        }
+        let (b, c, f, t) = x.size4().expect("[B, C, F, T] after the convolutions");
+        let x = x.permute([0, 3, 2, 1]).reshape([b, t, f * c]);
+        let x = self.fc0.forward(&x).relu().dropout(self.cfg.dropout, train);
+        let x = self.fc3.forward(&x).relu();
+        x.amax([1i64].as_slice(), false) + x.mean_dim([1i64].as_slice(), false, x.kind())
+    }
+}
