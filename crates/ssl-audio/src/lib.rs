@@ -2,11 +2,10 @@
 //! with `hound` into mono `f32` waveforms, band-limited resampling
 //! ([`resample`], rubato), the log-mel front end ([`frontend`],
 //! torchaudio's `MelSpectrogram` on libtorch), waveform and spectrogram
-//! augmentations ([`augment`]), and data sets ([`data`]: Speech Commands
-//! folders, manifests, unlabelled files), and BYOL-A's CNN encoder
-//! ([`encoder`]). The
-//! COLA/BYOL-A/masked-spectrogram methods and `train-audio` come with the
-//! audio issue.
+//! augmentations ([`augment`]), data sets ([`data`]: Speech Commands
+//! folders, manifests, unlabelled files) and BYOL-A's CNN encoder
+//! ([`encoder`]). The COLA/BYOL-A/masked-spectrogram methods and
+//! `train-audio` come with the audio issue.
 
 pub mod augment;
 pub mod data;
