@@ -4,10 +4,11 @@
 //! torchaudio's `MelSpectrogram` on libtorch), waveform and spectrogram
 //! augmentations ([`augment`]), data sets ([`data`]: Speech Commands
 //! folders, manifests, unlabelled files) and BYOL-A's CNN encoder
-//! ([`encoder`]). The COLA/BYOL-A/masked-spectrogram methods and
-//! `train-audio` come with the audio issue.
+//! ([`encoder`]); COLA ([`cola`]). BYOL-A, masked-spectrogram modelling
+//! and `train-audio` come with the audio issue.
 
 pub mod augment;
+pub mod cola;
 pub mod data;
 pub mod encoder;
 pub mod frontend;
