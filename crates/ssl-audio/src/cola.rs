@@ -12,7 +12,7 @@ use crate::augment::WaveAugment;
 use crate::encoder::{AudioCnn, AudioCnnConfig};
 use crate::frontend::{LogMel, LogMelConfig};
 use serde::{Deserialize, Serialize};
-use ssl_core::augment::{par_map, sample_rng};
+use ssl_core::augment::{epoch_order, par_map, sample_rng};
 use ssl_core::method::{Batch, BatchSource, Method, Output};
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
@@ -127,10 +127,7 @@ impl BatchSource for ClipSource<'_> {
         "clips"
     }
     fn batch(&self, epoch: usize, index: usize) -> ssl_core::Result<Batch> {
-        use rand::seq::SliceRandom;
-        use rand::SeedableRng;
-        let mut order: Vec<usize> = (0..self.clips.len()).collect();
-        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(self.seed ^ (epoch as u64 + 1) << 17));
+        let order = epoch_order(self.clips.len(), self.seed, epoch);
         let ids = &order[index * self.batch_size..(index + 1) * self.batch_size];
         let pairs: Vec<[Vec<f32>; 2]> = par_map(ids, |&i| {
             let mut rng = sample_rng(self.seed, epoch, i);

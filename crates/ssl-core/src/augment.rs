@@ -13,6 +13,18 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The sample order of `epoch`: `0..n` shuffled by a generator seeded from
+/// (`seed`, `epoch`). Every batch source of every modality uses it, so two
+/// sources over the same data see the same batches, and a resumed run the
+/// same order.
+pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    use rand::seq::SliceRandom;
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(epoch as u64 + 1)));
+    idx.shuffle(&mut rng);
+    idx
+}
+
 /// The RNG for one sample of one epoch.
 pub fn sample_rng(seed: u64, epoch: usize, index: usize) -> ChaCha8Rng {
     let s = mix(mix(mix(seed) ^ epoch as u64) ^ index as u64);

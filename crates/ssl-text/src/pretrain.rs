@@ -6,11 +6,9 @@ use crate::bert::BertForMaskedLm;
 use crate::masking::{mask_sequence, MaskingConfig};
 use crate::pack::Packed;
 use crate::tokenizer::SpecialIds;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use ssl_core::augment::sample_rng;
+use ssl_core::augment::{epoch_order, sample_rng};
 use ssl_core::method::{Batch, BatchSource, Method, Output};
 use ssl_core::trainer::EpochMonitor;
 use tch::{Kind, Tensor};
@@ -96,15 +94,6 @@ impl<'a> TextSource<'a> {
         };
         Batch { views, labels: None }
     }
-}
-
-/// The order of the sequences in `epoch`, shuffled from (`seed`, `epoch`).
-fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..n).collect();
-    let mut rng =
-        rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    idx.shuffle(&mut rng);
-    idx
 }
 
 impl BatchSource for TextSource<'_> {

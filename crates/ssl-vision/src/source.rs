@@ -4,8 +4,6 @@
 
 use crate::augment::ViewAugment;
 use crate::data::ImageSet;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use rayon::prelude::*;
 use ssl_core::augment::{par_map, sample_rng};
 use ssl_core::{Batch, BatchSource};
@@ -31,16 +29,8 @@ impl<'a> ViewSource<'a> {
     }
 }
 
-/// The sample order of `epoch`: `0..n` shuffled by a generator seeded from
-/// (`seed`, `epoch`). Both batch sources use it, so they see the same batches.
-pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..n).collect();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
-        seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(epoch as u64 + 1)),
-    );
-    idx.shuffle(&mut rng);
-    idx
-}
+/// The sample order of an epoch (ssl-core's, shared by every batch source).
+pub use ssl_core::augment::epoch_order;
 
 /// Stacks equally-sized CHW float images into `[B, C, H, W]`.
 pub fn stack(images: &[&[f32]], c: usize, size: usize) -> Tensor {
