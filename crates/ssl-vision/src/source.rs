@@ -4,9 +4,11 @@
 
 use crate::augment::ViewAugment;
 use crate::data::ImageSet;
+use crate::transforms::ImageU8;
 use rayon::prelude::*;
 use ssl_core::augment::{par_map, sample_rng};
 use ssl_core::{Batch, BatchSource};
+use std::borrow::Cow;
 use tch::Tensor;
 
 /// Augmented views of an image set; see the module docs. The last partial
@@ -31,6 +33,34 @@ impl<'a> ViewSource<'a> {
 
 /// The sample order of an epoch (ssl-core's, shared by every batch source).
 pub use ssl_core::augment::epoch_order;
+
+/// A batch of samples `ids`: each sample's image from `image` (borrowed or
+/// decoded), one view per entry of `augs` drawn from the sample's own RNG,
+/// the views stacked per augmentation (`channels` each), and the labels.
+/// The in-memory and streaming sources share it, so their batches agree.
+pub(crate) fn view_batch<'a>(
+    augs: &[ViewAugment],
+    seed: u64,
+    epoch: usize,
+    ids: &[usize],
+    labels: &[i64],
+    channels: usize,
+    image: impl Fn(usize) -> ssl_core::Result<Cow<'a, ImageU8>> + Sync + Send,
+) -> ssl_core::Result<Batch> {
+    let per_sample: Vec<Vec<Vec<f32>>> = par_map(ids, |&i| {
+        let img = image(i)?;
+        let mut rng = sample_rng(seed, epoch, i);
+        Ok::<_, ssl_core::Error>(augs.iter().map(|a| a.view(&img, &mut rng)).collect())
+    })?;
+    let views = (0..augs.len())
+        .map(|v| {
+            let imgs: Vec<&[f32]> = per_sample.iter().map(|s| s[v].as_slice()).collect();
+            stack(&imgs, channels, augs[v].size)
+        })
+        .collect();
+    let labels = Tensor::from_slice(&ids.iter().map(|&i| labels[i]).collect::<Vec<_>>());
+    Ok(Batch { views, labels: Some(labels) })
+}
 
 /// Stacks equally-sized CHW float images into `[B, C, H, W]`.
 pub fn stack(images: &[&[f32]], c: usize, size: usize) -> Tensor {
@@ -63,20 +93,9 @@ impl BatchSource for ViewSource<'_> {
     fn batch(&self, epoch: usize, index: usize) -> ssl_core::Result<Batch> {
         let order = epoch_order(self.set.len(), self.seed, epoch);
         let ids = &order[index * self.batch_size..(index + 1) * self.batch_size];
-        let per_sample: Vec<Vec<Vec<f32>>> = par_map(ids, |&i| {
-            let mut rng = sample_rng(self.seed, epoch, i);
-            Ok::<_, ssl_core::Error>(
-                self.augs.iter().map(|a| a.view(&self.set.images[i], &mut rng)).collect(),
-            )
-        })?;
         let c = self.set.images[ids[0]].c;
-        let views = (0..self.augs.len())
-            .map(|v| {
-                let imgs: Vec<&[f32]> = per_sample.iter().map(|s| s[v].as_slice()).collect();
-                stack(&imgs, c, self.augs[v].size)
-            })
-            .collect();
-        let labels = Tensor::from_slice(&ids.iter().map(|&i| self.set.labels[i]).collect::<Vec<_>>());
-        Ok(Batch { views, labels: Some(labels) })
+        view_batch(&self.augs, self.seed, epoch, ids, &self.set.labels, c, |i| {
+            Ok(Cow::Borrowed(&self.set.images[i]))
+        })
     }
 }

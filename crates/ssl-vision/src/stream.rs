@@ -8,12 +8,13 @@
 
 use crate::augment::ViewAugment;
 use crate::data::{decode_image, folder_classes, folder_files, to_rgb};
-use crate::source::{epoch_order, stack};
+use crate::source::{epoch_order, stack, view_batch};
 use crate::transforms::ImageU8;
 use crate::Result;
-use ssl_core::augment::{par_map, sample_rng};
+use ssl_core::augment::par_map;
 use ssl_core::eval::InputChunks;
 use ssl_core::{Batch, BatchSource};
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 
@@ -108,7 +109,7 @@ impl BatchSource for StreamingViewSource<'_> {
     fn batch(&self, epoch: usize, index: usize) -> ssl_core::Result<Batch> {
         let order = epoch_order(self.set.len(), self.seed, epoch);
         let ids = &order[index * self.batch_size..(index + 1) * self.batch_size];
-        let per_sample: Vec<Vec<Vec<f32>>> = par_map(ids, |&i| {
+        view_batch(&self.augs, self.seed, epoch, ids, &self.set.labels, 3, |i| {
             let path = &self.set.files[i];
             let img = decode_image(path).map(to_rgb).map_err(ssl_core::Error::from)?;
             if img.h.min(img.w) < self.min_side {
@@ -120,17 +121,8 @@ impl BatchSource for StreamingViewSource<'_> {
                     self.min_side
                 )));
             }
-            let mut rng = sample_rng(self.seed, epoch, i);
-            Ok::<_, ssl_core::Error>(self.augs.iter().map(|a| a.view(&img, &mut rng)).collect())
-        })?;
-        let views = (0..self.augs.len())
-            .map(|v| {
-                let imgs: Vec<&[f32]> = per_sample.iter().map(|s| s[v].as_slice()).collect();
-                stack(&imgs, 3, self.augs[v].size)
-            })
-            .collect();
-        let labels = Tensor::from_slice(&ids.iter().map(|&i| self.set.labels[i]).collect::<Vec<_>>());
-        Ok(Batch { views, labels: Some(labels) })
+            Ok(Cow::Owned(img))
+        })
     }
 }
 
