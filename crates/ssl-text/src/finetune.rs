@@ -338,6 +338,24 @@ pub fn labeled_files(dir: &Path) -> Result<(std::path::PathBuf, std::path::PathB
     Ok((find("train")?, find("test")?))
 }
 
+impl Downstream {
+    /// The comparison as a small text table, each line starting with `indent`.
+    pub fn table(&self, indent: &str) -> String {
+        let pct = |s: &ClassifierScore| format!("{:.2}% ({:.3})", 100.0 * s.top1, s.macro_f1);
+        let mut t = format!(
+            "{indent}downstream ({} classes, {} / {} texts)   linear top-1 (F1)   fine-tuned top-1 (F1)\n",
+            self.classes.len(),
+            self.train_examples,
+            self.test_examples
+        );
+        for (name, s) in [("pretrained", &self.pretrained), ("from scratch", &self.from_scratch)] {
+            let ft = s.finetune.as_ref().map_or("-".into(), pct);
+            t += &format!("{indent}  {name:<14} {:>24}   {:>20}\n", pct(&s.linear), ft);
+        }
+        t
+    }
+}
+
 /// Reads a labelled folder and checks it (both files parse, at least two
 /// labels, every test label occurs in training), so that a bad file is
 /// reported before any training. Returns the class names.
@@ -365,6 +383,18 @@ pub struct EncoderScores {
     pub linear: ClassifierScore,
     /// Full fine-tuning (absent when `epochs` is 0).
     pub finetune: Option<ClassifierScore>,
+}
+
+impl EncoderScores {
+    /// The flat fields of `report.json`: `linear_top1`, `linear_macro_f1`,
+    /// `finetune_top1`, `finetune_macro_f1` (null when not fine-tuned).
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "linear_top1": self.linear.top1, "linear_macro_f1": self.linear.macro_f1,
+            "finetune_top1": self.finetune.as_ref().map(|s| s.top1),
+            "finetune_macro_f1": self.finetune.as_ref().map(|s| s.macro_f1),
+        })
+    }
 }
 
 /// The downstream comparison: pretrained against from scratch.

@@ -70,30 +70,12 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let report = json!({
         "model": args.model, "labeled": args.labeled, "device": device_name(device),
-        "pretrained": {
-            "linear_top1": d.pretrained.linear.top1, "linear_macro_f1": d.pretrained.linear.macro_f1,
-            "finetune_top1": d.pretrained.finetune.as_ref().map(|s| s.top1),
-            "finetune_macro_f1": d.pretrained.finetune.as_ref().map(|s| s.macro_f1),
-        },
-        "from_scratch": {
-            "linear_top1": d.from_scratch.linear.top1, "linear_macro_f1": d.from_scratch.linear.macro_f1,
-            "finetune_top1": d.from_scratch.finetune.as_ref().map(|s| s.top1),
-            "finetune_macro_f1": d.from_scratch.finetune.as_ref().map(|s| s.macro_f1),
-        },
+        "pretrained": d.pretrained.summary(),
+        "from_scratch": d.from_scratch.summary(),
         "downstream": d, "wall_s": started.elapsed().as_secs_f64(),
     });
     write_json_atomic(&out.join("report.json"), &report)?;
-    println!(
-        "{} classes, {} / {} texts; linear top-1 (F1), fine-tuned top-1 (F1):",
-        d.classes.len(),
-        d.train_examples,
-        d.test_examples
-    );
-    for (name, s) in [("pretrained", &d.pretrained), ("from scratch", &d.from_scratch)] {
-        let ft =
-            s.finetune.as_ref().map_or("-".into(), |f| format!("{:.2}% ({:.3})", 100.0 * f.top1, f.macro_f1));
-        println!("  {name:<14} {:.2}% ({:.3})   {ft}", 100.0 * s.linear.top1, s.linear.macro_f1);
-    }
+    print!("{}", d.table(""));
     println!("report: {}", out.join("report.json").display());
     Ok(())
 }

@@ -267,7 +267,6 @@ fn main() -> Result<()> {
         None => None,
     };
     let wall = started.elapsed().as_secs_f64();
-    let top1 = |s: Option<&ssl_text::finetune::ClassifierScore>| s.map(|s| s.top1);
     let mut report = json!({
         "objective": objective,
         "mlm_top1": heldout_top1,
@@ -281,16 +280,8 @@ fn main() -> Result<()> {
         "model": cfg,
     });
     if let Some(d) = &downstream {
-        report["pretrained"] = json!({
-            "linear_top1": d.pretrained.linear.top1, "linear_macro_f1": d.pretrained.linear.macro_f1,
-            "finetune_top1": top1(d.pretrained.finetune.as_ref()),
-            "finetune_macro_f1": d.pretrained.finetune.as_ref().map(|s| s.macro_f1),
-        });
-        report["from_scratch"] = json!({
-            "linear_top1": d.from_scratch.linear.top1, "linear_macro_f1": d.from_scratch.linear.macro_f1,
-            "finetune_top1": top1(d.from_scratch.finetune.as_ref()),
-            "finetune_macro_f1": d.from_scratch.finetune.as_ref().map(|s| s.macro_f1),
-        });
+        report["pretrained"] = d.pretrained.summary();
+        report["from_scratch"] = d.from_scratch.summary();
         report["downstream"] = json!(d);
     }
     write_json_atomic(&out.join("report.json"), &report)?;
@@ -307,23 +298,7 @@ fn main() -> Result<()> {
     let what = if objective == Objective::Mlm { "masked-token" } else { "next-token" };
     println!("  held-out {what} top-1: {:.2}%", 100.0 * heldout_top1);
     if let Some(d) = &downstream {
-        println!(
-            "  downstream ({} classes, {} / {} texts)   linear top-1 (F1)   fine-tuned top-1 (F1)",
-            d.classes.len(),
-            d.train_examples,
-            d.test_examples
-        );
-        for (name, s) in [("pretrained", &d.pretrained), ("from scratch", &d.from_scratch)] {
-            let ft = s
-                .finetune
-                .as_ref()
-                .map_or("-".into(), |f| format!("{:.2}% ({:.3})", 100.0 * f.top1, f.macro_f1));
-            println!(
-                "    {name:<14} {:>24}   {:>20}",
-                format!("{:.2}% ({:.3})", 100.0 * s.linear.top1, s.linear.macro_f1),
-                ft
-            );
-        }
+        print!("{}", d.table("  "));
     }
     println!("report: {}", out.join("report.json").display());
     Ok(())
