@@ -7,7 +7,9 @@
 //! - [`method`], [`trainer`], [`checkpoint`], [`metrics`]: the training loop
 //!   that knows nothing of images, tokens or waveforms.
 //! - [`eval`]: feature extraction, weighted kNN and a linear probe.
-//! - [`modules`]: MLP projection and prediction heads.
+//! - [`modules`]: MLP projection and prediction heads, transformer blocks;
+//!   [`vit`]: the patch transformer and [`mae`]: masked autoencoding, shared
+//!   by images and spectrograms.
 //! - [`augment`]: seeded per-sample randomness and batch parallelism.
 
 pub mod amp;
@@ -18,12 +20,14 @@ pub mod ema;
 pub mod error;
 pub mod eval;
 pub mod losses;
+pub mod mae;
 pub mod method;
 pub mod metrics;
 pub mod modules;
 pub mod optim;
 pub mod schedule;
 pub mod trainer;
+pub mod vit;
 
 pub use error::{Error, Result};
 pub use method::{Batch, BatchSource, Method, Output};

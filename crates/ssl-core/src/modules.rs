@@ -217,13 +217,22 @@ impl Module for Block {
 /// # Shapes
 /// → `[1, grid * grid + 1, dim]`
 pub fn sincos_pos_embed(dim: i64, grid: i64) -> Tensor {
+    sincos_pos_embed_hw(dim, grid, grid)
+}
+
+/// [`sincos_pos_embed`] for a `rows × cols` grid (Audio-MAE's rectangular
+/// spectrogram grids), rows in order.
+///
+/// # Shapes
+/// → `[1, rows * cols + 1, dim]`
+pub fn sincos_pos_embed_hw(dim: i64, rows: i64, cols: i64) -> Tensor {
     assert!(dim % 4 == 0, "sin-cos position embeddings need a width divisible by 4, got {dim}");
     let quarter = dim / 4;
     let omega: Vec<f64> = (0..quarter).map(|i| 1.0 / 10000f64.powf(i as f64 / quarter as f64)).collect();
-    let mut data = vec![0f32; ((grid * grid + 1) * dim) as usize];
-    for r in 0..grid {
-        for c in 0..grid {
-            let row = &mut data[((1 + r * grid + c) * dim) as usize..((2 + r * grid + c) * dim) as usize];
+    let mut data = vec![0f32; ((rows * cols + 1) * dim) as usize];
+    for r in 0..rows {
+        for c in 0..cols {
+            let row = &mut data[((1 + r * cols + c) * dim) as usize..((2 + r * cols + c) * dim) as usize];
             for (half, pos) in [(0, c as f64), (1, r as f64)] {
                 for (i, w) in omega.iter().enumerate() {
                     let base = (half * 2 * quarter) as usize;
@@ -233,7 +242,7 @@ pub fn sincos_pos_embed(dim: i64, grid: i64) -> Tensor {
             }
         }
     }
-    Tensor::from_slice(&data).reshape([1, grid * grid + 1, dim])
+    Tensor::from_slice(&data).reshape([1, rows * cols + 1, dim])
 }
 
 #[cfg(test)]
@@ -290,5 +299,10 @@ mod tests {
         let p = Vec::<f32>::try_from(e.get(0).get(3)).unwrap();
         assert_eq!(&p[..4], &[0.0, 0.0, 1.0, 1.0]);
         assert!((p[4] - 1f32.sin()).abs() < 1e-6 && (p[6] - 1f32.cos()).abs() < 1e-6);
+        // 2 rows x 3 columns: patch 5 is row 1, column 2.
+        let r = sincos_pos_embed_hw(8, 2, 3);
+        assert_eq!(r.size(), [1, 7, 8]);
+        let p = Vec::<f32>::try_from(r.get(0).get(6)).unwrap();
+        assert!((p[0] - 2f32.sin()).abs() < 1e-6 && (p[4] - 1f32.sin()).abs() < 1e-6);
     }
 }

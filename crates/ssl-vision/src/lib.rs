@@ -39,7 +39,6 @@ pub mod data;
 pub mod error;
 pub mod finetune;
 pub mod gpu_augment;
-pub mod mae;
 pub mod methods;
 pub mod moco;
 pub mod redundancy;
@@ -48,9 +47,10 @@ pub mod simclr;
 pub mod source;
 pub mod stream;
 pub mod transforms;
-pub mod vit;
 
 pub use error::{Error, Result};
+/// The patch transformer and MAE live in ssl-core, shared with audio.
+pub use ssl_core::{mae, vit};
 
 /// Compiles the README's examples as doctests, so they cannot rot.
 #[cfg(doctest)]

@@ -207,6 +207,8 @@ mod tests {
             heads: 2,
             mlp_ratio: 2.0,
             fixed_pos_embed: true,
+            image_width: None,
+            pool: Default::default(),
         }
         .into()
     }

@@ -92,6 +92,8 @@ fn vit_matches_timm() {
         heads: 3,
         mlp_ratio: 4.0,
         fixed_pos_embed: false,
+        image_width: None,
+        pool: Default::default(),
     };
     let vit = Vit::new(&vs.root(), &cfg);
     let head = nn::linear(vs.root() / "head", 48, 10, Default::default());

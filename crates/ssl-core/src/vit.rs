@@ -1,19 +1,38 @@
-//! Vision Transformer (Dosovitskiy et al., "An Image is Worth 16x16 Words",
-//! <https://arxiv.org/abs/2010.11929>) with timm's parameter names
-//! (`patch_embed.proj`, `cls_token`, `pos_embed`, `blocks.N.*`, `norm`), so
-//! weights move to and from timm's `VisionTransformer` through safetensors.
-//! The classifier head is left out: the backbone returns the class token.
+//! Patch transformer: the Vision Transformer (Dosovitskiy et al., "An Image
+//! is Worth 16x16 Words", <https://arxiv.org/abs/2010.11929>) with timm's
+//! parameter names (`patch_embed.proj`, `cls_token`, `pos_embed`,
+//! `blocks.N.*`, `norm`), so weights move to and from timm's
+//! `VisionTransformer` through safetensors. Inputs may be rectangular (a
+//! log-mel spectrogram of `bands × frames`, as in AST and Audio-MAE), and
+//! the output is the class token (timm's `global_pool="token"`) or the mean
+//! of the patch tokens (`"avg"`). The classifier head is left out. Images
+//! (ssl-vision) and spectrograms (ssl-audio) share it, and [`crate::mae`].
 
+use crate::modules::{sincos_pos_embed_hw, Block, BlockConfig};
 use serde::{Deserialize, Serialize};
-use ssl_core::modules::{sincos_pos_embed, Block, BlockConfig};
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
+
+/// How [`Vit`] pools its output tokens into one vector.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pool {
+    /// The class token after the final norm (timm's `"token"`).
+    #[default]
+    Cls,
+    /// The mean of the patch tokens after the final norm (timm's `"avg"`
+    /// without `fc_norm`; Audio-MAE's choice for spectrograms).
+    Mean,
+}
 
 /// A ViT's shape.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VitConfig {
-    /// Input height and width.
+    /// Input height (and width, unless `image_width` is set).
     pub image_size: i64,
+    /// Input width, for rectangular inputs such as spectrograms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_width: Option<i64>,
     /// Patch height and width.
     pub patch_size: i64,
     /// Input channels.
@@ -29,6 +48,9 @@ pub struct VitConfig {
     /// Keep the (sin-cos initialised) position embeddings frozen, as MAE
     /// and MoCo v3 do.
     pub fixed_pos_embed: bool,
+    /// Output pooling.
+    #[serde(default)]
+    pub pool: Pool,
 }
 
 impl VitConfig {
@@ -52,6 +74,7 @@ impl VitConfig {
     pub fn tiny(image_size: i64, patch_size: i64) -> Self {
         Self {
             image_size,
+            image_width: None,
             patch_size,
             in_channels: 3,
             dim: 192,
@@ -59,6 +82,7 @@ impl VitConfig {
             heads: 3,
             mlp_ratio: 4.0,
             fixed_pos_embed: true,
+            pool: Pool::Cls,
         }
     }
     /// ViT-Small (384 wide, 12 blocks, 6 heads).
@@ -73,9 +97,26 @@ impl VitConfig {
     pub fn with_in_channels(self, in_channels: i64) -> Self {
         Self { in_channels, ..self }
     }
-    /// Patches per side.
-    pub fn grid(&self) -> i64 {
-        self.image_size / self.patch_size
+    /// Same network for `height × width` inputs.
+    pub fn with_input(self, height: i64, width: i64) -> Self {
+        Self { image_size: height, image_width: (width != height).then_some(width), ..self }
+    }
+    /// Same network with another output pooling.
+    pub fn with_pool(self, pool: Pool) -> Self {
+        Self { pool, ..self }
+    }
+    /// Input width.
+    pub fn width(&self) -> i64 {
+        self.image_width.unwrap_or(self.image_size)
+    }
+    /// Patch rows and columns.
+    pub fn grid_hw(&self) -> (i64, i64) {
+        (self.image_size / self.patch_size, self.width() / self.patch_size)
+    }
+    /// Patches per input.
+    pub fn num_patches(&self) -> i64 {
+        let (h, w) = self.grid_hw();
+        h * w
     }
 }
 
@@ -94,18 +135,20 @@ impl Vit {
     /// Builds the backbone under `p`.
     ///
     /// # Panics
-    /// If the image size is not a multiple of the patch size.
+    /// If the input height or width is not a multiple of the patch size.
     pub fn new(p: &nn::Path, cfg: &VitConfig) -> Self {
         assert!(
-            cfg.patch_size > 0 && cfg.image_size % cfg.patch_size == 0,
-            "image size {} is not a multiple of patch size {}",
+            cfg.patch_size > 0 && cfg.image_size % cfg.patch_size == 0 && cfg.width() % cfg.patch_size == 0,
+            "input {}x{} is not a multiple of patch size {}",
             cfg.image_size,
+            cfg.width(),
             cfg.patch_size
         );
         let conv = nn::ConvConfig { stride: cfg.patch_size, ..Default::default() };
         let patch = nn::conv2d(p / "patch_embed" / "proj", cfg.in_channels, cfg.dim, cfg.patch_size, conv);
         let cls_token = p.var("cls_token", &[1, 1, cfg.dim], nn::Init::Randn { mean: 0.0, stdev: 0.02 });
-        let pos = sincos_pos_embed(cfg.dim, cfg.grid()).to_device(p.device());
+        let (gh, gw) = cfg.grid_hw();
+        let pos = sincos_pos_embed_hw(cfg.dim, gh, gw).to_device(p.device());
         let pos_embed = p.add("pos_embed", pos, !cfg.fixed_pos_embed);
         let block_cfg = BlockConfig { dim: cfg.dim, heads: cfg.heads, mlp_ratio: cfg.mlp_ratio, eps: 1e-6 };
         let blocks = (0..cfg.depth).map(|i| Block::new(&(p / "blocks" / i), &block_cfg)).collect();
@@ -128,7 +171,7 @@ impl Vit {
     /// `[B, C, H, W]` → `[B, N, D]`
     pub fn embed_patches(&self, x: &Tensor) -> Tensor {
         let t = x.apply(&self.patch).flatten(2, 3).transpose(1, 2);
-        t + self.pos_embed.narrow(1, 1, self.cfg.grid() * self.cfg.grid())
+        t + self.pos_embed.narrow(1, 1, self.cfg.num_patches())
     }
 
     /// The class token (with its position embedding) prepended, the blocks
@@ -158,12 +201,17 @@ impl Vit {
 }
 
 impl ModuleT for Vit {
-    /// The class token after the final norm (timm's pre-logits).
+    /// The pooled output tokens (timm's pre-logits): the class token, or
+    /// the mean of the patch tokens; see [`Pool`].
     ///
     /// # Shapes
     /// `[B, C, H, W]` → `[B, D]`
     fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
-        self.forward_tokens(xs).select(1, 0)
+        let t = self.forward_tokens(xs);
+        match self.cfg.pool {
+            Pool::Cls => t.select(1, 0),
+            Pool::Mean => t.narrow(1, 1, t.size()[1] - 1).mean_dim([1i64].as_slice(), false, t.kind()),
+        }
     }
 }
 
@@ -216,6 +264,8 @@ mod tests {
             heads: 3,
             mlp_ratio: 4.0,
             fixed_pos_embed: true,
+            pool: Pool::Cls,
+            image_width: None,
         };
         let vit = Vit::new(&vs.root(), &cfg);
         let vars = vs.variables();
@@ -225,6 +275,26 @@ mod tests {
         let x = Tensor::randn([3, 1, 8, 8], (Kind::Float, Device::Cpu));
         assert_eq!(vit.forward_tokens(&x).size(), [3, 5, 12]);
         assert_eq!(vit.forward_t(&x, false).size(), [3, 12]);
+    }
+
+    #[test]
+    fn rectangular_inputs_and_mean_pooling() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = VitConfig::mini(8, 4).with_in_channels(1).with_input(8, 16).with_pool(Pool::Mean);
+        assert_eq!(cfg.grid_hw(), (2, 4));
+        let vit = Vit::new(&vs.root(), &cfg);
+        assert_eq!(vs.variables()["pos_embed"].size(), [1, 9, 96]);
+        let x = Tensor::randn([2, 1, 8, 16], (Kind::Float, Device::Cpu));
+        let tokens = vit.forward_tokens(&x);
+        assert_eq!(tokens.size(), [2, 9, 96]);
+        let mean = tokens.narrow(1, 1, 8).mean_dim([1i64].as_slice(), false, Kind::Float);
+        assert!(vit.forward_t(&x, false).allclose(&mean, 1e-6, 1e-6, false));
+        // Same config through serde, and old configs (no width, no pool) still load.
+        let old: VitConfig = serde_json::from_str(
+            r#"{"image_size":8,"patch_size":4,"in_channels":1,"dim":12,"depth":1,"heads":3,"mlp_ratio":4.0,"fixed_pos_embed":true}"#,
+        )
+        .unwrap();
+        assert_eq!((old.width(), old.pool), (8, Pool::Cls));
     }
 
     #[test]

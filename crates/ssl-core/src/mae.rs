@@ -1,6 +1,8 @@
 //! Masked autoencoder (He et al., "Masked Autoencoders Are Scalable Vision
-//! Learners", <https://arxiv.org/abs/2111.06377>): a ViT encoder sees a random
-//! 25% of the patches; a light decoder gets the encoded patches plus mask
+//! Learners", <https://arxiv.org/abs/2111.06377>), for images and, on
+//! log-mel spectrograms, masked spectrogram modelling (Huang et al.,
+//! "Masked Autoencoders that Listen", <https://arxiv.org/abs/2207.06405>):
+//! a patch transformer sees a random 25% of the patches; a light decoder gets the encoded patches plus mask
 //! tokens and predicts the pixels of the removed patches. The loss is the
 //! MSE on per-patch normalised pixels, over removed patches only.
 //!
@@ -9,10 +11,10 @@
 //! `decoder_embed`, `mask_token`, `decoder_pos_embed`, `decoder_blocks`,
 //! `decoder_norm`, `decoder_pred`.
 
+use crate::method::{Batch, Method, Output};
+use crate::modules::{sincos_pos_embed_hw, Block, BlockConfig};
 use crate::vit::{patchify, random_masking, Vit, VitConfig};
 use serde::{Deserialize, Serialize};
-use ssl_core::method::{Batch, Method, Output};
-use ssl_core::modules::{sincos_pos_embed, Block, BlockConfig};
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
 
@@ -68,8 +70,9 @@ impl Mae {
         let d = cfg.decoder_dim;
         let decoder_embed = nn::linear(p / "decoder_embed", e.dim, d, Default::default());
         let mask_token = p.var("mask_token", &[1, 1, d], nn::Init::Randn { mean: 0.0, stdev: 0.02 });
+        let (gh, gw) = e.grid_hw();
         let decoder_pos_embed =
-            p.add("decoder_pos_embed", sincos_pos_embed(d, e.grid()).to_device(p.device()), false);
+            p.add("decoder_pos_embed", sincos_pos_embed_hw(d, gh, gw).to_device(p.device()), false);
         let bc = BlockConfig { dim: d, heads: cfg.decoder_heads, mlp_ratio: 4.0, eps: 1e-6 };
         let decoder_blocks =
             (0..cfg.decoder_depth).map(|i| Block::new(&(p / "decoder_blocks" / i), &bc)).collect();
@@ -170,13 +173,16 @@ mod tests {
             heads: 3,
             mlp_ratio: 2.0,
             fixed_pos_embed: true,
+            pool: crate::vit::Pool::Cls,
+            image_width: Some(16),
         };
         let mae = Mae::new(&vs.root(), &MaeConfig::light(enc));
-        let x = Tensor::randn([3, 1, 8, 8], (Kind::Float, Device::Cpu));
+        // A rectangular input (8 x 16, a spectrogram's shape): 4 x 8 patches.
+        let x = Tensor::randn([3, 1, 8, 16], (Kind::Float, Device::Cpu));
         let (pred, mask, target) = mae.reconstruct(&x);
-        assert_eq!(pred.size(), [3, 16, 4]);
-        assert_eq!(target.size(), [3, 16, 4]);
-        assert_eq!(mask.sum(Kind::Float).double_value(&[]), 36.0);
+        assert_eq!(pred.size(), [3, 32, 4]);
+        assert_eq!(target.size(), [3, 32, 4]);
+        assert_eq!(mask.sum(Kind::Float).double_value(&[]), 72.0);
         // Normalised targets: zero mean per patch.
         assert!(target.mean_dim([-1i64].as_slice(), false, Kind::Float).abs().max().double_value(&[]) < 1e-5);
         assert!(vs.variables().contains_key("decoder_blocks.0.attn.qkv.weight"));
