@@ -9,6 +9,8 @@
 //! cargo xtask train-vision ..  pretrain + evaluate an image encoder
 //! cargo xtask train-text ..    pretrain a text encoder + downstream comparison
 //! cargo xtask finetune-text .. fine-tune a pretrained text encoder vs scratch
+//! cargo xtask train-audio ..   pretrain + evaluate an audio encoder
+//! cargo xtask gen-keywords ..  synthesise spoken keywords with espeak-ng
 //! ```
 
 mod setup;
@@ -28,6 +30,8 @@ fn main() -> Result<()> {
         "train-vision" => tasks::train_vision(&rest),
         "train-text" => tasks::train_text(&rest),
         "finetune-text" => tasks::finetune_text(&rest),
+        "train-audio" => tasks::train_audio(&rest),
+        "gen-keywords" => tasks::gen_keywords(&rest),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -48,7 +52,9 @@ fn print_help() {
          test           setup, then cargo fmt --check, clippy -D warnings, cargo test --workspace\n  \
          train-vision   setup, then pretrain and evaluate (try `cargo xtask train-vision --help`)\n  \
          train-text     setup, then BERT (or GPT-style) pretraining on a corpus and the downstream comparison\n  \
-         finetune-text  setup, then fine-tune a pretrained text encoder against one from scratch\n\n\
+         finetune-text  setup, then fine-tune a pretrained text encoder against one from scratch\n  \
+         train-audio    setup, then pretrain an audio encoder (cola, byol-a, msm) and evaluate it against random init\n  \
+         gen-keywords   synthesise spoken keywords with espeak-ng (how datasets/keywords is made)\n\n\
          environment:\n  \
          SSL_RS_CACHE          cache folder for the torch venv (default ~/.cache/ssl-rs)\n  \
          LIBTORCH              use this libtorch (a folder with lib/ and include/) instead\n  \

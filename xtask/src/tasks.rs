@@ -59,3 +59,20 @@ pub fn finetune_text(args: &[String]) -> Result<()> {
     run(cargo(&torch, &["run", "--quiet", "--release", "-p", "ssl-text", "--bin", "finetune-text", "--"])
         .args(args))
 }
+
+/// `cargo xtask train-audio [ARGS]`: audio pre-training and the
+/// pretrained-vs-random comparison (the `train-audio` binary).
+pub fn train_audio(args: &[String]) -> Result<()> {
+    let torch = setup()?;
+    torch.print_summary();
+    run(cargo(&torch, &["run", "--quiet", "--release", "-p", "ssl-audio", "--bin", "train-audio", "--"])
+        .args(args))
+}
+
+/// `cargo xtask gen-keywords [ARGS]`: synthesises spoken keywords with
+/// espeak-ng (the `make-keywords` binary; the bundled set comes from it).
+pub fn gen_keywords(args: &[String]) -> Result<()> {
+    let torch = setup()?;
+    run(cargo(&torch, &["run", "--quiet", "--release", "-p", "ssl-audio", "--bin", "make-keywords", "--"])
+        .args(args))
+}

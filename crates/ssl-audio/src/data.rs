@@ -80,6 +80,18 @@ pub fn folder(dir: &Path) -> Result<AudioData> {
     Ok(AudioData { train: split("train")?, test: split("test")?, classes })
 }
 
+/// The bundled keyword set (`datasets/keywords` in the repository; see
+/// [`crate::synth`]), found from where this crate was built.
+pub fn bundled_keywords_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/keywords")
+}
+
+/// The bundled keyword set as a data set (10 words; 400 training clips and
+/// 120 test clips by unseen voices).
+pub fn bundled_keywords() -> Result<AudioData> {
+    folder(&bundled_keywords_dir())
+}
+
 /// Reads a manifest: one `path<TAB or ,>label` per line (blank lines and
 /// lines starting with `#` skipped), paths relative to the manifest's
 /// folder. Labels are indexed in `classes`, which grows with new names.

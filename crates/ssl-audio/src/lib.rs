@@ -13,6 +13,7 @@ pub mod data;
 pub mod encoder;
 pub mod frontend;
 pub mod resample;
+pub mod synth;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,278 @@
+//! Synthesised keyword clips: Speech Commands' ten command words spoken by
+//! Debian's `espeak-ng` (formant synthesis, no network, no recordings) with
+//! several accents, voice variants, speeds and pitches. This is how the
+//! bundled set `datasets/keywords` is made (`cargo xtask gen-keywords`);
+//! the same command writes a larger or different set anywhere.
+//!
+//! Train and test use **disjoint voice variants**, so the test split asks
+//! whether features carry the word across speakers, not whether they
+//! remember a voice. Each clip is resampled to 16 kHz with [`crate::resample`],
+//! its leading and trailing silence trimmed, its peak scaled to 0.9, and it
+//! is stored as 8-bit PCM to keep the bundled set small (its quantisation
+//! noise sits about 48 dB below the peak).
+
+use crate::{read_wav, Error, Result};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Speech Commands' ten command words.
+pub const WORDS: [&str; 10] = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"];
+
+/// espeak-ng's English accents used for both splits.
+pub const ACCENTS: [&str; 7] =
+    ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029"];
+
+/// Voice variants (espeak-ng's `voices/!v`) of the training split.
+pub const TRAIN_VARIANTS: [&str; 10] = ["m1", "m2", "m3", "m4", "m5", "f1", "f2", "f3", "klatt", "klatt2"];
+
+/// Voice variants of the test split; none is in [`TRAIN_VARIANTS`].
+pub const TEST_VARIANTS: [&str; 5] = ["m6", "m7", "f4", "f5", "klatt3"];
+
+/// What to synthesise.
+#[derive(Clone, Debug)]
+pub struct KeywordSpec {
+    /// Clips per word in the training split.
+    pub train_per_word: usize,
+    /// Clips per word in the test split.
+    pub test_per_word: usize,
+    /// Output sample rate.
+    pub sample_rate: u32,
+    /// Words per second range of espeak-ng (`-s`).
+    pub speed: (u32, u32),
+    /// Pitch range of espeak-ng (`-p`, 0–99).
+    pub pitch: (u32, u32),
+    /// Seed of the voice, speed and pitch draws.
+    pub seed: u64,
+}
+
+impl Default for KeywordSpec {
+    /// The bundled set: 40 training and 12 test clips per word at 16 kHz.
+    fn default() -> Self {
+        Self {
+            train_per_word: 40,
+            test_per_word: 12,
+            sample_rate: 16_000,
+            speed: (120, 220),
+            pitch: (20, 80),
+            seed: 0,
+        }
+    }
+}
+
+/// One clip to make: the espeak-ng voice (`accent+variant`), speed, pitch,
+/// word and where it goes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClipPlan {
+    /// `train` or `test`.
+    pub split: &'static str,
+    /// The word, also the class folder.
+    pub word: &'static str,
+    /// `accent+variant`.
+    pub voice: String,
+    /// espeak-ng `-s`.
+    pub speed: u32,
+    /// espeak-ng `-p`.
+    pub pitch: u32,
+    /// File name inside `split/word/`.
+    pub file: String,
+}
+
+/// The clips `spec` asks for, in a fixed order (deterministic in the seed).
+pub fn plan(spec: &KeywordSpec) -> Vec<ClipPlan> {
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+    let mut out = Vec::new();
+    for (split, variants, n) in [
+        ("train", &TRAIN_VARIANTS[..], spec.train_per_word),
+        ("test", &TEST_VARIANTS[..], spec.test_per_word),
+    ] {
+        for word in WORDS {
+            for i in 0..n {
+                let accent = ACCENTS.choose(&mut rng).expect("accents");
+                // Cycle through the variants so each is used evenly.
+                let variant = variants[i % variants.len()];
+                let speed = rng.gen_range(spec.speed.0..=spec.speed.1);
+                let pitch = rng.gen_range(spec.pitch.0..=spec.pitch.1);
+                let voice = format!("{accent}+{variant}");
+                let file = format!("{word}_{i:03}_{accent}_{variant}_s{speed}_p{pitch}.wav");
+                out.push(ClipPlan { split, word, voice, speed, pitch, file });
+            }
+        }
+    }
+    out
+}
+
+/// Finds espeak-ng, with how to install it when it is missing.
+pub fn espeak_version() -> Result<String> {
+    let out = Command::new("espeak-ng").arg("--version").output().map_err(|e| {
+        Error::Config(format!(
+            "cannot run espeak-ng ({e}); install it (Debian/Ubuntu: `apt-get install espeak-ng`) \
+             or use the bundled datasets/keywords"
+        ))
+    })?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Speaks `word` with espeak-ng into a waveform at `rate` Hz, trimmed and
+/// peak-normalised (see the module docs).
+pub fn speak(word: &str, voice: &str, speed: u32, pitch: u32, rate: u32) -> Result<Vec<f32>> {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = std::env::temp_dir().join(format!("ssl-audio-espeak-{}-{n}.wav", std::process::id()));
+    let status = Command::new("espeak-ng")
+        .args(["-v", voice, "-s", &speed.to_string(), "-p", &pitch.to_string(), "-w"])
+        .arg(&tmp)
+        .arg(word)
+        .status()
+        .map_err(|e| Error::Config(format!("cannot run espeak-ng: {e}")))?;
+    if !status.success() {
+        return Err(Error::Config(format!("espeak-ng -v {voice} failed ({status}) on {word:?}")));
+    }
+    let wave = read_wav(&tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let wave = wave?.resampled(rate)?;
+    let trimmed = trim_silence(&wave.samples, rate as usize / 100, 40.0);
+    if trimmed.is_empty() {
+        return Err(Error::Config(format!("espeak-ng -v {voice} produced silence for {word:?}")));
+    }
+    let peak = trimmed.iter().fold(0f32, |m, v| m.max(v.abs()));
+    Ok(trimmed.iter().map(|v| v * 0.9 / peak).collect())
+}
+
+/// Removes leading and trailing windows of `win` samples whose RMS is more
+/// than `below_db` under the loudest window's, keeping one window of margin
+/// on each side.
+pub fn trim_silence(x: &[f32], win: usize, below_db: f64) -> &[f32] {
+    let win = win.max(1);
+    let rms: Vec<f64> = x
+        .chunks(win)
+        .map(|c| (c.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / c.len() as f64).sqrt())
+        .collect();
+    let loudest = rms.iter().copied().fold(0f64, f64::max);
+    if loudest == 0.0 {
+        return &[];
+    }
+    let floor = loudest * 10f64.powf(-below_db / 20.0);
+    let first = rms.iter().position(|&r| r > floor).unwrap_or(0);
+    let last = rms.iter().rposition(|&r| r > floor).unwrap_or(0);
+    let start = first.saturating_sub(1) * win;
+    let end = ((last + 2) * win).min(x.len());
+    &x[start..end]
+}
+
+/// Writes mono 8-bit PCM (values clamped to `[-1, 1]`).
+pub fn write_wav_u8(path: &Path, samples: &[f32], rate: u32) -> Result<()> {
+    let err = |e: hound::Error| Error::Wav { path: path.to_path_buf(), msg: format!("cannot write: {e}") };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 8,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).map_err(err)?;
+    for &v in samples {
+        w.write_sample((v.clamp(-1.0, 1.0) * 127.0).round() as i8).map_err(err)?;
+    }
+    w.finalize().map_err(err)
+}
+
+/// Synthesises the whole set under `out` (`train/<word>/*.wav`,
+/// `test/<word>/*.wav`) in parallel, plus `clips.tsv` listing how each clip
+/// was made. Returns the files written.
+pub fn generate(out: &Path, spec: &KeywordSpec) -> Result<Vec<PathBuf>> {
+    let clips = plan(spec);
+    let io = |p: &Path, e: std::io::Error| Error::Wav { path: p.to_path_buf(), msg: e.to_string() };
+    for c in &clips {
+        let dir = out.join(c.split).join(c.word);
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    }
+    let files = clips
+        .par_iter()
+        .map(|c| {
+            let wave = speak(c.word, &c.voice, c.speed, c.pitch, spec.sample_rate)?;
+            let path = out.join(c.split).join(c.word).join(&c.file);
+            write_wav_u8(&path, &wave, spec.sample_rate)?;
+            Ok(path)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut tsv = String::from("split\tword\tvoice\tspeed\tpitch\tfile\n");
+    for c in &clips {
+        tsv += &format!("{}\t{}\t{}\t{}\t{}\t{}\n", c.split, c.word, c.voice, c.speed, c.pitch, c.file);
+    }
+    let list = out.join("clips.tsv");
+    std::fs::write(&list, tsv).map_err(|e| io(&list, e))?;
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_is_deterministic_balanced_and_splits_voices() {
+        let spec = KeywordSpec { train_per_word: 10, test_per_word: 5, ..Default::default() };
+        let p = plan(&spec);
+        assert_eq!(p, plan(&spec));
+        assert_eq!(p.len(), 150);
+        for w in WORDS {
+            assert_eq!(p.iter().filter(|c| c.word == w && c.split == "train").count(), 10);
+        }
+        let variant = |c: &ClipPlan| c.voice.split('+').nth(1).unwrap().to_string();
+        let train: std::collections::BTreeSet<_> =
+            p.iter().filter(|c| c.split == "train").map(variant).collect();
+        let test: std::collections::BTreeSet<_> =
+            p.iter().filter(|c| c.split == "test").map(variant).collect();
+        assert_eq!(train.len(), TRAIN_VARIANTS.len());
+        assert!(train.is_disjoint(&test), "test voices must be unseen: {train:?} vs {test:?}");
+        assert!(p.iter().all(|c| (120..=220).contains(&c.speed) && (20..=80).contains(&c.pitch)));
+        let names: std::collections::BTreeSet<_> = p.iter().map(|c| (c.split, c.word, &c.file)).collect();
+        assert_eq!(names.len(), p.len(), "file names are unique");
+    }
+
+    #[test]
+    fn bundled_set_is_the_default_plan() {
+        let dir = crate::data::bundled_keywords_dir();
+        let tsv = std::fs::read_to_string(dir.join("clips.tsv")).unwrap();
+        let rows: Vec<&str> = tsv.lines().skip(1).collect();
+        let planned = plan(&KeywordSpec::default());
+        assert_eq!(rows.len(), planned.len());
+        for (row, c) in rows.iter().zip(&planned) {
+            let want = format!("{}\t{}\t{}\t{}\t{}\t{}", c.split, c.word, c.voice, c.speed, c.pitch, c.file);
+            assert_eq!(*row, want);
+            assert!(dir.join(c.split).join(c.word).join(&c.file).is_file(), "{} is missing", c.file);
+        }
+        let data = crate::data::bundled_keywords().unwrap();
+        assert_eq!(data.classes.len(), 10);
+        assert_eq!((data.train.files.len(), data.test.files.len()), (400, 120));
+        // Short, 16 kHz clips: every one fits a one-second window.
+        let clip = read_wav(&data.test.files[0]).unwrap();
+        assert_eq!(clip.sample_rate, 16_000);
+        assert!(clip.samples.len() < 16_000 && clip.samples.len() > 3_000);
+    }
+
+    #[test]
+    fn trimming_keeps_the_sound_and_a_margin() {
+        let mut x = vec![0f32; 1000];
+        x.extend((0..500).map(|i| (i as f32 * 0.3).sin()));
+        x.extend(vec![1e-4; 1000]);
+        let t = trim_silence(&x, 100, 40.0);
+        // 500 loud samples plus at most one 100-sample window each side.
+        assert!((500..=700).contains(&t.len()), "{}", t.len());
+        assert!(trim_silence(&[0.0; 50], 10, 40.0).is_empty());
+    }
+
+    #[test]
+    fn eight_bit_files_read_back_within_quantisation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.wav");
+        let x: Vec<f32> = (0..400).map(|i| (i as f32 * 0.1).sin() * 0.9).collect();
+        write_wav_u8(&path, &x, 16_000).unwrap();
+        let back = read_wav(&path).unwrap();
+        assert_eq!((back.sample_rate, back.samples.len()), (16_000, 400));
+        let worst = x.iter().zip(&back.samples).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst <= 0.5 / 127.0 + 1e-6 + 1.0 / 128.0, "{worst}");
+    }
+}
