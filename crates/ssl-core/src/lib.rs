@@ -6,7 +6,8 @@
 //!   momentum encoders.
 //! - [`method`], [`trainer`], [`checkpoint`], [`metrics`]: the training loop
 //!   that knows nothing of images, tokens or waveforms.
-//! - [`eval`]: feature extraction, weighted kNN and a linear probe.
+//! - [`eval`]: feature extraction, weighted kNN and a linear probe;
+//!   [`finetune`]: end-to-end fine-tuning with a new head.
 //! - [`modules`]: MLP projection and prediction heads, transformer blocks;
 //!   [`vit`]: the patch transformer and [`mae`]: masked autoencoding, shared
 //!   by images and spectrograms.
@@ -19,6 +20,7 @@ pub mod device;
 pub mod ema;
 pub mod error;
 pub mod eval;
+pub mod finetune;
 pub mod losses;
 pub mod mae;
 pub mod method;
