@@ -2,10 +2,13 @@
 //! ([`WaveAugment::sample`], [`SpecAugment::sample`]) and application, so
 //! the distributions and the operations are tested separately:
 //!
-//! - on the waveform: random crop to a fixed length (zero-padded when the
-//!   clip is shorter), gain in dB, circular time shift, and additive
-//!   Gaussian noise at a target signal-to-noise ratio (COLA and BYOL-A
-//!   style);
+//! - on the waveform: speed perturbation (Ko et al., "Audio Augmentation
+//!   for Speech Recognition", Interspeech 2015: resampling by a factor
+//!   near 1, which shifts pitch and formants and stretches time, as a
+//!   different speaker would), random crop to a fixed length (zero-padded
+//!   when the clip is shorter), gain in dB, circular time shift, and
+//!   additive Gaussian noise at a target signal-to-noise ratio (COLA and
+//!   BYOL-A style);
 //! - on the log-mel spectrogram: SpecAugment's frequency and time masks
 //!   (Park et al., <https://arxiv.org/abs/1904.08779>), filled with the
 //!   spectrogram's mean; and BYOL-A's (Niizumi et al.,
@@ -13,8 +16,8 @@
 //!   crop, as batched tensor operations.
 
 use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+pub use ssl_core::signal::{add_noise, change_speed};
 
 /// Waveform augmentation settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -29,13 +32,28 @@ pub struct WaveAugment {
     pub noise_p: f64,
     /// Signal-to-noise ratio range in dB (uniform).
     pub snr_db: (f64, f64),
+    /// Speed factor range (uniform; 1 = unchanged, 1.1 = 10% faster and
+    /// higher).
+    #[serde(default = "unit_speed")]
+    pub speed: (f64, f64),
+}
+
+fn unit_speed() -> (f64, f64) {
+    (1.0, 1.0)
 }
 
 impl WaveAugment {
     /// One-second crops at 16 kHz, ±6 dB gain, shifts up to 100 ms, noise
     /// at 5–40 dB SNR half of the time.
     pub fn default_16k() -> Self {
-        Self { crop_len: 16_000, gain_db: (-6.0, 6.0), shift_max: 1_600, noise_p: 0.5, snr_db: (5.0, 40.0) }
+        Self {
+            crop_len: 16_000,
+            gain_db: (-6.0, 6.0),
+            shift_max: 1_600,
+            noise_p: 0.5,
+            snr_db: (5.0, 40.0),
+            speed: unit_speed(),
+        }
     }
 }
 
@@ -50,6 +68,8 @@ pub struct WaveParams {
     pub shift: i64,
     /// Target SNR and the noise generator's seed, when noise is added.
     pub noise: Option<(f64, u64)>,
+    /// Speed factor (applied first, about the clip's centre).
+    pub speed: f64,
 }
 
 impl WaveAugment {
@@ -61,11 +81,26 @@ impl WaveAugment {
         let shift = rng.gen_range(-m..=m);
         let noise =
             rng.gen_bool(self.noise_p).then(|| (rng.gen_range(self.snr_db.0..=self.snr_db.1), rng.gen()));
-        WaveParams { crop_start, gain_db, shift, noise }
+        // Drawn last, and only when it varies, so that other draws stay as
+        // they were without it.
+        let speed = if self.speed.0 < self.speed.1 {
+            rng.gen_range(self.speed.0..=self.speed.1)
+        } else {
+            self.speed.0
+        };
+        WaveParams { crop_start, gain_db, shift, noise, speed }
     }
 
     /// Applies sampled parameters; returns `crop_len` samples.
     pub fn apply(&self, x: &[f32], p: &WaveParams) -> Vec<f32> {
+        let stretched;
+        let x = if p.speed != 1.0 {
+            // Same length, centred: the word stays where it was.
+            stretched = ssl_core::signal::centred(&change_speed(x, p.speed), x.len());
+            &stretched[..]
+        } else {
+            x
+        };
         let mut y = vec![0f32; self.crop_len];
         let end = (p.crop_start + self.crop_len).min(x.len());
         y[..end - p.crop_start].copy_from_slice(&x[p.crop_start..end]);
@@ -80,22 +115,6 @@ impl WaveAugment {
         }
         y
     }
-}
-
-/// Adds white Gaussian noise scaled so that the signal-to-noise power ratio
-/// is `snr_db` (a silent signal is left as is).
-pub fn add_noise(y: &mut [f32], snr_db: f64, seed: u64) {
-    use rand::SeedableRng;
-    use rand_distr::{Distribution, StandardNormal};
-    let power = y.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / y.len().max(1) as f64;
-    if power == 0.0 {
-        return;
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let noise: Vec<f64> = (0..y.len()).map(|_| StandardNormal.sample(&mut rng)).collect();
-    let npow = noise.iter().map(|v| v * v).sum::<f64>() / noise.len() as f64;
-    let scale = (power / npow / 10f64.powf(snr_db / 10.0)).sqrt();
-    y.iter_mut().zip(noise).for_each(|(v, e)| *v += (e * scale) as f32);
 }
 
 /// SpecAugment settings: `freq_masks` masks of up to `max_freq` bands and
@@ -216,6 +235,7 @@ impl SpecResizedCrop {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
 
     fn tone(n: usize) -> Vec<f32> {
         (0..n).map(|i| (i as f32 * 0.05).sin() * 0.5).collect()
@@ -245,9 +265,10 @@ mod tests {
             shift_max: 0,
             noise_p: 0.0,
             snr_db: (0.0, 0.0),
+            speed: (1.0, 1.0),
         };
         let x = tone(5000);
-        let p = WaveParams { crop_start: 1234, gain_db: 6.0, shift: 0, noise: None };
+        let p = WaveParams { crop_start: 1234, gain_db: 6.0, shift: 0, noise: None, speed: 1.0 };
         let y = aug.apply(&x, &p);
         assert_eq!(y.len(), 1000);
         let g = 10f32.powf(0.3);
@@ -259,6 +280,47 @@ mod tests {
         let short = aug.apply(&x[..300], &WaveParams { crop_start: 0, ..p });
         assert_eq!(short.len(), 1000);
         assert!(short[300..].iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn speed_perturbation_scales_pitch_and_length() {
+        // A 200 Hz tone at 16 kHz played 1.25x faster is a 250 Hz tone,
+        // 0.8 times as long.
+        let rate = 16_000.0;
+        let x: Vec<f32> =
+            (0..8_000).map(|i| (2.0 * std::f32::consts::PI * 200.0 * i as f32 / rate).sin()).collect();
+        let y = change_speed(&x, 1.25);
+        assert_eq!(y.len(), 6_400);
+        let crossings = |v: &[f32]| v.windows(2).filter(|w| w[0] < 0.0 && w[1] >= 0.0).count();
+        // 0.5 s of 200 Hz: 100 periods; 0.4 s of 250 Hz: also 100.
+        assert!((crossings(&y) as i64 - crossings(&x) as i64).abs() <= 1);
+        let seconds = y.len() as f32 / rate;
+        assert!(((crossings(&y) as f32 / seconds) - 250.0).abs() < 3.0);
+        assert_eq!(change_speed(&x, 1.0), x);
+        // Through apply: same length, centred.
+        let aug = WaveAugment {
+            crop_len: 8_000,
+            shift_max: 0,
+            noise_p: 0.0,
+            gain_db: (0.0, 0.0),
+            ..WaveAugment::default_16k()
+        };
+        let p = WaveParams { crop_start: 0, gain_db: 0.0, shift: 0, noise: None, speed: 0.8 };
+        // A window with 4000 samples of tone in the middle (as the views
+        // make them): at 0.8x the tone lasts 5000 samples, still centred.
+        let window = ssl_core::signal::centred(&x[2_000..6_000], 8_000);
+        let slow = aug.apply(&window, &p);
+        assert_eq!(slow.len(), 8_000);
+        assert!(
+            slow[1_400..1_490].iter().all(|&v| v == 0.0) && slow[1_600..6_400].iter().any(|&v| v.abs() > 0.5)
+        );
+        assert!(slow[6_520..].iter().all(|&v| v == 0.0));
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let wide = WaveAugment { speed: (0.9, 1.1), ..WaveAugment::default_16k() };
+        let speeds: Vec<f64> = (0..2000).map(|_| wide.sample(16_000, &mut rng).speed).collect();
+        assert!(speeds.iter().all(|s| (0.9..=1.1).contains(s)));
+        let mean = speeds.iter().sum::<f64>() / 2000.0;
+        assert!((mean - 1.0).abs() < 0.005, "{mean}");
     }
 
     #[test]

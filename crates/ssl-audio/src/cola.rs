@@ -1,29 +1,22 @@
 //! COLA (Saeed et al., "Contrastive Learning of General-Purpose Audio
 //! Representations", <https://arxiv.org/abs/2010.10915>): two random crops
 //! of a clip are positives, the other clips' crops in the batch negatives.
-//! Each crop goes through the log-mel front end (on the training device),
-//! the encoder, and a projection (Linear → LayerNorm → tanh); the
+//! Each crop's normalised log-mel (made by [`crate::views`]) goes through
+//! the encoder and a projection (Linear → LayerNorm → tanh); the
 //! similarity is bilinear, `s(a, p) = aᵀ W p`, and the loss the cross
-//! entropy over the batch (ssl-core's). The batch source
-//! [`ClipSource`] makes the crops (with gain and noise) from decoded clips,
-//! each from its own seeded generator.
+//! entropy over the batch (ssl-core's).
 
-use crate::augment::WaveAugment;
-use crate::encoder::{AudioCnn, AudioCnnConfig};
-use crate::frontend::{LogMel, LogMelConfig};
+use crate::encoder::{AudioEncoder, AudioEncoderConfig};
 use serde::{Deserialize, Serialize};
-use ssl_core::augment::{epoch_order, par_map, sample_rng};
-use ssl_core::method::{Batch, BatchSource, Method, Output};
+use ssl_core::method::{Batch, Method, Output};
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
 
 /// COLA's configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ColaConfig {
-    /// The front end.
-    pub frontend: LogMelConfig,
     /// The encoder.
-    pub encoder: AudioCnnConfig,
+    pub encoder: AudioEncoderConfig,
     /// Projection width (512 in the paper).
     pub projection: i64,
 }
@@ -31,9 +24,8 @@ pub struct ColaConfig {
 /// COLA; see the module docs. Variables: `encoder.*`, `projection.*`,
 /// `projection_norm.*`, `bilinear`.
 pub struct Cola {
-    frontend: LogMel,
     /// The encoder that is evaluated.
-    pub encoder: AudioCnn,
+    pub encoder: AudioEncoder,
     projection: nn::Linear,
     norm: nn::LayerNorm,
     bilinear: Tensor,
@@ -42,7 +34,7 @@ pub struct Cola {
 impl Cola {
     /// Builds the networks under `p`.
     pub fn new(p: &nn::Path, cfg: &ColaConfig) -> Self {
-        let encoder = AudioCnn::new(&(p / "encoder"), &cfg.encoder);
+        let encoder = AudioEncoder::new(&(p / "encoder"), &cfg.encoder);
         let projection =
             nn::linear(p / "projection", encoder.feature_dim(), cfg.projection, Default::default());
         let norm = nn::layer_norm(p / "projection_norm", vec![cfg.projection], Default::default());
@@ -53,19 +45,11 @@ impl Cola {
         tch::no_grad(|| {
             let _ = bilinear.g_add_(&Tensor::eye(cfg.projection, (Kind::Float, p.device())));
         });
-        Self { frontend: LogMel::new(&cfg.frontend, p.device()), encoder, projection, norm, bilinear }
+        Self { encoder, projection, norm, bilinear }
     }
 
-    /// Standardised log-mel of waveforms, `[B, L]` → `[B, 1, n_mels, frames]`.
-    fn spectrogram(&self, wave: &Tensor) -> Tensor {
-        let x = self.frontend.forward(wave);
-        let mean = x.mean_dim([1i64, 2].as_slice(), true, Kind::Float);
-        let std = x.std_dim([1i64, 2].as_slice(), true, true) + 1e-5;
-        ((x - mean) / std).unsqueeze(1)
-    }
-
-    fn project(&self, wave: &Tensor, train: bool) -> (Tensor, Tensor) {
-        let h = self.encoder.forward_t(&self.spectrogram(wave), train);
+    fn project(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let h = self.encoder.forward_t(x, train);
         let z = self.norm.forward(&self.projection.forward(&h)).tanh();
         (h, z)
     }
@@ -76,6 +60,8 @@ impl Method for Cola {
         "cola"
     }
 
+    /// # Shapes
+    /// views: 2 × `[B, 1, n_mels, T]`
     fn loss(&self, batch: &Batch, train: bool) -> Output {
         let (h, a) = self.project(&batch.views[0], train);
         let (_, p) = self.project(&batch.views[1], train);
@@ -89,61 +75,6 @@ impl Method for Cola {
     }
 
     fn features(&self, x: &Tensor) -> Tensor {
-        self.encoder.forward_t(&self.spectrogram(x), false)
-    }
-}
-
-/// Two augmented crops of every clip of a batch (views `[B, crop_len]`),
-/// with labels for the online probe. The last partial batch is dropped.
-pub struct ClipSource<'a> {
-    clips: &'a [Vec<f32>],
-    labels: &'a [i64],
-    aug: WaveAugment,
-    batch_size: usize,
-    seed: u64,
-}
-
-impl<'a> ClipSource<'a> {
-    /// A source over decoded clips (at the front end's rate).
-    pub fn new(
-        clips: &'a [Vec<f32>],
-        labels: &'a [i64],
-        aug: WaveAugment,
-        batch_size: usize,
-        seed: u64,
-    ) -> Self {
-        Self { clips, labels, aug, batch_size: batch_size.max(1), seed }
-    }
-}
-
-impl BatchSource for ClipSource<'_> {
-    fn batches_per_epoch(&self) -> usize {
-        self.clips.len() / self.batch_size
-    }
-    fn batch_size(&self) -> usize {
-        self.batch_size
-    }
-    fn sample_unit(&self) -> &'static str {
-        "clips"
-    }
-    fn batch(&self, epoch: usize, index: usize) -> ssl_core::Result<Batch> {
-        let order = epoch_order(self.clips.len(), self.seed, epoch);
-        let ids = &order[index * self.batch_size..(index + 1) * self.batch_size];
-        let pairs: Vec<[Vec<f32>; 2]> = par_map(ids, |&i| {
-            let mut rng = sample_rng(self.seed, epoch, i);
-            let clip = &self.clips[i];
-            let mut view = || {
-                let p = self.aug.sample(clip.len(), &mut rng);
-                self.aug.apply(clip, &p)
-            };
-            Ok::<_, ssl_core::Error>([view(), view()])
-        })?;
-        let b = ids.len() as i64;
-        let stack = |k: usize| {
-            let flat: Vec<f32> = pairs.iter().flat_map(|p| p[k].iter().copied()).collect();
-            Tensor::from_slice(&flat).view([b, self.aug.crop_len as i64])
-        };
-        let labels = Tensor::from_slice(&ids.iter().map(|&i| self.labels[i]).collect::<Vec<_>>());
-        Ok(Batch { views: vec![stack(0), stack(1)], labels: Some(labels) })
+        self.encoder.forward_t(x, false)
     }
 }

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use ssl_core::modules::batch_norm2d;
+use ssl_core::vit::{Pool, Vit, VitConfig};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
@@ -83,5 +84,80 @@ impl ModuleT for AudioCnn {
         let x = self.fc0.forward(&x).relu().dropout(self.cfg.dropout, train);
         let x = self.fc3.forward(&x).relu();
         x.amax([1i64].as_slice(), false) + x.mean_dim([1i64].as_slice(), false, x.kind())
+    }
+}
+/// An audio encoder's configuration: BYOL-A's CNN or a patch transformer
+/// (ssl-core's [`Vit`] on the `bands × frames` spectrogram, mean-pooled, as
+/// Audio-MAE).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AudioEncoderConfig {
+    /// [`AudioCnn`].
+    Cnn(AudioCnnConfig),
+    /// [`Vit`] with one input channel.
+    Transformer(VitConfig),
+}
+
+impl AudioEncoderConfig {
+    /// A patch transformer for `n_mels × frames` spectrograms: `dim` wide,
+    /// `depth` blocks of `dim / 32` heads, `patch × patch` patches, fixed
+    /// sin-cos positions, mean pooling.
+    pub fn transformer(n_mels: i64, frames: i64, patch: i64, dim: i64, depth: i64) -> Self {
+        let cfg = VitConfig {
+            depth,
+            dim,
+            heads: (dim / 32).max(1),
+            ..VitConfig::tiny(n_mels, patch)
+                .with_in_channels(1)
+                .with_input(n_mels, frames)
+                .with_pool(Pool::Mean)
+        };
+        Self::Transformer(cfg)
+    }
+
+    /// Output width.
+    pub fn feature_dim(&self) -> i64 {
+        match self {
+            Self::Cnn(c) => c.dim,
+            Self::Transformer(v) => v.dim,
+        }
+    }
+}
+
+/// See [`AudioEncoderConfig`].
+#[derive(Debug)]
+pub enum AudioEncoder {
+    /// BYOL-A's CNN.
+    Cnn(AudioCnn),
+    /// A patch transformer.
+    Transformer(Box<Vit>),
+}
+
+impl AudioEncoder {
+    /// Builds the encoder under `p`.
+    pub fn new(p: &nn::Path, cfg: &AudioEncoderConfig) -> Self {
+        match cfg {
+            AudioEncoderConfig::Cnn(c) => Self::Cnn(AudioCnn::new(p, c)),
+            AudioEncoderConfig::Transformer(v) => Self::Transformer(Box::new(Vit::new(p, v))),
+        }
+    }
+
+    /// Output width.
+    pub fn feature_dim(&self) -> i64 {
+        match self {
+            Self::Cnn(c) => c.feature_dim(),
+            Self::Transformer(v) => v.feature_dim(),
+        }
+    }
+}
+
+impl ModuleT for AudioEncoder {
+    /// # Shapes
+    /// `[B, 1, n_mels, T]` → `[B, dim]`
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        match self {
+            Self::Cnn(c) => c.forward_t(x, train),
+            Self::Transformer(v) => v.forward_t(x, train),
+        }
     }
 }

@@ -1,19 +1,34 @@
-//! ssl-audio: self-supervised audio on ssl-core. So far: WAV files read
-//! with `hound` into mono `f32` waveforms, band-limited resampling
-//! ([`resample`], rubato), the log-mel front end ([`frontend`],
-//! torchaudio's `MelSpectrogram` on libtorch), waveform and spectrogram
-//! augmentations ([`augment`]), data sets ([`data`]: Speech Commands
-//! folders, manifests, unlabelled files) and BYOL-A's CNN encoder
-//! ([`encoder`]); COLA ([`cola`]). BYOL-A, masked-spectrogram modelling
-//! and `train-audio` come with the audio issue.
+//! ssl-audio: self-supervised audio on ssl-core.
+//!
+//! - Input: WAV files read with `hound` into mono `f32` waveforms (PCM
+//!   8/16/24/32-bit and 32-bit float, any channels), band-limited
+//!   resampling ([`resample`], rubato; matches torchaudio), data sets
+//!   ([`data`]: Speech Commands folders, manifests, unlabelled files, the
+//!   bundled spoken keywords made by [`synth`] with espeak-ng).
+//! - Front end: log-mel on libtorch ([`frontend`], bit-exact with
+//!   torchaudio's `MelSpectrogram`); windows, normalisation and each
+//!   method's views ([`views`]).
+//! - Augmentations ([`augment`]): speed, crop, gain, shift, noise at an SNR;
+//!   SpecAugment; BYOL-A's log-mixup-exp and random resized crop.
+//! - Encoders ([`encoder`]): BYOL-A's CNN, or ssl-core's patch transformer
+//!   on the spectrogram.
+//! - Methods ([`methods`]): COLA ([`cola`]), BYOL-A ([`byola`]) and masked
+//!   spectrogram modelling (ssl-core's MAE, shared with vision).
+//!
+//! `cargo xtask train-audio` (the `train-audio` binary) pretrains one and
+//! compares it with random initialisation by kNN, linear probe and
+//! fine-tuning.
 
 pub mod augment;
+pub mod byola;
 pub mod cola;
 pub mod data;
 pub mod encoder;
 pub mod frontend;
+pub mod methods;
 pub mod resample;
 pub mod synth;
+pub mod views;
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +46,9 @@ pub enum Error {
     /// An option or setting is invalid.
     #[error("{0}")]
     Config(String),
+    /// An error of the shared core (checkpoints, training, evaluation).
+    #[error(transparent)]
+    Core(#[from] ssl_core::Error),
 }
 
 /// `Result` with [`Error`].
@@ -60,7 +78,14 @@ impl Waveform {
 /// not a shorter waveform.
 pub fn read_wav(path: &Path) -> Result<Waveform> {
     let err = |msg: String| Error::Wav { path: path.to_path_buf(), msg };
-    let mut reader = hound::WavReader::open(path).map_err(|e| err(format!("cannot open as WAV: {e}")))?;
+    let mut reader = hound::WavReader::open(path).map_err(|e| match e {
+        hound::Error::Unsupported => {
+            err("unsupported encoding (PCM 8/16/24/32-bit integer and 32-bit float WAV are read; \
+             convert others, e.g. mu-law or ADPCM, with `sox in.wav -e signed -b 16 out.wav`)"
+                .into())
+        }
+        e => err(format!("cannot open as WAV: {e}")),
+    })?;
     let spec = reader.spec();
     let expected = reader.len() as usize;
     let samples: Vec<f32> = match spec.sample_format {

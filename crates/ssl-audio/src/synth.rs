@@ -50,11 +50,11 @@ pub struct KeywordSpec {
 }
 
 impl Default for KeywordSpec {
-    /// The bundled set: 40 training and 12 test clips per word at 16 kHz.
+    /// The bundled set: 40 training and 24 test clips per word at 16 kHz.
     fn default() -> Self {
         Self {
             train_per_word: 40,
-            test_per_word: 12,
+            test_per_word: 24,
             sample_rate: 16_000,
             speed: (120, 220),
             pitch: (20, 80),
@@ -246,7 +246,7 @@ mod tests {
         }
         let data = crate::data::bundled_keywords().unwrap();
         assert_eq!(data.classes.len(), 10);
-        assert_eq!((data.train.files.len(), data.test.files.len()), (400, 120));
+        assert_eq!((data.train.files.len(), data.test.files.len()), (400, 240));
         // Short, 16 kHz clips: every one fits a one-second window.
         let clip = read_wav(&data.test.files[0]).unwrap();
         assert_eq!(clip.sample_rate, 16_000);

@@ -1,6 +1,7 @@
 //! Evaluation of frozen representations: feature extraction, weighted kNN
 //! (Wu et al., "Unsupervised Feature Learning via Non-Parametric Instance
-//! Discrimination", <https://arxiv.org/abs/1805.01978>; k = 200, T = 0.1 as
+//! Discrimination", <https://arxiv.org/abs/1805.01978>; k = 200 (at most the
+//! training samples per class), T = 0.1 as
 //! lightly's benchmarks) and a linear probe trained to convergence.
 
 use crate::losses::l2_normalize;
@@ -92,6 +93,14 @@ fn check(train_f: &Tensor, train_y: &Tensor, test_f: &Tensor, test_y: &Tensor) -
         return Err(Error::Shape("empty train or test features".into()));
     }
     Ok(())
+}
+
+/// The `k` of the kNN evaluations: 200 (lightly's and solo-learn's
+/// benchmarks), but never more than the training samples per class. On a
+/// small set (the bundled keywords have 40 per class) 200 neighbours would
+/// be half of the set, and the vote would mostly count class frequencies.
+pub fn knn_k(train_samples: usize, num_classes: usize) -> usize {
+    (train_samples / num_classes.max(1)).clamp(1, 200)
 }
 
 /// Weighted kNN top-1: cosine similarity to the `k` nearest training
@@ -338,12 +347,13 @@ impl crate::trainer::EpochMonitor for KnnMonitor<'_> {
         let f = |x: &Tensor| method.features(x);
         let tr = extract_features_from(&f, self.train_x, 512, self.device)?;
         let te = extract_features_from(&f, self.test_x, 512, self.device)?;
-        let acc = knn_top1(&tr, &self.train_y, &te, &self.test_y, 200, 0.1, self.num_classes)?;
+        let k = knn_k(self.train_x.len(), self.num_classes);
+        let acc = knn_top1(&tr, &self.train_y, &te, &self.test_y, k, 0.1, self.num_classes)?;
         Ok(vec![("knn_top1", acc)])
     }
 }
 
-/// kNN and linear-probe accuracy of one encoder.
+/// kNN (`k` from [`knn_k`], T = 0.1) and linear-probe accuracy of one encoder.
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalReport {
     /// Weighted kNN top-1 on the test split.
@@ -364,7 +374,8 @@ pub fn evaluate_features(
     test_y: &Tensor,
     num_classes: usize,
 ) -> Result<EvalReport> {
-    let knn = knn_top1(train_f, train_y, test_f, test_y, 200, 0.1, num_classes)?;
+    let k = knn_k(train_f.size()[0] as usize, num_classes);
+    let knn = knn_top1(train_f, train_y, test_f, test_y, k, 0.1, num_classes)?;
     let linear = linear_probe(train_f, train_y, test_f, test_y, num_classes, &LinearProbeConfig::default())?;
     Ok(EvalReport { knn_top1: knn, linear_top1: linear.test_top1, linear, feature_dim: train_f.size()[1] })
 }

@@ -11,7 +11,8 @@
 //! - [`modules`]: MLP projection and prediction heads, transformer blocks;
 //!   [`vit`]: the patch transformer and [`mae`]: masked autoencoding, shared
 //!   by images and spectrograms.
-//! - [`augment`]: seeded per-sample randomness and batch parallelism.
+//! - [`augment`]: seeded per-sample randomness and batch parallelism;
+//!   [`signal`]: 1-D signal operations (centring, speed, noise at an SNR).
 
 pub mod amp;
 pub mod augment;
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod modules;
 pub mod optim;
 pub mod schedule;
+pub mod signal;
 pub mod trainer;
 pub mod vit;
 

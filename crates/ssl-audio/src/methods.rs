@@ -1,0 +1,162 @@
+//! The audio methods by name (`cola`, `byol-a`, `msm`), with each one's
+//! views, default encoder and training recipe, so that `train-audio` and
+//! library users build them the same way.
+//!
+//! `msm` is masked spectrogram modelling (Audio-MAE, <https://arxiv.org/abs/2207.06405>;
+//! SSAST, <https://arxiv.org/abs/2110.09784>): ssl-core's [`Mae`] (the same
+//! code as vision's MAE) on `8 × 8` patches of the normalised log-mel, with
+//! 75% of the patches removed and raw (not per-patch normalised) targets,
+//! since the spectrogram is already standardised.
+
+use crate::byola::{ByolA, ByolAConfig};
+use crate::cola::{Cola, ColaConfig};
+use crate::encoder::{AudioCnnConfig, AudioEncoderConfig};
+use crate::views::{AudioInput, ViewRecipe};
+use crate::{Error, Result};
+use serde::Serialize;
+use ssl_core::mae::{Mae, MaeConfig};
+use ssl_core::method::{Batch, Method, Output};
+use ssl_core::optim::OptimizerConfig;
+use tch::nn;
+use tch::Tensor;
+
+/// The methods `build` knows.
+pub const METHODS: [&str; 3] = ["cola", "byol-a", "msm"];
+
+/// Where each method keeps the encoder that is evaluated: `encoder.`
+/// (COLA), `online.encoder.` (BYOL-A) or the root (MSM's MAE encoder).
+pub const ENCODER_PREFIXES: [&str; 3] = ["encoder.", "online.encoder.", ""];
+
+/// Masked spectrogram modelling: ssl-core's MAE under another name.
+pub struct Msm(Mae);
+
+impl Method for Msm {
+    fn name(&self) -> &'static str {
+        "msm"
+    }
+    fn loss(&self, batch: &Batch, train: bool) -> Output {
+        self.0.loss(batch, train)
+    }
+    fn features(&self, x: &Tensor) -> Tensor {
+        self.0.features(x)
+    }
+}
+
+/// The encoder a method uses when none is asked for: BYOL-A's CNN (1024
+/// wide) for `cola` and `byol-a`, a 4-block, 128-wide patch transformer on
+/// `8 × 8` patches for `msm`.
+pub fn default_encoder(method: &str, input: &AudioInput) -> AudioEncoderConfig {
+    match method {
+        "msm" => transformer(input),
+        _ => cnn(input),
+    }
+}
+
+/// BYOL-A's CNN (64 channels), 1024 wide, with BYOL-A's dropout.
+pub fn cnn(input: &AudioInput) -> AudioEncoderConfig {
+    AudioEncoderConfig::Cnn(AudioCnnConfig::byol_a(input.n_mels(), 1024))
+}
+
+/// A 4-block, 128-wide patch transformer on `8 × 8` patches.
+pub fn transformer(input: &AudioInput) -> AudioEncoderConfig {
+    AudioEncoderConfig::transformer(input.n_mels(), input.frames(), 8, 128, 4)
+}
+
+/// A method's views, optimizer and default epochs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Recipe {
+    /// The views it trains on.
+    pub views: ViewRecipe,
+    /// Optimizer and peak learning rate.
+    pub optimizer: OptimizerConfig,
+    /// Epochs of the default run.
+    pub epochs: usize,
+}
+
+/// The recipe of `method` for `input`'s windows.
+pub fn recipe(method: &str, input: &AudioInput) -> Result<Recipe> {
+    let n = input.clip_len;
+    Ok(match method {
+        "cola" => {
+            Recipe { views: ViewRecipe::cola(n), optimizer: OptimizerConfig::adamw(1e-3, 1e-4), epochs: 30 }
+        }
+        "byol-a" => {
+            Recipe { views: ViewRecipe::byol_a(n), optimizer: OptimizerConfig::adamw(1e-3, 1e-4), epochs: 30 }
+        }
+        "msm" => Recipe {
+            views: ViewRecipe::single(n),
+            optimizer: OptimizerConfig::adamw(1.5e-3, 0.05),
+            epochs: 40,
+        },
+        other => return Err(unknown(other)),
+    })
+}
+
+fn unknown(method: &str) -> Error {
+    Error::Config(format!("unknown method `{method}` (expected one of {})", METHODS.join(", ")))
+}
+
+/// Builds `method` with `encoder` in `vs`.
+pub fn build(method: &str, vs: &nn::VarStore, encoder: &AudioEncoderConfig) -> Result<Box<dyn Method>> {
+    Ok(match method {
+        "cola" => Box::new(Cola::new(&vs.root(), &ColaConfig { encoder: encoder.clone(), projection: 512 })),
+        "byol-a" => Box::new(ByolA::new(
+            vs,
+            &ByolAConfig { encoder: encoder.clone(), hidden: 2048, out: 256, base_momentum: 0.99 },
+        )?),
+        "msm" => {
+            let AudioEncoderConfig::Transformer(vit) = encoder else {
+                return Err(Error::Config("msm masks patches: it needs --encoder transformer".into()));
+            };
+            let cfg = MaeConfig { norm_pix_loss: false, ..MaeConfig::light(vit.clone()) };
+            Box::new(Msm(Mae::new(&vs.root(), &cfg)))
+        }
+        other => return Err(unknown(other)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoder::AudioEncoder;
+    use crate::frontend::LogMelConfig;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn every_method_builds_trains_one_step_and_exposes_its_encoder() {
+        let input = AudioInput { frontend: LogMelConfig::default(), clip_len: 15_200, mean: 0.0, std: 1.0 };
+        for method in METHODS {
+            let enc = match default_encoder(method, &input) {
+                AudioEncoderConfig::Cnn(c) => {
+                    AudioEncoderConfig::Cnn(AudioCnnConfig { channels: 4, dim: 32, ..c })
+                }
+                AudioEncoderConfig::Transformer(_) => AudioEncoderConfig::transformer(64, 96, 16, 32, 1),
+            };
+            let vs = nn::VarStore::new(Device::Cpu);
+            let m = build(method, &vs, &enc).unwrap();
+            assert_eq!(m.name(), method);
+            let x = Tensor::randn([4, 1, 64, 96], (Kind::Float, Device::Cpu));
+            let batch = Batch { views: vec![x.copy(), x.flip([3])], labels: None };
+            let loss = m.loss(&batch, true).loss;
+            assert!(loss.double_value(&[]).is_finite(), "{method}");
+            loss.backward();
+            assert_eq!(m.features(&x).size(), [4, enc.feature_dim()], "{method}");
+            // The evaluated encoder's weights are found under a known prefix.
+            let copy = nn::VarStore::new(Device::Cpu);
+            let e = AudioEncoder::new(&copy.root(), &enc);
+            ssl_core::finetune::copy_encoder(&vs, &copy, &ENCODER_PREFIXES).unwrap();
+            let f = tch::no_grad(|| m.features(&x));
+            assert!(f.allclose(
+                &tch::no_grad(|| tch::nn::ModuleT::forward_t(&e, &x, false)),
+                1e-5,
+                1e-5,
+                false
+            ));
+            assert!(recipe(method, &input).is_ok());
+        }
+        let vs = nn::VarStore::new(Device::Cpu);
+        let err = build("msm", &vs, &cnn(&input)).err().unwrap().to_string();
+        assert!(err.contains("--encoder transformer"), "{err}");
+        assert!(build("wav2vec", &vs, &cnn(&input)).err().unwrap().to_string().contains("unknown method"));
+    }
+}

@@ -1,0 +1,312 @@
+//! From decoded clips to the encoders' input: fixed-length windows, the
+//! log-mel front end, and normalisation with the training set's statistics
+//! (BYOL-A's pre-normalisation), for evaluation ([`AudioInput::spectrograms`])
+//! and for pretraining ([`AudioViewSource`], each method's views).
+//!
+//! Every clip is first centred in a window of `clip_len` samples (zeros
+//! around a shorter clip, the middle of a longer one), so evaluation and
+//! training see words in the same place. Views are made on the CPU from a
+//! per-sample generator (`ssl_core::augment::sample_rng`), so a batch is a
+//! function of `(seed, epoch, index)` alone, as in vision and text.
+//!
+//! - `cola`: two independent waveform views of the window (shift, gain,
+//!   noise at a random SNR): COLA's two crops, which for one-second
+//!   keyword windows are two placements of the word.
+//! - `byol-a`: one waveform view (shift, gain), then two spectrogram views
+//!   of it, each mixed with another clip of the batch in log-mel space
+//!   (λ ~ U(0, 0.4)) and randomly resize-cropped (BYOL-A's pipeline).
+//! - `msm`: one waveform view (shift, gain); the masking is the method's.
+
+use crate::augment::{log_mixup_exp, SpecResizedCrop, WaveAugment};
+use crate::frontend::{LogMel, LogMelConfig};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use ssl_core::augment::{epoch_order, par_map, sample_rng};
+use ssl_core::method::{Batch, BatchSource};
+pub use ssl_core::signal::centred;
+use tch::{Device, Kind, Tensor};
+
+/// The window length and front end shared by evaluation and views.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AudioInput {
+    /// The log-mel front end.
+    pub frontend: LogMelConfig,
+    /// Samples per window (`(frames - 1) * hop`: 15 200 gives 96 frames).
+    pub clip_len: usize,
+    /// Mean of the training log-mels.
+    pub mean: f64,
+    /// Standard deviation of the training log-mels.
+    pub std: f64,
+}
+
+impl AudioInput {
+    /// Windows of `frames` frames with `frontend`, normalised with the
+    /// statistics of `train` (windowed the same way).
+    pub fn fit(frontend: LogMelConfig, frames: i64, train: &[Vec<f32>]) -> Self {
+        let clip_len = ((frames - 1) * frontend.hop_length) as usize;
+        let mut input = Self { frontend, clip_len, mean: 0.0, std: 1.0 };
+        let x = input.log_mel(&train.iter().map(|c| centred(c, clip_len)).collect::<Vec<_>>());
+        let (std, mean) = x.std_mean(true);
+        input.mean = mean.double_value(&[]);
+        input.std = std.double_value(&[]).max(1e-5);
+        input
+    }
+
+    /// Mel bands.
+    pub fn n_mels(&self) -> i64 {
+        self.frontend.n_mels
+    }
+
+    /// Frames per window.
+    pub fn frames(&self) -> i64 {
+        self.clip_len as i64 / self.frontend.hop_length + 1
+    }
+
+    /// Log-mel of equal-length waveforms, unnormalised, on the CPU.
+    ///
+    /// # Shapes
+    /// `n × clip_len` samples → `[n, n_mels, frames]`
+    fn log_mel(&self, windows: &[Vec<f32>]) -> Tensor {
+        let frontend = LogMel::new(&self.frontend, Device::Cpu);
+        let chunks: Vec<Tensor> = windows
+            .chunks(256)
+            .map(|c| {
+                let flat: Vec<f32> = c.iter().flatten().copied().collect();
+                frontend.forward(&Tensor::from_slice(&flat).view([c.len() as i64, self.clip_len as i64]))
+            })
+            .collect();
+        Tensor::cat(&chunks, 0)
+    }
+
+    /// Normalised log-mel of equal-length waveforms.
+    ///
+    /// # Shapes
+    /// `n × clip_len` samples → `[n, 1, n_mels, frames]`
+    pub fn normalised(&self, windows: &[Vec<f32>]) -> Tensor {
+        ((self.log_mel(windows) - self.mean) / self.std).unsqueeze(1)
+    }
+
+    /// The evaluation input of clips: centred windows, log-mel, normalised.
+    ///
+    /// # Shapes
+    /// `n` clips → `[n, 1, n_mels, frames]`
+    pub fn spectrograms(&self, clips: &[Vec<f32>]) -> Tensor {
+        self.normalised(&clips.iter().map(|c| centred(c, self.clip_len)).collect::<Vec<_>>())
+    }
+}
+
+/// Which views a method trains on; see the module docs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ViewRecipe {
+    /// Two independent waveform views.
+    Cola {
+        /// Each view's waveform augmentation.
+        wave: WaveAugment,
+    },
+    /// One waveform view, two mixup + random-resize-crop spectrogram views.
+    ByolA {
+        /// The waveform augmentation.
+        wave: WaveAugment,
+        /// Largest mixup ratio (BYOL-A: 0.4).
+        mixup: f64,
+        /// The random resized crop.
+        crop: SpecResizedCrop,
+    },
+    /// One waveform view.
+    Single {
+        /// The waveform augmentation.
+        wave: WaveAugment,
+    },
+}
+
+impl ViewRecipe {
+    /// COLA's views for windows of `clip_len`: speed ×0.85–1.15, shifts up
+    /// to 150 ms, ±6 dB, noise at 5–30 dB SNR half of the time.
+    pub fn cola(clip_len: usize) -> Self {
+        Self::Cola {
+            wave: WaveAugment {
+                crop_len: clip_len,
+                shift_max: 2_400,
+                snr_db: (5.0, 30.0),
+                speed: (0.85, 1.15),
+                ..WaveAugment::default_16k()
+            },
+        }
+    }
+
+    /// BYOL-A's views: shifts up to 150 ms and ±6 dB on the waveform; mixup
+    /// up to 0.4 and crops of 0.6–1.5 on a 1.5× canvas on the log-mel.
+    pub fn byol_a(clip_len: usize) -> Self {
+        Self::ByolA {
+            wave: Self::light(clip_len),
+            mixup: 0.4,
+            crop: SpecResizedCrop { scale: (0.6, 1.5), virtual_scale: 1.5 },
+        }
+    }
+
+    /// One lightly augmented view (masked modelling, fine-tuning).
+    pub fn single(clip_len: usize) -> Self {
+        Self::Single { wave: Self::light(clip_len) }
+    }
+
+    fn light(clip_len: usize) -> WaveAugment {
+        WaveAugment { crop_len: clip_len, shift_max: 2_400, noise_p: 0.0, ..WaveAugment::default_16k() }
+    }
+
+    fn wave(&self) -> &WaveAugment {
+        match self {
+            Self::Cola { wave } | Self::ByolA { wave, .. } | Self::Single { wave } => wave,
+        }
+    }
+}
+
+/// Batches of views of clips, with labels (for the online probe and
+/// fine-tuning). The last partial batch is dropped.
+pub struct AudioViewSource<'a> {
+    clips: &'a [Vec<f32>],
+    labels: &'a [i64],
+    input: &'a AudioInput,
+    recipe: ViewRecipe,
+    batch_size: usize,
+    seed: u64,
+}
+
+impl<'a> AudioViewSource<'a> {
+    /// A source over decoded clips (at the front end's rate); `labels` has
+    /// one entry per clip (use any value for unlabelled clips).
+    pub fn new(
+        clips: &'a [Vec<f32>],
+        labels: &'a [i64],
+        input: &'a AudioInput,
+        recipe: ViewRecipe,
+        batch_size: usize,
+        seed: u64,
+    ) -> Self {
+        assert_eq!(clips.len(), labels.len(), "one label per clip");
+        Self { clips, labels, input, recipe, batch_size: batch_size.max(1), seed }
+    }
+}
+
+impl BatchSource for AudioViewSource<'_> {
+    fn batches_per_epoch(&self) -> usize {
+        self.clips.len() / self.batch_size
+    }
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+    fn sample_unit(&self) -> &'static str {
+        "clips"
+    }
+    fn batch(&self, epoch: usize, index: usize) -> ssl_core::Result<Batch> {
+        let order = epoch_order(self.clips.len(), self.seed, epoch);
+        let ids = &order[index * self.batch_size..(index + 1) * self.batch_size];
+        let wave = self.recipe.wave();
+        let n_wave = if matches!(self.recipe, ViewRecipe::Cola { .. }) { 2 } else { 1 };
+        // Per sample: its waveform views, then its spectrogram draws.
+        type Sample = (Vec<Vec<f32>>, Vec<(f64, crate::augment::CropBox)>);
+        let (f, t) = (self.input.n_mels(), self.input.frames());
+        let samples: Vec<Sample> = par_map(ids, |&i| {
+            let mut rng = sample_rng(self.seed, epoch, i);
+            let window = centred(&self.clips[i], self.input.clip_len);
+            let views = (0..n_wave)
+                .map(|_| {
+                    let p = wave.sample(window.len(), &mut rng);
+                    wave.apply(&window, &p)
+                })
+                .collect();
+            let spec_draws = match &self.recipe {
+                ViewRecipe::ByolA { mixup, crop, .. } => {
+                    (0..2).map(|_| (rng.gen_range(0.0..=*mixup), crop.sample(f, t, &mut rng))).collect()
+                }
+                _ => Vec::new(),
+            };
+            Ok::<_, ssl_core::Error>((views, spec_draws))
+        })?;
+        let wave_view = |k: usize| {
+            let w: Vec<Vec<f32>> = samples.iter().map(|s| s.0[k].clone()).collect();
+            self.input.normalised(&w)
+        };
+        let views = match &self.recipe {
+            ViewRecipe::ByolA { crop, .. } => {
+                let x = wave_view(0).squeeze_dim(1);
+                (0..2)
+                    .map(|v| {
+                        let lambdas: Vec<f32> = samples.iter().map(|s| s.1[v].0 as f32).collect();
+                        let boxes: Vec<_> = samples.iter().map(|s| s.1[v].1).collect();
+                        let mixed = log_mixup_exp(&x, &Tensor::from_slice(&lambdas));
+                        crop.apply(&mixed, &boxes).unsqueeze(1)
+                    })
+                    .collect()
+            }
+            _ => (0..n_wave).map(wave_view).collect(),
+        };
+        let labels = Tensor::from_slice(&ids.iter().map(|&i| self.labels[i]).collect::<Vec<_>>());
+        Ok(Batch { views, labels: Some(labels) })
+    }
+}
+
+/// Mean and standard deviation of a batch's views, for tests and logs.
+pub fn view_stats(x: &Tensor) -> (f64, f64) {
+    let (s, m) = x.to_kind(Kind::Float).std_mean(true);
+    (m.double_value(&[]), s.double_value(&[]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn word(n: usize, freq: f32) -> Vec<f32> {
+        (0..n).map(|i| (i as f32 * freq).sin() * 0.5).collect()
+    }
+
+    fn clips() -> (Vec<Vec<f32>>, Vec<i64>) {
+        let c: Vec<Vec<f32>> = (0..8).map(|i| word(4_000 + 500 * i, 0.05 + 0.02 * i as f32)).collect();
+        (c, (0..8).collect())
+    }
+
+    #[test]
+    fn evaluation_input_is_normalised_with_training_statistics() {
+        let (c, _) = clips();
+        let input = AudioInput::fit(LogMelConfig::default(), 96, &c);
+        assert_eq!(input.clip_len, 15_200);
+        assert_eq!(input.frames(), 96);
+        let x = input.spectrograms(&c);
+        assert_eq!(x.size(), [8, 1, 64, 96]);
+        let (m, s) = view_stats(&x);
+        assert!(m.abs() < 1e-4 && (s - 1.0).abs() < 1e-3, "{m} {s}");
+        // Louder clips move the mean: the statistics are fixed, not per batch.
+        let loud: Vec<Vec<f32>> = c.iter().map(|v| v.iter().map(|x| x * 4.0).collect()).collect();
+        assert!(view_stats(&input.spectrograms(&loud)).0 > 0.1);
+    }
+
+    #[test]
+    fn views_are_seeded_and_follow_the_recipe() {
+        let (c, y) = clips();
+        let input = AudioInput::fit(LogMelConfig::default(), 96, &c);
+        for (recipe, n_views) in [
+            (ViewRecipe::cola(input.clip_len), 2),
+            (ViewRecipe::byol_a(input.clip_len), 2),
+            (ViewRecipe::single(input.clip_len), 1),
+        ] {
+            let src = AudioViewSource::new(&c, &y, &input, recipe.clone(), 4, 3);
+            assert_eq!(src.batches_per_epoch(), 2);
+            let b = src.batch(1, 0).unwrap();
+            assert_eq!(b.views.len(), n_views, "{recipe:?}");
+            for v in &b.views {
+                assert_eq!(v.size(), [4, 1, 64, 96]);
+            }
+            // Same (seed, epoch, index): the same batch; another epoch: not.
+            assert!(src.batch(1, 0).unwrap().views[0].equal(&b.views[0]));
+            assert!(!src.batch(2, 0).unwrap().views[0].equal(&b.views[0]));
+            if n_views == 2 {
+                let d = (&b.views[0] - &b.views[1]).abs().mean(Kind::Float).double_value(&[]);
+                assert!(d > 1e-3, "the two views differ: {recipe:?}");
+            }
+            // Labels follow the clips.
+            let labels = Vec::<i64>::try_from(b.labels.unwrap()).unwrap();
+            let order = epoch_order(8, 3, 1);
+            assert_eq!(labels, order[..4].iter().map(|&i| i as i64).collect::<Vec<_>>());
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! `train-audio` end to end on a tiny folder: every method writes the
+//! report in the vision shape, a run resumes from its checkpoint, manifests
+//! and unlabelled folders are read, and bad input stops the run with the
+//! file's name before any training.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// A 22.05 kHz 16-bit clip (resampled by the binary): a tone whose pitch
+/// depends on the class, 0.3 s long.
+fn write_clip(path: &Path, class: usize, k: usize) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 22_050,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    let f = 300.0 * (class + 1) as f32 + 10.0 * k as f32;
+    for i in 0..6_615 {
+        let s = (2.0 * std::f32::consts::PI * f * i as f32 / 22_050.0).sin() * 0.4;
+        w.write_sample((s * 32_767.0) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+fn write_data(dir: &Path) {
+    for class in 0..2 {
+        for k in 0..6 {
+            write_clip(&dir.join(format!("kw/train/c{class}/{k}.wav")), class, k);
+        }
+        for k in 0..3 {
+            write_clip(&dir.join(format!("kw/test/c{class}/{k}.wav")), class, k + 7);
+        }
+    }
+    for k in 0..4 {
+        write_clip(&dir.join(format!("extra/sub/{k}.wav")), k % 2, k + 20);
+    }
+}
+
+const SMALL: [&str; 10] =
+    ["--epochs", "2", "--batch-size", "4", "--device", "cpu", "--knn-every", "1", "--checkpoint-every", "1"];
+
+fn train_audio(dir: &Path, data: &str, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_train-audio"))
+        .args(["--data", data, "--out", dir.join("run").to_str().unwrap()])
+        .args(SMALL)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn report(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("run/report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn every_method_reports_in_the_vision_shape_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_data(d);
+    let folder = format!("folder:{}", d.join("kw").display());
+    for method in ["cola", "byol-a", "msm"] {
+        let o = train_audio(d, &folder, &["--method", method]);
+        assert!(o.status.success(), "{method}: {}", stderr(&o));
+        let r = report(d);
+        assert_eq!(r["method"], method);
+        assert_eq!(r["dataset"], folder.as_str());
+        assert_eq!(r["epochs"], 2);
+        assert!(r["wall_s"].as_f64().unwrap() > 0.0);
+        for side in ["ssl", "random_init"] {
+            for key in ["knn_top1", "linear_top1"] {
+                let v = r[side][key].as_f64().unwrap_or_else(|| panic!("{method}: {side}.{key}"));
+                assert!((0.0..=1.0).contains(&v));
+            }
+        }
+        let log = std::fs::read_to_string(d.join("run/metrics.jsonl")).unwrap();
+        assert!(log.contains("knn_top1"), "{method}: the kNN monitor logs");
+    }
+
+    // Resume the last run (msm) for a third epoch.
+    let o = train_audio(d, &folder, &["--method", "msm", "--epochs", "3", "--resume"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(report(d)["epochs"], 3);
+    assert!(stderr(&o).contains("resum"), "{}", stderr(&o));
+
+    // Manifests, unlabelled clips and fine-tuning.
+    let mut train = String::new();
+    let mut test = String::new();
+    for class in 0..2 {
+        for k in 0..6 {
+            train += &format!("kw/train/c{class}/{k}.wav\tc{class}\n");
+        }
+        for k in 0..3 {
+            test += &format!("kw/test/c{class}/{k}.wav,c{class}\n");
+        }
+    }
+    std::fs::write(d.join("train.tsv"), train).unwrap();
+    std::fs::write(d.join("test.csv"), test).unwrap();
+    let manifest = format!("manifest:{},{}", d.join("train.tsv").display(), d.join("test.csv").display());
+    let extra = d.join("extra");
+    let o = train_audio(
+        d,
+        &manifest,
+        &["--method", "cola", "--unlabeled", extra.to_str().unwrap(), "--finetune-epochs", "1"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = report(d);
+    assert_eq!((r["pretrain_clips"].as_u64(), r["train_clips"].as_u64()), (Some(16), Some(12)));
+    assert!(
+        r["ssl"]["finetune_top1"].as_f64().is_some() && r["random_init"]["finetune_top1"].as_f64().is_some()
+    );
+}
+
+fn fails_with(dir: &Path, data: &str, extra: &[&str], expected: &[&str]) {
+    let o = train_audio(dir, data, extra);
+    assert!(!o.status.success(), "{data} {extra:?} should fail");
+    let e = stderr(&o);
+    for want in expected {
+        assert!(e.contains(want), "{data} {extra:?}: stderr lacks {want:?}:\n{e}");
+    }
+    assert!(!dir.join("run/metrics.jsonl").exists(), "{data} {extra:?}: refused before training");
+}
+
+#[test]
+fn bad_input_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_data(d);
+    let folder = format!("folder:{}", d.join("kw").display());
+    let clip = d.join("kw/train/c1/3.wav");
+    let good = std::fs::read(&clip).unwrap();
+
+    // A truncated file.
+    std::fs::write(&clip, &good[..good.len() - 1001]).unwrap();
+    fails_with(d, &folder, &[], &["3.wav", "truncated"]);
+    // An encoding hound cannot decode (mu-law).
+    let mut mulaw = b"RIFF\x28\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x07\x00\x01\x00\x40\x1f\x00\x00".to_vec();
+    mulaw.extend(b"\x40\x1f\x00\x00\x01\x00\x08\x00data\x04\x00\x00\x00\x01\x02\x03\x04");
+    std::fs::write(&clip, &mulaw).unwrap();
+    fails_with(d, &folder, &[], &["3.wav", "unsupported encoding"]);
+    // A zero-length clip.
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    hound::WavWriter::create(&clip, spec).unwrap().finalize().unwrap();
+    fails_with(d, &folder, &[], &["3.wav", "zero-length clip"]);
+    std::fs::write(&clip, &good).unwrap();
+
+    // A manifest that points to a missing file.
+    std::fs::write(d.join("train.tsv"), "kw/train/c0/0.wav\tc0\nkw/train/c0/nope.wav\tc0\n").unwrap();
+    std::fs::write(d.join("test.tsv"), "kw/test/c0/0.wav\tc0\n").unwrap();
+    let manifest = format!("manifest:{},{}", d.join("train.tsv").display(), d.join("test.tsv").display());
+    fails_with(d, &manifest, &[], &["train.tsv", "line 2", "nope.wav", "does not exist"]);
+
+    // A missing folder, a missing class in test, and bad options.
+    fails_with(d, &format!("folder:{}", d.join("none").display()), &[], &["none", "no such folder"]);
+    std::fs::remove_dir_all(d.join("kw/test/c1")).unwrap();
+    fails_with(d, &folder, &[], &["c1", "missing from the test split"]);
+    std::fs::create_dir_all(d.join("kw/test/c1")).unwrap();
+    write_clip(&d.join("kw/test/c1/0.wav"), 1, 0);
+    fails_with(d, &folder, &["--method", "wav2vec"], &["unknown --method `wav2vec`"]);
+    fails_with(d, &folder, &["--method", "msm", "--encoder", "cnn"], &["--encoder transformer"]);
+    fails_with(d, &folder, &["--n-mels", "60"], &["multiple of 8"]);
+    let empty = d.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    fails_with(d, &folder, &["--unlabeled", empty.to_str().unwrap()], &["empty", "no .wav file"]);
+}
