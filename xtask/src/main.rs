@@ -11,8 +11,10 @@
 //! cargo xtask finetune-text .. fine-tune a pretrained text encoder vs scratch
 //! cargo xtask train-audio ..   pretrain + evaluate an audio encoder
 //! cargo xtask gen-keywords ..  synthesise spoken keywords with espeak-ng
+//! cargo xtask bench-compare .. criterion benches beside PyTorch references -> BENCHMARKS.md
 //! ```
 
+mod bench;
 mod setup;
 mod tasks;
 
@@ -32,6 +34,7 @@ fn main() -> Result<()> {
         "finetune-text" => tasks::finetune_text(&rest),
         "train-audio" => tasks::train_audio(&rest),
         "gen-keywords" => tasks::gen_keywords(&rest),
+        "bench-compare" => bench::bench_compare(&rest),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -54,7 +57,8 @@ fn print_help() {
          train-text     setup, then BERT (or GPT-style) pretraining on a corpus and the downstream comparison\n  \
          finetune-text  setup, then fine-tune a pretrained text encoder against one from scratch\n  \
          train-audio    setup, then pretrain an audio encoder (cola, byol-a, msm) and evaluate it against random init\n  \
-         gen-keywords   synthesise spoken keywords with espeak-ng (how datasets/keywords is made)\n\n\
+         gen-keywords   synthesise spoken keywords with espeak-ng (how datasets/keywords is made)\n  \
+         bench-compare  criterion benches and their PyTorch references on the same cores; writes BENCHMARKS.md\n\n\
          environment:\n  \
          SSL_RS_CACHE          cache folder for the torch venv (default ~/.cache/ssl-rs)\n  \
          LIBTORCH              use this libtorch (a folder with lib/ and include/) instead\n  \

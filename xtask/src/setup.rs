@@ -77,6 +77,12 @@ pub fn setup() -> Result<Torch> {
     Ok(Torch { libtorch: Some(dir), version, source: "a fresh install in the shared venv" })
 }
 
+/// The shared venv's Python (created by [`setup`] unless `LIBTORCH` or
+/// `LIBTORCH_USE_PYTORCH` pointed elsewhere).
+pub fn venv_python() -> Result<PathBuf> {
+    Ok(cache_dir()?.join(format!("torch-{TORCH_VERSION}")).join("bin").join("python"))
+}
+
 fn cache_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("SSL_RS_CACHE") {
         return Ok(PathBuf::from(dir));

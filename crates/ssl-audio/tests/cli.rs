@@ -39,8 +39,20 @@ fn write_data(dir: &Path) {
     }
 }
 
-const SMALL: [&str; 10] =
-    ["--epochs", "2", "--batch-size", "4", "--device", "cpu", "--knn-every", "1", "--checkpoint-every", "1"];
+const SMALL: [&str; 12] = [
+    "--epochs",
+    "2",
+    "--batch-size",
+    "4",
+    "--device",
+    "cpu",
+    "--knn-every",
+    "1",
+    "--checkpoint-every",
+    "1",
+    "--finetune-epochs",
+    "0",
+];
 
 fn train_audio(dir: &Path, data: &str, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_train-audio"))

@@ -147,6 +147,12 @@ pub struct TrainSummary {
     pub train_wall_s: f64,
     /// Samples per second over this invocation.
     pub samples_per_s: f64,
+    /// Fraction of the training wall time the loop spent blocked waiting
+    /// for the next batch from the producer thread (0: data never held the
+    /// device up). On CUDA, kernels run asynchronously, so a step's device
+    /// work overlaps the wait until the next synchronisation (every logged
+    /// step reads the loss).
+    pub data_wait_fraction: f64,
 }
 
 /// Trains one method on one device into one run folder.
@@ -258,6 +264,7 @@ impl Trainer {
         bar.set_position(step as u64);
         let started = Instant::now();
         let mut samples = 0usize;
+        let mut data_wait = 0f64;
         let mut final_loss = f64::NAN;
         let device = self.device;
         let mut probe: Option<OnlineProbe> = None;
@@ -278,7 +285,11 @@ impl Trainer {
             let mut epoch_loss = Tensor::zeros([], (Kind::Double, device));
             let mut epoch_steps = 0usize;
             let mut window = (Instant::now(), 0usize);
-            for (epoch, batch) in rx {
+            loop {
+                // Time blocked on the producer: the data wait.
+                let asked = Instant::now();
+                let Ok((epoch, batch)) = rx.recv() else { break };
+                data_wait += asked.elapsed().as_secs_f64();
                 let batch = batch?;
                 let n = data.units(&batch);
                 let batch = batch.to_device(device);
@@ -387,6 +398,7 @@ impl Trainer {
             final_loss,
             train_wall_s: wall,
             samples_per_s: samples as f64 / wall.max(1e-9),
+            data_wait_fraction: data_wait / wall.max(1e-9),
         })
     }
 }

@@ -251,3 +251,43 @@ fn online_probe_learns_whatever_the_feature_scale_and_offset() {
     assert!(unit > 0.8, "{unit}");
     assert!((unit - huge).abs() < 0.02, "plain: {unit}, scaled and offset: {huge}");
 }
+
+/// Batches that take 30 ms to make, for the data-wait measurement.
+struct SlowSource;
+
+impl BatchSource for SlowSource {
+    fn batches_per_epoch(&self) -> usize {
+        4
+    }
+    fn batch_size(&self) -> usize {
+        8
+    }
+    fn batch(&self, epoch: usize, index: usize) -> Result<Batch> {
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        Source { fail_at: None }.batch(epoch, index)
+    }
+}
+
+#[test]
+fn the_summary_reports_the_time_spent_waiting_for_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig { epochs: 2, checkpoint_every: 10, ..config() };
+    let (mut vs, mut toy) = new_model();
+    let slow = Trainer::new(cfg.clone(), Device::Cpu, dir.path(), serde_json::json!({}))
+        .fit(&mut toy, &mut vs, &SlowSource, false)
+        .unwrap();
+    // A tiny linear step takes well under a millisecond: the loop waits
+    // for the 30 ms batches most of the time.
+    assert!(slow.data_wait_fraction > 0.6 && slow.data_wait_fraction <= 1.0, "{}", slow.data_wait_fraction);
+    let dir2 = tempfile::tempdir().unwrap();
+    let (mut vs, mut toy) = new_model();
+    let fast = Trainer::new(cfg, Device::Cpu, dir2.path(), serde_json::json!({}))
+        .fit(&mut toy, &mut vs, &Source { fail_at: None }, false)
+        .unwrap();
+    assert!(
+        fast.data_wait_fraction < slow.data_wait_fraction,
+        "{} vs {}",
+        fast.data_wait_fraction,
+        slow.data_wait_fraction
+    );
+}

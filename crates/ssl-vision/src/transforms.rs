@@ -81,6 +81,26 @@ pub fn resized_crop(
     };
     let (ys, xs) = (axis(height, out_h), axis(width, out_w));
     let mut data = Vec::with_capacity(img.c * out_h * out_w);
+    let inside = top >= 0 && left >= 0 && top as usize + height <= img.h && left as usize + width <= img.w;
+    if inside {
+        // The usual case (random resized crops lie inside the image): whole
+        // source rows as slices, no bounds test per tap. Same arithmetic.
+        let (top, left) = (top as usize, left as usize);
+        for c in 0..img.c {
+            let plane = &img.data[c * img.h * img.w..(c + 1) * img.h * img.w];
+            for &(y0, y1, ly) in &ys {
+                let row = |y: i64| &plane[(top + y as usize) * img.w + left..][..width];
+                let (r0, r1) = (row(y0), row(y1));
+                for &(x0, x1, lx) in &xs {
+                    let (x0, x1) = (x0 as usize, x1 as usize);
+                    let top_row = (1.0 - lx) * r0[x0] + lx * r0[x1];
+                    let bottom_row = (1.0 - lx) * r1[x0] + lx * r1[x1];
+                    data.push((1.0 - ly) * top_row + ly * bottom_row);
+                }
+            }
+        }
+        return ImageF { c: img.c, h: out_h, w: out_w, data };
+    }
     for c in 0..img.c {
         for &(y0, y1, ly) in &ys {
             for &(x0, x1, lx) in &xs {
@@ -119,8 +139,23 @@ pub fn adjust_saturation(img: &mut ImageF, f: f32) {
     }
     let gray = img.gray();
     let n = img.h * img.w;
-    for (i, v) in img.data.iter_mut().enumerate() {
-        *v = (f * *v + (1.0 - f) * gray[i % n]).clamp(0.0, 1.0);
+    for plane in img.data.chunks_mut(n.max(1)) {
+        for (v, &g) in plane.iter_mut().zip(&gray) {
+            *v = (f * *v + (1.0 - f) * g).clamp(0.0, 1.0);
+        }
+    }
+}
+
+/// `x.floor()` for `|x| < 2^31` without a libm call (the baseline x86-64
+/// target has no rounding instruction, and `floorf` was a tenth of the
+/// 224 px SimCLR pipeline's time).
+#[inline]
+fn floor(x: f32) -> f32 {
+    let t = x as i32 as f32;
+    if t > x {
+        t - 1.0
+    } else {
+        t
     }
 }
 
@@ -147,9 +182,13 @@ pub fn adjust_hue(img: &mut ImageF, f: f32) {
         } else {
             4.0 + gc - rc
         };
-        let h = (h / 6.0 + 1.0) % 1.0;
-        let h = (h + f).rem_euclid(1.0);
-        let i6 = (h * 6.0).floor();
+        // `x - floor(x)` equals `x % 1` and `rem_euclid(1)` exactly on these
+        // ranges (Sterbenz), without libm's fmodf.
+        let h = h / 6.0 + 1.0;
+        let h = h - floor(h);
+        let h = h + f;
+        let h = h - floor(h);
+        let i6 = floor(h * 6.0);
         let fr = h * 6.0 - i6;
         let p = (v * (1.0 - s)).clamp(0.0, 1.0);
         let q = (v * (1.0 - s * fr)).clamp(0.0, 1.0);
@@ -205,21 +244,34 @@ pub fn gaussian_blur(img: &mut ImageF, kernel: usize, sigma: f32) {
         }
         i as usize
     };
-    let (h, w) = (img.h as i64, img.w as i64);
-    for plane in img.data.chunks_mut(img.h * img.w) {
-        let src = plane.to_vec();
-        let mut tmp = vec![0f32; src.len()];
+    let (h, w) = (img.h, img.w);
+    // Separable, each pass as whole-row multiply-adds (which the compiler
+    // vectorises): rows are reflect-padded once, then every tap adds a
+    // shifted row; columns add whole reflected rows.
+    let mut padded = vec![0f32; w + 2 * r as usize];
+    let mut tmp = vec![0f32; h * w];
+    for plane in img.data.chunks_mut(h * w) {
         for y in 0..h {
-            for x in 0..w {
-                tmp[(y * w + x) as usize] =
-                    (-r..=r).map(|d| k[(d + r) as usize] * src[(y * w) as usize + reflect(x + d, w)]).sum();
+            let row = &plane[y * w..(y + 1) * w];
+            for (i, p) in padded.iter_mut().enumerate() {
+                *p = row[reflect(i as i64 - r, w as i64)];
+            }
+            let out = &mut tmp[y * w..(y + 1) * w];
+            out.fill(0.0);
+            for (j, &kj) in k.iter().enumerate() {
+                for (o, &p) in out.iter_mut().zip(&padded[j..j + w]) {
+                    *o += kj * p;
+                }
             }
         }
         for y in 0..h {
-            for x in 0..w {
-                plane[(y * w + x) as usize] = (-r..=r)
-                    .map(|d| k[(d + r) as usize] * tmp[reflect(y + d, h) * w as usize + x as usize])
-                    .sum();
+            let out = &mut plane[y * w..(y + 1) * w];
+            out.fill(0.0);
+            for (j, &kj) in k.iter().enumerate() {
+                let src = reflect(y as i64 + j as i64 - r, h as i64);
+                for (o, &t) in out.iter_mut().zip(&tmp[src * w..(src + 1) * w]) {
+                    *o += kj * t;
+                }
             }
         }
     }
@@ -249,6 +301,17 @@ mod tests {
         let want = [0.0, 0.05, 0.15, 0.2];
         for (a, b) in up.data.iter().zip(want) {
             assert!((a - b).abs() < 1e-6, "{:?}", up.data);
+        }
+    }
+
+    #[test]
+    fn fast_floor_is_floor() {
+        for i in -4000..4000 {
+            let x = i as f32 * 0.00137 - 0.5;
+            assert_eq!(floor(x), x.floor(), "{x}");
+        }
+        for x in [-1.0f32, -0.0, 0.0, 1.0, 2.999_999_8, -2.000_000_2] {
+            assert_eq!(floor(x), x.floor(), "{x}");
         }
     }
 

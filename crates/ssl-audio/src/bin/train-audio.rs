@@ -92,7 +92,7 @@ struct Args {
     knn_every: usize,
     /// Fine-tune the pretrained encoder and the random-init one with labels
     /// for N epochs after the frozen evaluations (0: skip).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 10)]
     finetune_epochs: usize,
     /// Peak learning rate of fine-tuning (AdamW).
     #[arg(long, default_value_t = 1e-3)]

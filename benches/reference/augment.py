@@ -1,0 +1,71 @@
+"""Reference for `benches/benches/augment.rs`: SimCLR's two views with
+torchvision.transforms.v2 (the same parameters as ssl-vision's
+`ViewAugment::simclr`: RandomResizedCrop scale 0.08-1, flip, colour jitter
+0.8/0.8/0.8/0.2 with p 0.8, grayscale p 0.2, blur p 0.5 above 32 px,
+ImageNet normalisation; bilinear resizing without antialiasing, as ours) on
+uint8 images, batched by a DataLoader with one
+worker per core, as a PyTorch training script feeds its model. The time is
+the median time per batch over an epoch's batches after warm-up."""
+
+import time
+import statistics
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from common import report, setup_torch, threads
+
+
+def simclr(size):
+    t = [
+        v2.RandomResizedCrop(size, scale=(0.08, 1.0), antialias=False),
+        v2.RandomHorizontalFlip(),
+        v2.RandomApply([v2.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.8),
+        v2.RandomGrayscale(p=0.2),
+    ]
+    if size > 32:
+        k = (size // 10) | 1
+        t.append(v2.RandomApply([v2.GaussianBlur(k, sigma=(0.1, 2.0))], p=0.5))
+    t += [v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
+    return v2.Compose(t)
+
+
+class TwoViews(Dataset):
+    def __init__(self, images, transform):
+        self.images, self.transform = images, transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        x = self.images[i]
+        return self.transform(x), self.transform(x)
+
+
+def bench(side, crop, batch, batches=24):
+    images = torch.randint(0, 256, (batch * batches, 3, side, side), dtype=torch.uint8)
+    loader = DataLoader(TwoViews(images, simclr(crop)), batch_size=batch, shuffle=True,
+                        num_workers=threads(), persistent_workers=True, prefetch_factor=2)
+    times = []
+    for epoch in range(2):
+        it = iter(loader)
+        t = time.perf_counter()
+        for _ in it:
+            now = time.perf_counter()
+            if epoch == 1:  # the first epoch starts the workers
+                times.append(now - t)
+            t = now
+    report(f"cpu/simclr_views/{crop}px/b{batch}", statistics.median(times))
+
+
+def main():
+    setup_torch()
+    # The workers do the work; the main process only collates.
+    torch.set_num_threads(1)
+    bench(32, 32, 256)
+    bench(256, 224, 64)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+//! `cargo xtask bench-compare`: each criterion bench of `benches/` beside
+//! its PyTorch-ecosystem reference (`benches/reference/*.py`), in one run on
+//! the same cores, and `BENCHMARKS.md` with the medians and the ratios
+//! ours/theirs (time per batch or step: below 1 means we are faster).
+
+use crate::project_root;
+use crate::setup::{run, setup, venv_python, Torch};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The packages the references import, pinned (torch comes with setup).
+const REFERENCE_PACKAGES: [&str; 4] =
+    ["torchvision==0.26.0", "torchaudio==2.11.0", "transformers==5.24.0", "lightly==1.6.0"];
+
+/// A compared workload: the criterion bench file, its reference script,
+/// the bench id, what the reference is, and the target on the time ratio
+/// ours/theirs (the issue's targets, as time ratios).
+struct Case {
+    bench: &'static str,
+    id: &'static str,
+    theirs: &'static str,
+    max_ratio: f64,
+    target: &'static str,
+}
+
+const CASES: [Case; 7] = [
+    Case {
+        bench: "augment",
+        id: "cpu/simclr_views/32px/b256",
+        theirs: "torchvision v2 + DataLoader workers",
+        max_ratio: 1.0 / 3.0,
+        target: "≥ 3× throughput",
+    },
+    Case {
+        bench: "augment",
+        id: "cpu/simclr_views/224px/b64",
+        theirs: "torchvision v2 + DataLoader workers",
+        max_ratio: 1.0 / 3.0,
+        target: "≥ 3× throughput",
+    },
+    Case {
+        bench: "losses",
+        id: "cpu/ntxent/512x128",
+        theirs: "lightly NTXentLoss",
+        max_ratio: 1.0,
+        target: "time ≤ 1.0×",
+    },
+    Case {
+        bench: "train_step",
+        id: "cpu/simclr_step/resnet18_cifar/b128",
+        theirs: "PyTorch eager (torchvision + lightly)",
+        max_ratio: 1.0,
+        target: "time ≤ 1.0×",
+    },
+    Case {
+        bench: "train_step",
+        id: "cpu/bert_small_mlm_step/b8x128",
+        theirs: "transformers BertForMaskedLM",
+        max_ratio: 1.0,
+        target: "time ≤ 1.0×",
+    },
+    Case {
+        bench: "text",
+        id: "cpu/mlm_collate/b32x128",
+        theirs: "transformers DataCollatorForLanguageModeling",
+        max_ratio: 0.2,
+        target: "≥ 5× throughput",
+    },
+    Case {
+        bench: "audio",
+        id: "cpu/logmel/32x1s",
+        theirs: "torchaudio MelSpectrogram",
+        max_ratio: 1.0,
+        target: "≥ 1.0× throughput",
+    },
+];
+
+/// Which reference script serves a bench file.
+fn reference_script(bench: &str) -> &'static str {
+    match bench {
+        "augment" => "augment.py",
+        "losses" => "losses.py",
+        "train_step" => "train_step.py",
+        "text" => "text.py",
+        _ => "audio.py",
+    }
+}
+
+/// Installs the references' packages into the project's venv unless they
+/// are there at the pinned versions.
+fn ensure_reference_packages(python: &Path) -> Result<()> {
+    let check = "import importlib.metadata as m, sys\n\
+                 want = dict(p.split('==') for p in sys.argv[1:])\n\
+                 sys.exit(any(m.version(k) != v for k, v in want.items()))";
+    let ok = Command::new(python).args(["-c", check]).args(REFERENCE_PACKAGES).output();
+    if ok.is_ok_and(|o| o.status.success()) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {} into {}", REFERENCE_PACKAGES.join(" "), python.display());
+    run(Command::new(python)
+        .args(["-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"])
+        .args(REFERENCE_PACKAGES))
+    .context("pip install of the reference packages failed")
+}
+
+/// Criterion's median (seconds) of every bench under `target/criterion`,
+/// by full id.
+fn criterion_medians(dir: &Path) -> Result<BTreeMap<String, f64>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "benchmark.json")
+                && p.parent().is_some_and(|q| q.ends_with("new"))
+            {
+                let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p)?)?;
+                let est_path = p.with_file_name("estimates.json");
+                let est: serde_json::Value = serde_json::from_str(
+                    &std::fs::read_to_string(&est_path)
+                        .with_context(|| format!("reading {}", est_path.display()))?,
+                )?;
+                let (Some(id), Some(ns)) =
+                    (meta["full_id"].as_str(), est["median"]["point_estimate"].as_f64())
+                else {
+                    bail!("{}: unexpected criterion output", p.display());
+                };
+                out.insert(id.to_string(), ns * 1e-9);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `RESULT <id> <seconds>` lines of a reference script's output.
+fn parse_results(stdout: &str) -> BTreeMap<String, f64> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.strip_prefix("RESULT ")?.split_whitespace();
+            Some((it.next()?.to_string(), it.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{cpu}, {cores} cores available to the process")
+}
+
+fn fmt_time(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.2} s")
+    } else if s >= 1e-3 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{:.1} µs", s * 1e6)
+    }
+}
+
+/// `cargo xtask bench-compare [BENCH...]` (bench files: augment, losses,
+/// train_step, text, audio; default all).
+pub fn bench_compare(args: &[String]) -> Result<()> {
+    let torch: Torch = setup()?;
+    torch.print_summary();
+    let python = match std::env::var_os("BENCH_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => venv_python()?,
+    };
+    if !python.is_file() {
+        bail!(
+            "{} not found: the references run in the project's venv (`cargo xtask setup` makes it), \
+             or set BENCH_PYTHON to a Python with torch {}",
+            python.display(),
+            torch.version
+        );
+    }
+    ensure_reference_packages(&python)?;
+    let all: Vec<&str> = {
+        let mut v: Vec<&str> = CASES.iter().map(|c| c.bench).collect();
+        v.dedup();
+        v
+    };
+    let benches: Vec<&str> = if args.is_empty() {
+        all.clone()
+    } else {
+        for a in args {
+            if !all.contains(&a.as_str()) {
+                bail!("unknown bench `{a}` (expected some of {})", all.join(", "));
+            }
+        }
+        all.iter().copied().filter(|b| args.iter().any(|a| a == b)).collect()
+    };
+    let root = project_root();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = std::time::Instant::now();
+    let mut theirs = BTreeMap::new();
+    for bench in &benches {
+        eprintln!("xtask: cargo bench --bench {bench}");
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.current_dir(&root).args(["bench", "-p", "ssl-benches", "--bench", bench, "--", "--noplot"]);
+        torch.apply(&mut cmd);
+        run(&mut cmd)?;
+        let script = root.join("benches/reference").join(reference_script(bench));
+        eprintln!("xtask: {} {}", python.display(), script.display());
+        let out = Command::new(&python)
+            .arg(&script)
+            .current_dir(root.join("benches/reference"))
+            .env("BENCH_THREADS", threads.to_string())
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        if !out.status.success() {
+            bail!("{} failed:\n{}", script.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        theirs.extend(parse_results(&String::from_utf8_lossy(&out.stdout)));
+    }
+    let ours = criterion_medians(&root.join("target/criterion"))?;
+
+    let mut md = String::from("# Benchmarks: ssl-rs against the PyTorch ecosystem\n\n");
+    md += &format!(
+        "Written by `cargo xtask bench-compare` ({:.0} s). Machine: {}; torch {} for both sides; \
+         {threads} threads each side.\n\n",
+        started.elapsed().as_secs_f64(),
+        machine(),
+        torch.version
+    );
+    md += "Ours: `cargo bench -p ssl-benches --bench NAME` (criterion's median). Theirs: \
+           `python benches/reference/NAME.py` in the project's venv (the median of timed runs after \
+           warm-up), run right after ours on the same cores. Times are per batch or step; the \
+           ratio is ours/theirs, so below 1 means ssl-rs is faster. These machines are noisy: \
+           compare ratios, not times.\n\n";
+    md += "| bench | ours | theirs | reference | ours/theirs | target | met |\n|---|---:|---:|---|---:|---|---|\n";
+    for c in CASES.iter().filter(|c| benches.contains(&c.bench)) {
+        let (Some(&o), Some(&t)) = (ours.get(c.id), theirs.get(c.id)) else {
+            md += &format!("| `{}` | – | – | {} | – | {} | not measured |\n", c.id, c.theirs, c.target);
+            continue;
+        };
+        let r = o / t;
+        md += &format!(
+            "| `{}` | {} | {} | {} | {:.2} | {} (≤ {:.2}) | {} |\n",
+            c.id,
+            fmt_time(o),
+            fmt_time(t),
+            c.theirs,
+            r,
+            c.target,
+            c.max_ratio,
+            if r <= c.max_ratio { "yes" } else { "**no**" }
+        );
+    }
+    md += "\nWhere a target is missed, `docs/benchmarks.md` gives the profile and the reason.\n";
+    let path = root.join("BENCHMARKS.md");
+    std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
+    println!("{md}");
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_output_is_parsed() {
+        let r = parse_results("noise\nRESULT cpu/a/1 0.5\nRESULT bad\nRESULT cpu/b 1e-3\n");
+        assert_eq!(r.len(), 2);
+        assert_eq!(r["cpu/a/1"], 0.5);
+        assert_eq!(r["cpu/b"], 1e-3);
+    }
+
+    #[test]
+    fn every_case_has_a_reference_that_reports_it() {
+        let root = project_root();
+        for c in &CASES {
+            let script =
+                std::fs::read_to_string(root.join("benches/reference").join(reference_script(c.bench)))
+                    .unwrap();
+            let bench = std::fs::read_to_string(root.join("benches/benches").join(format!("{}.rs", c.bench)))
+                .unwrap();
+            // The id's function part appears in both files (as a literal or format string).
+            let name = c.id.split('/').nth(1).unwrap();
+            assert!(script.contains(name) && bench.contains(name), "{}", c.id);
+        }
+    }
+}
