@@ -68,17 +68,7 @@ impl ByolA {
         let predictor =
             MlpHead::new(&(vs.root() / "predictor"), &MlpHeadConfig::simclr(cfg.out, cfg.hidden, cfg.out));
         let target = AudioBranch::new(&(vs.root() / "target"), cfg);
-        let vars = vs.variables();
-        let under = |prefix: &str| -> Vec<(String, Tensor)> {
-            vars.iter()
-                .filter_map(|(n, t)| n.strip_prefix(prefix).map(|rest| (rest.to_string(), t.shallow_clone())))
-                .collect()
-        };
-        let target_vars = under("target.");
-        for (_, t) in &target_vars {
-            let _ = t.shallow_clone().set_requires_grad(false);
-        }
-        let ema = Ema::new(&under("online."), &target_vars)?;
+        let ema = Ema::between(vs, "online.", "target.")?;
         Ok(Self { online, predictor, target, ema, base_momentum: cfg.base_momentum })
     }
 }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use ssl_core::augment::{epoch_order, par_map, sample_rng};
 use ssl_core::method::{Batch, BatchSource};
 pub use ssl_core::signal::centred;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// The window length and front end shared by evaluation and views.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,12 +66,12 @@ impl AudioInput {
     ///
     /// # Shapes
     /// `n × clip_len` samples → `[n, n_mels, frames]`
-    fn log_mel(&self, windows: &[Vec<f32>]) -> Tensor {
+    fn log_mel<W: AsRef<[f32]>>(&self, windows: &[W]) -> Tensor {
         let frontend = LogMel::new(&self.frontend, Device::Cpu);
         let chunks: Vec<Tensor> = windows
             .chunks(256)
             .map(|c| {
-                let flat: Vec<f32> = c.iter().flatten().copied().collect();
+                let flat: Vec<f32> = c.iter().flat_map(|w| w.as_ref().iter().copied()).collect();
                 frontend.forward(&Tensor::from_slice(&flat).view([c.len() as i64, self.clip_len as i64]))
             })
             .collect();
@@ -82,7 +82,7 @@ impl AudioInput {
     ///
     /// # Shapes
     /// `n × clip_len` samples → `[n, 1, n_mels, frames]`
-    pub fn normalised(&self, windows: &[Vec<f32>]) -> Tensor {
+    pub fn normalised<W: AsRef<[f32]>>(&self, windows: &[W]) -> Tensor {
         ((self.log_mel(windows) - self.mean) / self.std).unsqueeze(1)
     }
 
@@ -224,7 +224,7 @@ impl BatchSource for AudioViewSource<'_> {
             Ok::<_, ssl_core::Error>((views, spec_draws))
         })?;
         let wave_view = |k: usize| {
-            let w: Vec<Vec<f32>> = samples.iter().map(|s| s.0[k].clone()).collect();
+            let w: Vec<&[f32]> = samples.iter().map(|s| &s.0[k][..]).collect();
             self.input.normalised(&w)
         };
         let views = match &self.recipe {
@@ -246,15 +246,16 @@ impl BatchSource for AudioViewSource<'_> {
     }
 }
 
-/// Mean and standard deviation of a batch's views, for tests and logs.
-pub fn view_stats(x: &Tensor) -> (f64, f64) {
-    let (s, m) = x.to_kind(Kind::Float).std_mean(true);
-    (m.double_value(&[]), s.double_value(&[]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Kind;
+
+    /// Mean and standard deviation of a tensor.
+    fn view_stats(x: &Tensor) -> (f64, f64) {
+        let (s, m) = x.to_kind(Kind::Float).std_mean(true);
+        (m.double_value(&[]), s.double_value(&[]))
+    }
 
     fn word(n: usize, freq: f32) -> Vec<f32> {
         (0..n).map(|i| (i as f32 * freq).sin() * 0.5).collect()

@@ -42,6 +42,24 @@ impl Ema {
         Ok(ema)
     }
 
+    /// The momentum target of a method whose variables live in one store:
+    /// the variables under `target_prefix` (e.g. `"target."`) are frozen
+    /// (`requires_grad` off) and matched by the rest of their name with
+    /// those under `online_prefix` (e.g. `"online."`); see [`Ema::new`].
+    pub fn between(vs: &tch::nn::VarStore, online_prefix: &str, target_prefix: &str) -> Result<Self> {
+        let vars = vs.variables();
+        let under = |prefix: &str| -> Vec<(String, Tensor)> {
+            vars.iter()
+                .filter_map(|(n, t)| n.strip_prefix(prefix).map(|rest| (rest.to_string(), t.shallow_clone())))
+                .collect()
+        };
+        let target = under(target_prefix);
+        for (_, t) in &target {
+            let _ = t.shallow_clone().set_requires_grad(false);
+        }
+        Self::new(&under(online_prefix), &target)
+    }
+
     /// `target = tau * target + (1 - tau) * online` for parameters; buffers
     /// are copied.
     pub fn update(&self, tau: f64) {

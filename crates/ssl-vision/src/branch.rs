@@ -76,23 +76,7 @@ impl Target {
         head: impl Fn(i64) -> MlpHeadConfig,
     ) -> ssl_core::Result<Self> {
         let branch = Branch::new(&(vs.root() / "target"), backbone, head);
-        let vars = vs.variables();
-        let target: Vec<(String, Tensor)> = vars
-            .iter()
-            .filter_map(|(n, t)| n.strip_prefix("target.").map(|rest| (rest.to_string(), t.shallow_clone())))
-            .collect();
-        for (_, t) in &target {
-            let _ = t.shallow_clone().set_requires_grad(false);
-        }
-        let online: Vec<(String, Tensor)> = vars
-            .iter()
-            .filter_map(|(n, t)| {
-                n.strip_prefix(online_prefix)
-                    .and_then(|r| r.strip_prefix('.'))
-                    .map(|rest| (rest.to_string(), t.shallow_clone()))
-            })
-            .collect();
-        let ema = Ema::new(&online, &target)?;
+        let ema = Ema::between(vs, &format!("{online_prefix}."), "target.")?;
         Ok(Self { branch, ema })
     }
 
