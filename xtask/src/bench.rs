@@ -256,6 +256,8 @@ pub fn bench_compare(args: &[String]) -> Result<()> {
         );
     }
     md += "\nWhere a target is missed, `docs/benchmarks.md` gives the profile and the reason.\n";
+    md += "GPU training throughput against PyTorch eager (no GPU in CI; `tools/device/bench_gpu.sh` on a \
+           lent device) is in `docs/benchmarks.md`, section \"On a GPU\".\n";
     let path = root.join("BENCHMARKS.md");
     std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
     println!("{md}");

@@ -36,10 +36,14 @@ fn mel_and_log_mel_match_torchaudio() {
     let d = max_diff(&mel, &f["mel"]) / scale;
     eprintln!("mel: max |diff| / max {d:.2e}");
     assert!(d < 1e-5, "mel differs by {d} of its maximum");
+    // The log turns the mel's rounding at its quietest bins into absolute
+    // errors: 3.8e-5 on a 16-core AVX-512 machine (FFT code paths differ
+    // with the CPU), under 1e-5 here. 1e-4 in natural log is a relative
+    // error of 0.01% in the mel power.
     let log = front.forward(&f["wave"]);
     let d = max_diff(&log, &f["logmel"]);
     eprintln!("log-mel: max |diff| {d:.2e}");
-    assert!(d < 1e-5, "log-mel differs by {d}");
+    assert!(d < 1e-4, "log-mel differs by {d}");
 }
 
 #[cfg(feature = "cuda-tests")]

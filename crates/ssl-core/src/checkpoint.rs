@@ -126,8 +126,15 @@ pub fn load(path: &Path, vs: &mut VarStore, opt: &mut Optimizer) -> Result<Check
 /// temporary file, then a rename). Tensors are made contiguous on the way
 /// (channels-last weights are not), so the file holds PyTorch's layout.
 pub fn save_weights(vs: &VarStore, path: &Path) -> Result<()> {
+    save_tensors(vs.variables().into_iter().collect(), path)
+}
+
+/// Writes named tensors to a safetensors file, atomically, sorted by name,
+/// each made contiguous on the CPU (e.g. a var store's variables plus
+/// aliases another framework expects).
+pub fn save_tensors(named: Vec<(String, Tensor)>, path: &Path) -> Result<()> {
     let mut named: Vec<(String, Tensor)> =
-        vs.variables().into_iter().map(|(n, t)| (n, t.to_device(tch::Device::Cpu).contiguous())).collect();
+        named.into_iter().map(|(n, t)| (n, t.to_device(tch::Device::Cpu).contiguous())).collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let tmp = crate::metrics::tmp_path(path);
     Tensor::write_safetensors(&named, &tmp).map_err(|e| Error::TorchFile { path: tmp.clone(), source: e })?;

@@ -24,12 +24,24 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// The same batch on `device`.
+    /// The same batch on `device`. Copies are asynchronous: from pinned
+    /// memory (see [`Batch::pinned`]) the host does not wait for the
+    /// device's queued work, so the next step's kernels can be queued while
+    /// the current ones run.
     pub fn to_device(&self, device: tch::Device) -> Batch {
-        Batch {
-            views: self.views.iter().map(|v| v.to_device(device)).collect(),
-            labels: self.labels.as_ref().map(|l| l.to_device(device)),
+        let move_ = |t: &Tensor| t.to_device_(device, t.kind(), true, false);
+        Batch { views: self.views.iter().map(move_).collect(), labels: self.labels.as_ref().map(move_) }
+    }
+
+    /// The batch with its CPU tensors copied into page-locked memory, for
+    /// asynchronous copies to a CUDA `device` (a no-op for other devices
+    /// and for tensors already on a device).
+    pub fn pinned(self, device: tch::Device) -> Batch {
+        if !device.is_cuda() {
+            return self;
         }
+        let pin = |t: Tensor| if t.device() == tch::Device::Cpu { t.pin_memory(device) } else { t };
+        Batch { views: self.views.into_iter().map(pin).collect(), labels: self.labels.map(pin) }
     }
 }
 

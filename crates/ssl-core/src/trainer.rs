@@ -275,7 +275,9 @@ impl Trainer {
             let (tx, rx) = std::sync::mpsc::sync_channel(2);
             scope.spawn(move || {
                 for (epoch, index) in jobs {
-                    if tx.send((epoch, data.batch(epoch, index))).is_err() {
+                    // Pinned here, off the training thread, so the copy to
+                    // a GPU below does not wait for the queued step.
+                    if tx.send((epoch, data.batch(epoch, index).map(|b| b.pinned(device)))).is_err() {
                         break;
                     }
                 }

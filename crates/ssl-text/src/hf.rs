@@ -4,6 +4,7 @@
 //! into its run's `hf/` folder and as `save_pretrained` writes. Weights may
 //! carry the `bert.` prefix (`BertForMaskedLM`, `BertForSequenceClassification`)
 //! or not (`BertModel`); heads and poolers in the file are ignored.
+//! [`save_weights`] writes the other direction.
 
 use crate::bert::{BertConfig, BertModel};
 use crate::error::{Error, Result};
@@ -11,6 +12,23 @@ use crate::tokenizer::TextTokenizer;
 use std::collections::HashMap;
 use std::path::Path;
 use tch::{nn, Device, Tensor};
+
+/// Writes a `BertForMaskedLM` var store as transformers' `model.safetensors`,
+/// atomically. With an untied decoder (`tie_word_embeddings: false`)
+/// transformers reads the decoder's bias from `cls.predictions.decoder.bias`
+/// (tied, it is the same parameter as `cls.predictions.bias`), so that
+/// name is written too, with the same values.
+pub fn save_weights(vs: &nn::VarStore, cfg: &BertConfig, path: &Path) -> Result<()> {
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    if !cfg.tie_word_embeddings {
+        if let Some(b) =
+            named.iter().find(|(n, _)| n == "cls.predictions.bias").map(|(_, t)| t.shallow_clone())
+        {
+            named.push(("cls.predictions.decoder.bias".into(), b));
+        }
+    }
+    Ok(ssl_core::checkpoint::save_tensors(named, path)?)
+}
 
 /// Reads a transformers `config.json`; only BERT with exact GELU is
 /// accepted.

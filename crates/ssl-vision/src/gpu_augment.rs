@@ -12,9 +12,16 @@ use ssl_core::augment::sample_rng;
 use ssl_core::{Batch, BatchSource};
 use tch::{Device, Kind, Tensor};
 
+/// A 1-D tensor from a slice, on `device`. The copy is asynchronous: a
+/// blocking copy would wait for every kernel queued on the stream (the
+/// training step running meanwhile), and a batch makes dozens of these.
+fn upload<T: tch::kind::Element>(v: &[T], device: Device) -> Tensor {
+    Tensor::from_slice(v).to_device_(device, T::KIND, true, false)
+}
+
 /// A 1-D f32 tensor from a slice, on `device`.
 fn vec_f32(v: &[f32], device: Device) -> Tensor {
-    Tensor::from_slice(v).to_device(device)
+    upload(v, device)
 }
 
 /// Per-sample scalar broadcast over `[B, C, H, W]`.
@@ -33,7 +40,7 @@ fn gray(x: &Tensor) -> Tensor {
     if x.size()[1] == 1 {
         return x.shallow_clone();
     }
-    let w = Tensor::from_slice(&[0.2989f32, 0.587, 0.114]).to_device(x.device()).reshape([1, 3, 1, 1]);
+    let w = vec_f32(&[0.2989, 0.587, 0.114], x.device()).reshape([1, 3, 1, 1]);
     (x * w).sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
 }
 
@@ -312,8 +319,7 @@ impl BatchSource for GpuViewSource {
         }
         let data = self.data.lock().map_err(|_| ssl_core::Error::Data("GPU batch source poisoned".into()))?;
         let (images, labels) = &*data;
-        let idx =
-            Tensor::from_slice(&ids.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(images.device());
+        let idx = upload(&ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), images.device());
         let imgs = images.index_select(0, &idx);
         let views = self.augs.iter().zip(&per_view).map(|(aug, ps)| apply_batch(aug, &imgs, ps)).collect();
         Ok(Batch { views, labels: Some(labels.index_select(0, &idx)) })
