@@ -180,6 +180,23 @@ pub struct LinearProbeResult {
     pub steps: usize,
 }
 
+/// A trained linear probe: `(x - mean) / std` then `weight`, `bias`; e.g.
+/// to start fine-tuning from (LP-FT: Kumar et al. 2022,
+/// <https://arxiv.org/abs/2202.10054>).
+///
+/// # Shapes
+/// `weight: [K, F]`, `bias: [K]`, `mean, std: [1, F]` (on the CPU)
+pub struct LinearHead {
+    /// Classifier weights.
+    pub weight: Tensor,
+    /// Classifier bias.
+    pub bias: Tensor,
+    /// The training features' mean.
+    pub mean: Tensor,
+    /// The training features' standard deviation (plus 1e-6).
+    pub std: Tensor,
+}
+
 /// A linear classifier on frozen features (standardised with the training
 /// split's mean and std), trained full-batch with AdamW until the loss stops
 /// improving, then scored on the held-out split.
@@ -194,6 +211,18 @@ pub fn linear_probe(
     num_classes: usize,
     cfg: &LinearProbeConfig,
 ) -> Result<LinearProbeResult> {
+    linear_probe_head(train_f, train_y, test_f, test_y, num_classes, cfg).map(|(r, _)| r)
+}
+
+/// [`linear_probe`], also returning the trained classifier.
+pub fn linear_probe_head(
+    train_f: &Tensor,
+    train_y: &Tensor,
+    test_f: &Tensor,
+    test_y: &Tensor,
+    num_classes: usize,
+    cfg: &LinearProbeConfig,
+) -> Result<(LinearProbeResult, LinearHead)> {
     check(train_f, train_y, test_f, test_y)?;
     let x = train_f.to_kind(Kind::Float);
     let mean = x.mean_dim([0i64].as_slice(), true, Kind::Float);
@@ -235,13 +264,14 @@ pub fn linear_probe(
         .double_value(&[])
     };
     let test_pred = tch::no_grad(|| xt.linear(&w, Some(&b)).argmax(1, false));
-    Ok(LinearProbeResult {
+    let result = LinearProbeResult {
         test_macro_f1: macro_f1(&test_pred, &yt, num_classes),
         test_top1: acc(&xt, &yt),
         train_top1: acc(&x, &y),
         train_loss: history.last().copied().unwrap_or(f64::NAN),
         steps,
-    })
+    };
+    Ok((result, LinearHead { weight: w.detach(), bias: b.detach(), mean, std }))
 }
 
 /// Macro-averaged F1 of predictions against labels, as scikit-learn's

@@ -93,6 +93,7 @@ fn train_text_reports_and_exports_a_loadable_model() {
         .args(["--model", run.join("hf").to_str().unwrap()])
         .args(["--labeled", dir.path().join("labeled").to_str().unwrap()])
         .args(["--out", dir.path().join("ft").to_str().unwrap(), "--epochs", "1", "--device", "cpu"])
+        .args(["--head-init", "probe"])
         .output()
         .unwrap();
     assert!(ft.status.success(), "{}", stderr(&ft));
@@ -100,6 +101,7 @@ fn train_text_reports_and_exports_a_loadable_model() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("ft/report.json")).unwrap()).unwrap();
     // The same encoder, probed the same way, scores the same.
     assert_eq!(r2["pretrained"]["linear_top1"], r["pretrained"]["linear_top1"]);
+    assert!(r2.to_string().contains(r#""head_init":"probe""#), "{r2}");
 
     let clm = train_text(dir.path(), &["--objective", "clm", "--finetune-epochs", "0"]);
     assert!(clm.status.success(), "{}", stderr(&clm));
@@ -133,6 +135,8 @@ fn bad_input_is_refused_naming_the_file() {
     );
     fails_with(d, &["--objective", "electra"], &["unknown objective `electra`"]);
     fails_with(d, &["--model", "huge"], &["unknown model `huge`"]);
+    fails_with(d, &["--head-init", "lp"], &["unknown head init `lp`"]);
+    fails_with(d, &["--dropout", "1.5"], &["--dropout must be in [0, 1)"]);
 
     let bad_labels = d.join("bad_labels");
     std::fs::create_dir_all(&bad_labels).unwrap();

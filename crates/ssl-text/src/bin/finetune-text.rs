@@ -41,6 +41,10 @@ struct Args {
     /// Fraction of the training labels used (stratified); 1: all.
     #[arg(long, default_value_t = 1.0)]
     label_fraction: f64,
+    /// Fine-tuning's classifier starts at random (random) or from the
+    /// linear probe's (probe: LP-FT).
+    #[arg(long, default_value = "random")]
+    head_init: String,
     /// Seed for the classifier heads and shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -63,6 +67,7 @@ fn main() -> Result<()> {
         batch_size: args.batch_size.max(1),
         seed: args.seed,
         label_fraction: args.label_fraction,
+        head_init: args.head_init.parse()?,
         ..FineTuneConfig::default()
     };
     let d = compare(&vs, &cfg, &tok, &args.labeled, &ft)?;

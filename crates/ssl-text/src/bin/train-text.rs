@@ -92,6 +92,15 @@ struct Args {
     /// Fraction of tokens selected for prediction.
     #[arg(long, default_value_t = 0.15)]
     mlm_probability: f64,
+    /// Fine-tuning's classifier starts at random (random) or from the
+    /// linear probe's (probe: LP-FT), for the pretrained and the
+    /// from-scratch encoder alike.
+    #[arg(long, default_value = "random")]
+    head_init: String,
+    /// Dropout (hidden and attention) during pretraining. Fine-tuning, the
+    /// exported config and the from-scratch baseline use BERT's 0.1.
+    #[arg(long, default_value_t = 0.1)]
+    dropout: f64,
     /// Fine-tuning epochs of the downstream comparison (0: linear probes only).
     #[arg(long, default_value_t = 8)]
     finetune_epochs: usize,
@@ -135,6 +144,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let started = Instant::now();
     let objective: Objective = args.objective.parse()?;
+    let head_init: ssl_text::finetune::HeadInit = args.head_init.parse()?;
     let device = parse_device(&args.device)?;
     if args.batch_size < 1 {
         bail!("--batch-size must be at least 1");
@@ -200,9 +210,19 @@ fn main() -> Result<()> {
         );
     }
 
+    if !(0.0..1.0).contains(&args.dropout) {
+        bail!("--dropout must be in [0, 1), got {}", args.dropout);
+    }
+    // `cfg`: the architecture as exported and fine-tuned (BERT's dropout);
+    // `pretrain_cfg`: the same with the pretraining dropout.
     let cfg = BertConfig {
         tie_word_embeddings: args.tie_decoder,
         ..model_config(&args.model, tok.vocab_size(), args.seq_len as i64, args.pre_ln)?
+    };
+    let pretrain_cfg = BertConfig {
+        hidden_dropout_prob: args.dropout,
+        attention_probs_dropout_prob: args.dropout,
+        ..cfg.clone()
     };
     let masking = MaskingConfig {
         mlm_probability: args.mlm_probability,
@@ -226,12 +246,12 @@ fn main() -> Result<()> {
     let config = json!({
         "objective": objective, "corpus": corpus_path, "labeled": labeled, "device": device_name(device),
         "seed": args.seed, "batch_size": args.batch_size, "seq_len": args.seq_len, "train": train_cfg,
-        "model": cfg, "masking": masking, "pack": pack_cfg, "tokenizer": tok_path,
+        "model": cfg, "pretrain_dropout": args.dropout, "masking": masking, "pack": pack_cfg, "tokenizer": tok_path,
         "torch_threads": tch::get_num_threads(),
     });
     write_json_atomic(&out.join("config.json"), &config)?;
     let mut vs = nn::VarStore::new(device);
-    let model = BertForMaskedLm::new(&vs.root(), &cfg)?;
+    let model = BertForMaskedLm::new(&vs.root(), &pretrain_cfg)?;
     let mut method = TextPretrainer { model, objective, pad: tok.special.pad };
     let source =
         TextSource::new(&packed.train, tok.special, masking.clone(), objective, args.batch_size, args.seed);
@@ -256,6 +276,7 @@ fn main() -> Result<()> {
         lr: args.finetune_lr,
         seed: args.seed,
         label_fraction: args.label_fraction,
+        head_init,
         ..FineTuneConfig::default()
     };
     let downstream = match &labeled {
@@ -280,6 +301,7 @@ fn main() -> Result<()> {
         "tokens_per_s": summary.samples_per_s,
         "vocab_size": tok.vocab_size(),
         "model": cfg,
+        "pretrain_dropout": args.dropout,
     });
     if let Some(d) = &downstream {
         report["pretrained"] = d.pretrained.summary();
