@@ -199,23 +199,12 @@ pub struct LinearHead {
 
 /// A linear classifier on frozen features (standardised with the training
 /// split's mean and std), trained full-batch with AdamW until the loss stops
-/// improving, then scored on the held-out split.
+/// improving, then scored on the held-out split. Also returns the trained
+/// classifier.
 ///
 /// # Shapes
 /// `train_f: [N, F]`, `train_y: [N]`, `test_f: [M, F]`, `test_y: [M]`
 pub fn linear_probe(
-    train_f: &Tensor,
-    train_y: &Tensor,
-    test_f: &Tensor,
-    test_y: &Tensor,
-    num_classes: usize,
-    cfg: &LinearProbeConfig,
-) -> Result<LinearProbeResult> {
-    linear_probe_head(train_f, train_y, test_f, test_y, num_classes, cfg).map(|(r, _)| r)
-}
-
-/// [`linear_probe`], also returning the trained classifier.
-pub fn linear_probe_head(
     train_f: &Tensor,
     train_y: &Tensor,
     test_f: &Tensor,
@@ -406,7 +395,8 @@ pub fn evaluate_features(
 ) -> Result<EvalReport> {
     let k = knn_k(train_f.size()[0] as usize, num_classes);
     let knn = knn_top1(train_f, train_y, test_f, test_y, k, 0.1, num_classes)?;
-    let linear = linear_probe(train_f, train_y, test_f, test_y, num_classes, &LinearProbeConfig::default())?;
+    let (linear, _) =
+        linear_probe(train_f, train_y, test_f, test_y, num_classes, &LinearProbeConfig::default())?;
     Ok(EvalReport { knn_top1: knn, linear_top1: linear.test_top1, linear, feature_dim: train_f.size()[1] })
 }
 

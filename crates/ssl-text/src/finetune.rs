@@ -140,7 +140,7 @@ pub fn linear_probe(
 ) -> Result<(ClassifierScore, LinearHead)> {
     let tr = pooled_features(bert, train, pad, 64)?;
     let te = pooled_features(bert, test, pad, 64)?;
-    let (r, head) = ssl_core::eval::linear_probe_head(
+    let (r, head) = ssl_core::eval::linear_probe(
         &tr,
         &Tensor::from_slice(&train.labels),
         &te,

@@ -238,7 +238,7 @@ impl ViewAugment {
     /// Applies sampled parameters; returns the normalised view, `[C, size, size]`.
     pub fn apply(&self, img: &ImageU8, p: &ViewParams) -> Vec<f32> {
         let (top, left, ch, cw) = p.crop;
-        let mut x = transforms::resized_crop_u8(img, top, left, ch, cw, self.size, self.size);
+        let mut x = transforms::resized_crop(img, top, left, ch, cw, self.size, self.size);
         if p.flip {
             transforms::hflip(&mut x);
         }
@@ -272,7 +272,7 @@ impl ViewAugment {
     /// The evaluation transform: resize to `size × size` (bilinear) and
     /// normalise.
     pub fn eval_view(&self, img: &ImageU8) -> Vec<f32> {
-        let mut x = transforms::resized_crop_u8(img, 0, 0, img.h, img.w, self.size, self.size);
+        let mut x = transforms::resized_crop(img, 0, 0, img.h, img.w, self.size, self.size);
         normalize(&mut x, &self.mean, &self.std);
         x.data
     }
