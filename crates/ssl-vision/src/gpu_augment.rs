@@ -19,14 +19,9 @@ fn upload<T: tch::kind::Element>(v: &[T], device: Device) -> Tensor {
     Tensor::from_slice(v).to_device_(device, T::KIND, true, false)
 }
 
-/// A 1-D f32 tensor from a slice, on `device`.
-fn vec_f32(v: &[f32], device: Device) -> Tensor {
-    upload(v, device)
-}
-
 /// Per-sample scalar broadcast over `[B, C, H, W]`.
 fn per_sample(v: &[f32], device: Device) -> Tensor {
-    vec_f32(v, device).reshape([-1, 1, 1, 1])
+    upload(v, device).reshape([-1, 1, 1, 1])
 }
 
 /// Per-sample boolean broadcast over `[B, C, H, W]`.
@@ -40,7 +35,7 @@ fn gray(x: &Tensor) -> Tensor {
     if x.size()[1] == 1 {
         return x.shallow_clone();
     }
-    let w = vec_f32(&[0.2989, 0.587, 0.114], x.device()).reshape([1, 3, 1, 1]);
+    let w = upload(&[0.2989f32, 0.587, 0.114], x.device()).reshape([1, 3, 1, 1]);
     (x * w).sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
 }
 
@@ -105,7 +100,7 @@ fn blur(x: &Tensor, sigmas: &[f32], k: usize) -> Tensor {
             weights.extend(row.iter().map(|v| v / sum));
         }
     }
-    let kern = vec_f32(&weights, x.device()).reshape([b, 1, k as i64]).repeat([1, c, 1]).reshape([
+    let kern = upload(&weights, x.device()).reshape([b, 1, k as i64]).repeat([1, c, 1]).reshape([
         b * c,
         1,
         k as i64,
@@ -150,7 +145,7 @@ pub fn apply_batch(aug: &ViewAugment, images: &Tensor, params: &[ViewParams]) ->
     // grid_sample (align_corners=True maps -1..1 to pixel centres 0..W-1).
     let out = aug.size as i64;
     let column = |f: &dyn Fn(&ViewParams) -> f32| {
-        vec_f32(&params.iter().map(f).collect::<Vec<_>>(), dev).reshape([b, 1])
+        upload(&params.iter().map(f).collect::<Vec<_>>(), dev).reshape([b, 1])
     };
     let (top, left) = (column(&|p| p.crop.0 as f32), column(&|p| p.crop.1 as f32));
     let (ch, cw) = (column(&|p| p.crop.2 as f32), column(&|p| p.crop.3 as f32));
@@ -224,8 +219,8 @@ pub fn apply_batch(aug: &ViewAugment, images: &Tensor, params: &[ViewParams]) ->
         let flipped = (-&x + 1.0).where_self(&x.ge(0.5), &x);
         x = flipped.where_self(&per_sample_mask(&sol, dev), &x);
     }
-    let mean = vec_f32(&channel_values(&aug.mean, c), dev).reshape([1, c, 1, 1]);
-    let std = vec_f32(&channel_values(&aug.std, c), dev).reshape([1, c, 1, 1]);
+    let mean = upload(&channel_values(&aug.mean, c), dev).reshape([1, c, 1, 1]);
+    let std = upload(&channel_values(&aug.std, c), dev).reshape([1, c, 1, 1]);
     (x - mean) / std
 }
 
