@@ -32,7 +32,7 @@ fn write_data(dir: &Path) {
     std::fs::write(dir.join("labeled/test.jsonl"), test).unwrap();
 }
 
-const SMALL: [&str; 14] = [
+const SMALL: [&str; 16] = [
     "--epochs",
     "1",
     "--seq-len",
@@ -43,6 +43,8 @@ const SMALL: [&str; 14] = [
     "200",
     "--finetune-epochs",
     "1",
+    "--finetune-seeds",
+    "2",
     "--device",
     "cpu",
     "--model",
@@ -81,6 +83,17 @@ fn train_text_reports_and_exports_a_loadable_model() {
         assert!(r["pretrained"][key].as_f64().is_some(), "pretrained.{key}");
         assert!(r["from_scratch"][key].as_f64().is_some(), "from_scratch.{key}");
     }
+    // Two paired fine-tuning runs per encoder, reported one by one and as
+    // their mean, with one test score per epoch.
+    for enc in ["pretrained", "from_scratch"] {
+        let runs: Vec<f64> =
+            r[enc]["finetune_top1_runs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(runs.len(), 2, "{enc}");
+        let mean = r[enc]["finetune_top1"].as_f64().unwrap();
+        assert!((mean - (runs[0] + runs[1]) / 2.0).abs() < 1e-9, "{enc}: {mean} is not the mean of {runs:?}");
+        assert_eq!(r["downstream"][enc]["finetune"]["curve"].as_array().unwrap().len(), 1, "{enc}");
+    }
+    assert!(r["finetune_pretrained_ahead"].as_u64().unwrap() <= 2);
     for f in
         ["hf/config.json", "hf/model.safetensors", "hf/tokenizer.json", "metrics.jsonl", "tokenizer.json"]
     {
@@ -93,7 +106,7 @@ fn train_text_reports_and_exports_a_loadable_model() {
         .args(["--model", run.join("hf").to_str().unwrap()])
         .args(["--labeled", dir.path().join("labeled").to_str().unwrap()])
         .args(["--out", dir.path().join("ft").to_str().unwrap(), "--epochs", "1", "--device", "cpu"])
-        .args(["--head-init", "probe"])
+        .args(["--head-init", "probe", "--seeds", "1"])
         .output()
         .unwrap();
     assert!(ft.status.success(), "{}", stderr(&ft));
@@ -137,6 +150,7 @@ fn bad_input_is_refused_naming_the_file() {
     fails_with(d, &["--model", "huge"], &["unknown model `huge`"]);
     fails_with(d, &["--head-init", "lp"], &["unknown head init `lp`"]);
     fails_with(d, &["--dropout", "1.5"], &["--dropout must be in [0, 1)"]);
+    fails_with(d, &["--finetune-seeds", "0"], &["--finetune-seeds must be at least 1"]);
 
     let bad_labels = d.join("bad_labels");
     std::fs::create_dir_all(&bad_labels).unwrap();

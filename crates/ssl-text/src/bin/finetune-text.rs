@@ -45,9 +45,14 @@ struct Args {
     /// linear probe's (probe: LP-FT).
     #[arg(long, default_value = "random")]
     head_init: String,
-    /// Seed for the classifier heads and shuffling.
+    /// Seed for the classifier heads and shuffling (and the from-scratch
+    /// weights).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Fine-tuning runs per encoder (seeds --seed, --seed + 1, …); the
+    /// report gives their mean and each run.
+    #[arg(long, default_value_t = 3)]
+    seeds: usize,
     /// Where report.json goes (default: the model folder's parent's
     /// `finetune` folder, or runs/finetune-text).
     #[arg(long)]
@@ -68,8 +73,12 @@ fn main() -> Result<()> {
         seed: args.seed,
         label_fraction: args.label_fraction,
         head_init: args.head_init.parse()?,
+        seeds: args.seeds,
         ..FineTuneConfig::default()
     };
+    if args.seeds < 1 {
+        anyhow::bail!("--seeds must be at least 1");
+    }
     let d = compare(&vs, &cfg, &tok, &args.labeled, &ft)?;
     let out = args.out.unwrap_or_else(|| PathBuf::from("runs").join("finetune-text"));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -77,6 +86,7 @@ fn main() -> Result<()> {
         "model": args.model, "labeled": args.labeled, "device": device_name(device),
         "pretrained": d.pretrained.summary(),
         "from_scratch": d.from_scratch.summary(),
+        "finetune_pretrained_ahead": d.finetune_wins(),
         "downstream": d, "wall_s": started.elapsed().as_secs_f64(),
     });
     write_json_atomic(&out.join("report.json"), &report)?;

@@ -107,6 +107,10 @@ struct Args {
     /// Peak learning rate of fine-tuning.
     #[arg(long, default_value_t = 1e-3)]
     finetune_lr: f64,
+    /// Fine-tuning runs per encoder (seeds --seed, --seed + 1, …); the
+    /// report gives their mean and each run.
+    #[arg(long, default_value_t = 3)]
+    finetune_seeds: usize,
     /// Fraction of the downstream training labels used (stratified), as
     /// semi-supervised evaluations do; 1: all.
     #[arg(long, default_value_t = 1.0)]
@@ -210,6 +214,9 @@ fn main() -> Result<()> {
         );
     }
 
+    if args.finetune_seeds < 1 {
+        bail!("--finetune-seeds must be at least 1");
+    }
     if !(0.0..1.0).contains(&args.dropout) {
         bail!("--dropout must be in [0, 1), got {}", args.dropout);
     }
@@ -277,13 +284,14 @@ fn main() -> Result<()> {
         seed: args.seed,
         label_fraction: args.label_fraction,
         head_init,
+        seeds: args.finetune_seeds,
         ..FineTuneConfig::default()
     };
     let downstream = match &labeled {
         Some(dir) => {
             eprintln!(
-                "downstream: linear probes and {} fine-tuning epochs, pretrained and from scratch ...",
-                ft.epochs
+                "downstream: linear probes and {} fine-tuning epochs ({} seeds), pretrained and from scratch ...",
+                ft.epochs, ft.seeds
             );
             Some(compare(&vs, &cfg, &tok, dir, &ft)?)
         }
@@ -306,6 +314,7 @@ fn main() -> Result<()> {
     if let Some(d) = &downstream {
         report["pretrained"] = d.pretrained.summary();
         report["from_scratch"] = d.from_scratch.summary();
+        report["finetune_pretrained_ahead"] = json!(d.finetune_wins());
         report["downstream"] = json!(d);
     }
     write_json_atomic(&out.join("report.json"), &report)?;
