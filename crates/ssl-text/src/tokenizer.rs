@@ -7,18 +7,44 @@
 
 use crate::corpus::Corpus;
 use crate::error::{Error, Result};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Mutex;
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
 use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
-use tokenizers::models::TrainerWrapper;
+use tokenizers::models::{ModelWrapper, TrainerWrapper};
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{AddedToken, Tokenizer};
+use tokenizers::{
+    AddedToken, NormalizedString, Normalizer, OffsetReferential, OffsetType, PreTokenizedString,
+    PreTokenizer, Tokenizer,
+};
 
 /// BERT's special tokens, in the order they get ids 0–4 when training.
 pub const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+
+/// The characters that occur inside a word (not first) in the corpus, as
+/// `tok`'s normaliser and pre-tokenizer cut it into words: those WordPiece
+/// training gives a `##` piece. Sorted.
+fn continuation_pieces(corpus: &Corpus, tok: &Tokenizer) -> Result<BTreeSet<char>> {
+    let mut chars = BTreeSet::new();
+    let fail = |e: tokenizers::Error| Error::file(corpus.root(), format!("training the tokenizer: {e}"));
+    for doc in corpus.documents() {
+        let mut text = NormalizedString::from(doc?.text.as_str());
+        if let Some(n) = tok.get_normalizer() {
+            n.normalize(&mut text).map_err(fail)?;
+        }
+        let mut words = PreTokenizedString::from(text);
+        if let Some(p) = tok.get_pre_tokenizer() {
+            p.pre_tokenize(&mut words).map_err(fail)?;
+        }
+        for (word, _, _) in words.get_splits(OffsetReferential::Original, OffsetType::None) {
+            chars.extend(word.chars().skip(1));
+        }
+    }
+    Ok(chars)
+}
 
 /// Ids of the special tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -99,17 +125,35 @@ impl TextTokenizer {
     /// least `min_frequency` times. A corpus error (bad line, empty corpus)
     /// is returned as is.
     pub fn train_wordpiece(corpus: &Corpus, vocab_size: usize, min_frequency: u64) -> Result<Self> {
+        let bert = |model: WordPiece| {
+            let mut tok = Tokenizer::new(model);
+            tok.with_normalizer(Some(BertNormalizer::new(true, true, None, true)))
+                .with_pre_tokenizer(Some(BertPreTokenizer))
+                .with_decoder(Some(WordPieceDecoder::default()));
+            tok
+        };
+        let mut tok = bert(WordPiece::default());
+        // The crate's trainer numbers the `##c` pieces (a character inside a
+        // word) in hash-map order, and breaks ties between merges by those
+        // numbers, so two runs on one corpus give different vocabularies
+        // (huggingface/tokenizers#1794). Registered up front, in sorted
+        // order, as tokens the trainer must keep, they get fixed ids, and
+        // training becomes deterministic. They count towards `vocab_size`
+        // as they would anyway.
+        let inner = continuation_pieces(corpus, &tok)?;
+        let keep: Vec<AddedToken> = SPECIAL_TOKENS
+            .iter()
+            .map(|t| t.to_string())
+            .chain(inner.iter().map(|c| format!("##{c}")))
+            .map(|t| AddedToken::from(t, true))
+            .collect();
         let trainer = WordPieceTrainer::builder()
-            .vocab_size(vocab_size)
+            .vocab_size(vocab_size.max(keep.len()))
             .min_frequency(min_frequency)
             .show_progress(false)
-            .special_tokens(SPECIAL_TOKENS.iter().map(|t| AddedToken::from(*t, true)).collect())
+            .special_tokens(keep)
             .build();
         let mut trainer: TrainerWrapper = trainer.into();
-        let mut tok = Tokenizer::new(WordPiece::default());
-        tok.with_normalizer(Some(BertNormalizer::new(true, true, None, true)))
-            .with_pre_tokenizer(Some(BertPreTokenizer))
-            .with_decoder(Some(WordPieceDecoder::default()));
         let failed: Mutex<Option<Error>> = Mutex::new(None);
         let docs = corpus.documents().map_while(|d| match d {
             Ok(d) => Some(d.text),
@@ -123,6 +167,13 @@ impl TextTokenizer {
         if let Some(e) = failed.into_inner().expect("not poisoned") {
             return Err(e);
         }
+        // A fresh tokenizer on the trained pieces, whose only special tokens
+        // are BERT's five (the `##c` pieces stay ordinary pieces).
+        let ModelWrapper::WordPiece(model) = tok.get_model().clone() else {
+            return Err(Error::file(corpus.root(), "training the tokenizer: no WordPiece model came out"));
+        };
+        let mut tok = bert(model);
+        tok.add_special_tokens(&SPECIAL_TOKENS.map(|t| AddedToken::from(t, true)));
         let id = |t: &str| tok.token_to_id(t).expect("special tokens are in the vocabulary");
         let (sep, cls) = (id("[SEP]"), id("[CLS]"));
         tok.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));

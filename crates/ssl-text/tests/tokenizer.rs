@@ -74,6 +74,37 @@ fn trained_wordpiece_behaves_like_bert() {
     assert_eq!(again.special, tok.special);
 }
 
+/// Training is deterministic: the same corpus gives the same ids, so a
+/// seeded run is repeatable. (The crate's trainer gives the same pieces but
+/// numbers them in hash-map order, which differs between runs.)
+#[test]
+fn training_twice_gives_the_same_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let fortunes = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../datasets/fortunes/corpus.txt"),
+    )
+    .unwrap();
+    let p = dir.path().join("c.txt");
+    std::fs::write(&p, fortunes.lines().take(3000).collect::<Vec<_>>().join("\n")).unwrap();
+    let corpus = Corpus::open(&p, false).unwrap();
+    let vocab = |t: &TextTokenizer| -> Vec<String> {
+        (0..t.vocab_size() as u32).map(|i| t.id_to_token(i).unwrap()).collect()
+    };
+    let tok = TextTokenizer::train_wordpiece(&corpus, 1000, 2).unwrap();
+    let first = vocab(&tok);
+    assert_eq!(first.len(), 1000);
+    // The `##` pieces are ordinary pieces, not special tokens matched in
+    // the raw text: a literal "##s" is split at its punctuation.
+    let pieces = |t: &str| -> Vec<String> {
+        tok.encode_batch(&[t]).unwrap()[0].ids.iter().map(|&i| tok.id_to_token(i).unwrap()).collect()
+    };
+    assert!(first.contains(&"##s".to_string()));
+    assert_eq!(pieces("##s"), ["#", "#", "s"]);
+    for _ in 0..2 {
+        assert_eq!(vocab(&TextTokenizer::train_wordpiece(&corpus, 1000, 2).unwrap()), first);
+    }
+}
+
 #[test]
 fn bad_tokenizer_files_and_corpora_are_refused() {
     let dir = tempfile::tempdir().unwrap();
