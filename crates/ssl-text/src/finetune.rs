@@ -3,12 +3,13 @@
 //! mean-pooled over the real tokens, and a linear classifier reads the
 //! pooled vector. Two protocols, as the vision side has:
 //!
-//! - [`linear_probe`]: the encoder frozen, a linear classifier on its pooled
-//!   features ([`ssl_core::eval::linear_probe`]);
+//! - [`frozen_eval`]: the encoder frozen, a linear classifier on its pooled
+//!   features ([`ssl_core::eval::linear_probe`]) and a weighted kNN
+//!   ([`ssl_core::eval::knn_top1`]);
 //! - [`fine_tune`]: encoder and classifier trained together (AdamW,
 //!   warmup + cosine, dropout on), as transformers' sequence classification.
 //!
-//! Both report top-1 and macro-F1 on the test split.
+//! Both report top-1 (and the classifiers macro-F1) on the test split.
 
 use crate::bert::{BertConfig, BertModel};
 use crate::corpus::Example;
@@ -152,26 +153,41 @@ pub struct ClassifierScore {
     pub curve: Vec<f64>,
 }
 
-/// A linear probe on the frozen encoder's pooled features: its scores and
-/// the trained classifier (which fine-tuning can start from).
-pub fn linear_probe(
+/// What the frozen encoder's pooled features score.
+pub struct FrozenScores {
+    /// Weighted kNN top-1 (cosine, k = training texts per class up to 200,
+    /// temperature 0.1, as the vision and audio reports).
+    pub knn_top1: f64,
+    /// The linear probe's scores.
+    pub linear: ClassifierScore,
+    /// The linear probe's classifier (which fine-tuning can start from).
+    pub head: LinearHead,
+}
+
+/// A kNN classifier and a linear probe on the frozen encoder's pooled
+/// features.
+pub fn frozen_eval(
     bert: &BertModel,
     train: &LabeledSet,
     test: &LabeledSet,
     num_classes: usize,
     pad: i64,
-) -> Result<(ClassifierScore, LinearHead)> {
+) -> Result<FrozenScores> {
     let tr = pooled_features(bert, train, pad, 64)?;
     let te = pooled_features(bert, test, pad, 64)?;
+    let (train_y, test_y) = (Tensor::from_slice(&train.labels), Tensor::from_slice(&test.labels));
+    let k = ssl_core::eval::knn_k(train.ids.len(), num_classes);
+    let knn_top1 = ssl_core::eval::knn_top1(&tr, &train_y, &te, &test_y, k, 0.1, num_classes)?;
     let (r, head) = ssl_core::eval::linear_probe(
         &tr,
-        &Tensor::from_slice(&train.labels),
+        &train_y,
         &te,
-        &Tensor::from_slice(&test.labels),
+        &test_y,
         num_classes,
         &LinearProbeConfig::default(),
     )?;
-    Ok((ClassifierScore { top1: r.test_top1, macro_f1: r.test_macro_f1, curve: Vec::new() }, head))
+    let linear = ClassifierScore { top1: r.test_top1, macro_f1: r.test_macro_f1, curve: Vec::new() };
+    Ok(FrozenScores { knn_top1, linear, head })
 }
 
 /// Where fine-tuning's classifier starts.
@@ -431,14 +447,19 @@ impl Downstream {
     pub fn table(&self, indent: &str) -> String {
         let pct = |s: &ClassifierScore| format!("{:.2}% ({:.3})", 100.0 * s.top1, s.macro_f1);
         let mut t = format!(
-            "{indent}downstream ({} classes, {} / {} texts)   linear top-1 (F1)   fine-tuned top-1 (F1)\n",
+            "{indent}downstream: {} classes, {} training / {} test texts\n{indent}  {:<14} {:>10} {:>20} {:>24}\n",
             self.classes.len(),
             self.train_examples,
-            self.test_examples
+            self.test_examples,
+            "",
+            "kNN top-1",
+            "linear top-1 (F1)",
+            "fine-tuned top-1 (F1)"
         );
         for (name, s) in [("pretrained", &self.pretrained), ("from scratch", &self.from_scratch)] {
             let ft = s.finetune.as_ref().map_or("-".into(), pct);
-            t += &format!("{indent}  {name:<14} {:>24}   {:>20}\n", pct(&s.linear), ft);
+            let knn = format!("{:.2}%", 100.0 * s.knn_top1);
+            t += &format!("{indent}  {name:<14} {knn:>10} {:>20} {ft:>24}\n", pct(&s.linear));
         }
         let n = self.pretrained.finetune_runs.len();
         if n > 1 {
@@ -482,6 +503,8 @@ pub fn check_labeled(dir: &Path) -> Result<Vec<String>> {
 /// Scores of one encoder on the downstream task.
 #[derive(Clone, Debug, Serialize)]
 pub struct EncoderScores {
+    /// Weighted kNN on frozen pooled features (the first seed's encoder).
+    pub knn_top1: f64,
     /// Linear probe on frozen pooled features (the first seed's encoder).
     pub linear: ClassifierScore,
     /// Full fine-tuning, averaged over the runs (absent when `epochs` is
@@ -492,11 +515,12 @@ pub struct EncoderScores {
 }
 
 impl EncoderScores {
-    /// The flat fields of `report.json`: `linear_top1`, `linear_macro_f1`,
+    /// The flat fields of `report.json`: `knn_top1`, `linear_top1`, `linear_macro_f1`,
     /// `finetune_top1`, `finetune_macro_f1` (means over the fine-tuning
     /// seeds; null when not fine-tuned) and `finetune_top1_runs`.
     pub fn summary(&self) -> serde_json::Value {
         serde_json::json!({
+            "knn_top1": self.knn_top1,
             "linear_top1": self.linear.top1, "linear_macro_f1": self.linear.macro_f1,
             "finetune_top1": self.finetune.as_ref().map(|s| s.top1),
             "finetune_macro_f1": self.finetune.as_ref().map(|s| s.macro_f1),
@@ -565,7 +589,7 @@ pub fn compare(
     let k = classes.len();
     let runs = if ft.epochs > 0 { ft.seeds.max(1) } else { 0 };
     let scores = |from: Option<&nn::VarStore>| -> Result<EncoderScores> {
-        let mut linear = None;
+        let mut frozen: Option<(f64, ClassifierScore)> = None;
         let mut finetune_runs = Vec::with_capacity(runs);
         for r in 0..runs.max(1) {
             let run_cfg = FineTuneConfig { seed: ft.seed + r as u64, ..ft.clone() };
@@ -575,19 +599,19 @@ pub fn compare(
             if let Some(src) = from {
                 copy_encoder(src, &vs)?;
             }
-            if linear.is_none() || ft.head_init == HeadInit::Probe {
-                let (score, head) = linear_probe(&model.bert, &train, &test, k, pad)?;
+            if frozen.is_none() || ft.head_init == HeadInit::Probe {
+                let f = frozen_eval(&model.bert, &train, &test, k, pad)?;
                 if ft.head_init == HeadInit::Probe {
-                    model.init_from_probe(&head)?;
+                    model.init_from_probe(&f.head)?;
                 }
-                linear.get_or_insert(score);
+                frozen.get_or_insert((f.knn_top1, f.linear));
             }
             if r < runs {
                 finetune_runs.push(fine_tune(&model, &vs, &train, &test, pad, &run_cfg)?);
             }
         }
-        let linear = linear.ok_or_else(|| Error::Config("no linear probe was run".into()))?;
-        Ok(EncoderScores { linear, finetune: mean_score(&finetune_runs), finetune_runs })
+        let (knn_top1, linear) = frozen.ok_or_else(|| Error::Config("no linear probe was run".into()))?;
+        Ok(EncoderScores { knn_top1, linear, finetune: mean_score(&finetune_runs), finetune_runs })
     };
     Ok(Downstream {
         classes: classes.clone(),
@@ -676,7 +700,9 @@ mod tests {
                 .collect(),
             labels: (0..60).map(|i| i % 3).collect(),
         };
-        let (score, head) = linear_probe(&model.bert, &set, &set, 3, 0).unwrap();
+        let FrozenScores { linear: score, head, knn_top1 } =
+            frozen_eval(&model.bert, &set, &set, 3, 0).unwrap();
+        assert!(knn_top1 > 0.6, "kNN {knn_top1} near chance (1/3)");
         assert!(score.top1 > 0.9, "{}", score.top1);
         let f = pooled_features(&model.bert, &set, 0, 64).unwrap();
         let probe_logits = ((&f - &head.mean) / &head.std).linear(&head.weight, Some(&head.bias));

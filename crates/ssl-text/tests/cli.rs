@@ -79,7 +79,7 @@ fn train_text_reports_and_exports_a_loadable_model() {
     for key in ["mlm_top1", "wall_s"] {
         assert!(r[key].as_f64().is_some(), "{key}");
     }
-    for key in ["linear_top1", "finetune_top1", "linear_macro_f1", "finetune_macro_f1"] {
+    for key in ["knn_top1", "linear_top1", "finetune_top1", "linear_macro_f1", "finetune_macro_f1"] {
         assert!(r["pretrained"][key].as_f64().is_some(), "pretrained.{key}");
         assert!(r["from_scratch"][key].as_f64().is_some(), "from_scratch.{key}");
     }
