@@ -123,7 +123,9 @@ impl TextTokenizer {
     /// Trains a BERT-style WordPiece tokenizer on the corpus's documents
     /// (streamed) with at most `vocab_size` tokens, keeping pieces seen at
     /// least `min_frequency` times. A corpus error (bad line, empty corpus)
-    /// is returned as is.
+    /// is returned as is. The corpus is read twice (the first pass collects
+    /// the characters that need a `##` piece), and the result depends only
+    /// on the corpus: the same corpus gives the same ids.
     pub fn train_wordpiece(corpus: &Corpus, vocab_size: usize, min_frequency: u64) -> Result<Self> {
         let bert = |model: WordPiece| {
             let mut tok = Tokenizer::new(model);
