@@ -589,7 +589,10 @@ pub fn compare(
     let k = classes.len();
     let runs = if ft.epochs > 0 { ft.seeds.max(1) } else { 0 };
     let scores = |from: Option<&nn::VarStore>| -> Result<EncoderScores> {
-        let mut frozen: Option<(f64, ClassifierScore)> = None;
+        // The first seed's frozen scores are reported. LP-FT needs each
+        // run's own probe only from scratch, where each seed draws other
+        // weights; the pretrained encoder's probe is the same every run.
+        let mut first: Option<FrozenScores> = None;
         let mut finetune_runs = Vec::with_capacity(runs);
         for r in 0..runs.max(1) {
             let run_cfg = FineTuneConfig { seed: ft.seed + r as u64, ..ft.clone() };
@@ -599,19 +602,29 @@ pub fn compare(
             if let Some(src) = from {
                 copy_encoder(src, &vs)?;
             }
-            if frozen.is_none() || ft.head_init == HeadInit::Probe {
-                let f = frozen_eval(&model.bert, &train, &test, k, pad)?;
-                if ft.head_init == HeadInit::Probe {
-                    model.init_from_probe(&f.head)?;
-                }
-                frozen.get_or_insert((f.knn_top1, f.linear));
+            let own = if first.is_none() || (ft.head_init == HeadInit::Probe && from.is_none()) {
+                Some(frozen_eval(&model.bert, &train, &test, k, pad)?)
+            } else {
+                None
+            };
+            if ft.head_init == HeadInit::Probe {
+                let head = &own.as_ref().or(first.as_ref()).expect("evaluated on the first run").head;
+                model.init_from_probe(head)?;
+            }
+            if first.is_none() {
+                first = own;
             }
             if r < runs {
                 finetune_runs.push(fine_tune(&model, &vs, &train, &test, pad, &run_cfg)?);
             }
         }
-        let (knn_top1, linear) = frozen.ok_or_else(|| Error::Config("no linear probe was run".into()))?;
-        Ok(EncoderScores { knn_top1, linear, finetune: mean_score(&finetune_runs), finetune_runs })
+        let f = first.ok_or_else(|| Error::Config("no linear probe was run".into()))?;
+        Ok(EncoderScores {
+            knn_top1: f.knn_top1,
+            linear: f.linear,
+            finetune: mean_score(&finetune_runs),
+            finetune_runs,
+        })
     };
     Ok(Downstream {
         classes: classes.clone(),

@@ -102,19 +102,7 @@ pub fn resized_crop<I: CropSource>(
     out_h: usize,
     out_w: usize,
 ) -> ImageF {
-    resized_crop_of(img.values(), img.dims(), I::to_f32, (top, left, height, width), out_h, out_w)
-}
-
-/// The crop and resize of channel-major `data` (`c, h, w` in `dims`),
-/// each value read through `value`.
-fn resized_crop_of<T: Copy>(
-    data: &[T],
-    (c, h, w): (usize, usize, usize),
-    value: impl Fn(T) -> f32,
-    (top, left, height, width): (i64, i64, usize, usize),
-    out_h: usize,
-    out_w: usize,
-) -> ImageF {
+    let (data, (c, h, w), value) = (img.values(), img.dims(), I::to_f32);
     let px = |ch: usize, y: i64, x: i64| -> f32 {
         let (yy, xx) = (top + y, left + x);
         if yy < 0 || xx < 0 || yy >= h as i64 || xx >= w as i64 {
