@@ -5,6 +5,11 @@
 //! cache shared by all clones (`$SSL_RS_CACHE`, else `$XDG_CACHE_HOME/ssl-rs`,
 //! else `~/.cache/ssl-rs`). tch 0.24 is built for PyTorch 2.11, which is also
 //! what the project's GPU machines run.
+//!
+//! The c10d shim of `ssl-dist` also needs gloo's headers, which the torch
+//! wheel lacks: setup unpacks Debian's `libgloo-dev` into the same cache
+//! (`apt-get download` and `dpkg -x`, nothing is installed), and passes the
+//! folder to cargo as `SSL_RS_GLOO_INCLUDE`.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -22,6 +27,8 @@ pub struct Torch {
     pub version: String,
     /// How it was found, for messages.
     pub source: &'static str,
+    /// The folder holding `gloo/algorithm.h` (see the module docs).
+    pub gloo_include: PathBuf,
 }
 
 impl Torch {
@@ -31,6 +38,7 @@ impl Torch {
             cmd.env("LIBTORCH", dir);
             cmd.env_remove("LIBTORCH_USE_PYTORCH");
         }
+        cmd.env("SSL_RS_GLOO_INCLUDE", &self.gloo_include);
     }
 
     /// Prints what setup found.
@@ -43,8 +51,71 @@ impl Torch {
     }
 }
 
-/// Finds or installs libtorch; see the module docs.
+/// Finds or installs libtorch and the gloo headers; see the module docs.
 pub fn setup() -> Result<Torch> {
+    let (libtorch, version, source) = find_torch()?;
+    let gloo_include = gloo_headers()?;
+    Ok(Torch { libtorch, version, source, gloo_include })
+}
+
+/// The gloo headers: `$SSL_RS_GLOO_INCLUDE` when set, else Debian's
+/// `libgloo-dev` unpacked into the cache (once per machine).
+fn gloo_headers() -> Result<PathBuf> {
+    let include = ssl_build::gloo_include_dir();
+    if include.join("gloo").join("algorithm.h").exists() {
+        return Ok(include);
+    }
+    if std::env::var_os("SSL_RS_GLOO_INCLUDE").is_some() {
+        bail!(
+            "SSL_RS_GLOO_INCLUDE={} holds no gloo/algorithm.h; point it at a folder with gloo's headers \
+             or unset it to let setup fetch Debian's {}",
+            include.display(),
+            ssl_build::GLOO_PACKAGE
+        );
+    }
+    let dir = ssl_build::gloo_cache_dir().context("neither SSL_RS_CACHE, XDG_CACHE_HOME nor HOME is set")?;
+    eprintln!(
+        "xtask: fetching the gloo headers ({} from Debian) into {}",
+        ssl_build::GLOO_PACKAGE,
+        dir.display()
+    );
+    let download = dir.with_extension("download");
+    if download.exists() {
+        std::fs::remove_dir_all(&download).with_context(|| format!("removing {}", download.display()))?;
+    }
+    std::fs::create_dir_all(&download).with_context(|| format!("creating {}", download.display()))?;
+    run(Command::new("apt-get").args(["download", "-q", ssl_build::GLOO_PACKAGE]).current_dir(&download))
+        .with_context(|| {
+            format!(
+                "`apt-get download {}` failed: on a machine without Debian's apt, set SSL_RS_GLOO_INCLUDE \
+                 to a folder holding gloo's headers (gloo/algorithm.h)",
+                ssl_build::GLOO_PACKAGE
+            )
+        })?;
+    let deb = std::fs::read_dir(&download)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .with_context(|| format!("apt-get download left no .deb in {}", download.display()))?;
+    let unpacked = dir.with_extension("tmp");
+    if unpacked.exists() {
+        std::fs::remove_dir_all(&unpacked).with_context(|| format!("removing {}", unpacked.display()))?;
+    }
+    run(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpacked))
+        .with_context(|| format!("unpacking {} with dpkg -x", deb.display()))?;
+    if !unpacked.join("usr/include/gloo/algorithm.h").exists() {
+        bail!("{} holds no usr/include/gloo/algorithm.h", deb.display());
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    std::fs::rename(&unpacked, &dir).with_context(|| format!("moving the headers to {}", dir.display()))?;
+    std::fs::remove_dir_all(&download).with_context(|| format!("removing {}", download.display()))?;
+    Ok(include)
+}
+
+/// Finds or installs libtorch: `(LIBTORCH, version, where it came from)`.
+fn find_torch() -> Result<(Option<PathBuf>, String, &'static str)> {
     if let Some(dir) = std::env::var_os("LIBTORCH") {
         let dir = PathBuf::from(dir);
         if !dir.join("lib").is_dir() {
@@ -54,18 +125,18 @@ pub fn setup() -> Result<Torch> {
             );
         }
         let version = version_of_torch_dir(&dir).unwrap_or_else(|| "unknown".into());
-        return Ok(Torch { libtorch: Some(dir), version, source: "$LIBTORCH" });
+        return Ok((Some(dir), version, "$LIBTORCH"));
     }
     if std::env::var_os("LIBTORCH_USE_PYTORCH").is_some() {
         let (version, _) = probe_python(Path::new("python3"))
             .context("LIBTORCH_USE_PYTORCH is set but `python3 -c 'import torch'` failed")?;
-        return Ok(Torch { libtorch: None, version, source: "$LIBTORCH_USE_PYTORCH" });
+        return Ok((None, version, "$LIBTORCH_USE_PYTORCH"));
     }
     let venv = cache_dir()?.join(format!("torch-{TORCH_VERSION}"));
     let python = venv.join("bin").join("python");
     if let Ok((version, dir)) = probe_python(&python) {
         if version.starts_with(TORCH_VERSION) {
-            return Ok(Torch { libtorch: Some(dir), version, source: "the shared venv" });
+            return Ok((Some(dir), version, "the shared venv"));
         }
         eprintln!("xtask: {} has torch {version}, want {TORCH_VERSION}: reinstalling", venv.display());
     }
@@ -74,7 +145,7 @@ pub fn setup() -> Result<Torch> {
     if !version.starts_with(TORCH_VERSION) {
         bail!("pip installed torch {version} into {}, expected {TORCH_VERSION}", venv.display());
     }
-    Ok(Torch { libtorch: Some(dir), version, source: "a fresh install in the shared venv" })
+    Ok((Some(dir), version, "a fresh install in the shared venv"))
 }
 
 /// The shared venv's Python (created by [`setup`] unless `LIBTORCH` or
@@ -84,14 +155,7 @@ pub fn venv_python() -> Result<PathBuf> {
 }
 
 fn cache_dir() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("SSL_RS_CACHE") {
-        return Ok(PathBuf::from(dir));
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-        return Ok(PathBuf::from(dir).join("ssl-rs"));
-    }
-    let home = std::env::var_os("HOME").context("neither SSL_RS_CACHE, XDG_CACHE_HOME nor HOME is set")?;
-    Ok(PathBuf::from(home).join(".cache").join("ssl-rs"))
+    ssl_build::cache_dir().context("neither SSL_RS_CACHE, XDG_CACHE_HOME nor HOME is set")
 }
 
 fn install(venv: &Path) -> Result<()> {

@@ -11,6 +11,10 @@
 //!
 //! Call [`link_torch`] from `build.rs`. It also exports the lib dir to the
 //! crate as the compile-time env var `SSL_TORCH_LIB_DIR` (empty when unknown).
+//!
+//! It also knows where the project's shared cache is ([`cache_dir`]): `cargo
+//! xtask setup` (which depends on this crate and nothing else of ours) installs
+//! torch and the gloo headers there, and `ssl-dist`'s build script reads them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -57,4 +61,37 @@ pub fn link_torch() {
         }
         println!("cargo:rustc-link-arg=-ltorch");
     }
+}
+
+/// The cache shared by every clone on this machine: `$SSL_RS_CACHE`, else
+/// `$XDG_CACHE_HOME/ssl-rs`, else `~/.cache/ssl-rs`. `None` when none of
+/// those variables is set.
+pub fn cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SSL_RS_CACHE") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(dir).join("ssl-rs"));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("ssl-rs"))
+}
+
+/// The Debian package whose headers the c10d shim compiles against (the
+/// torch wheel ships no gloo headers; this gloo is older than the one built
+/// into libtorch, so the shim only holds gloo objects through torch's
+/// pointers).
+pub const GLOO_PACKAGE: &str = "libgloo-dev";
+
+/// Where `cargo xtask setup` unpacks [`GLOO_PACKAGE`] inside the cache.
+pub fn gloo_cache_dir() -> Option<PathBuf> {
+    cache_dir().map(|c| c.join("gloo-headers"))
+}
+
+/// The folder holding `gloo/algorithm.h`: `$SSL_RS_GLOO_INCLUDE`, else the
+/// unpacked package in the cache (`gloo-headers/usr/include`).
+pub fn gloo_include_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SSL_RS_GLOO_INCLUDE") {
+        return PathBuf::from(dir);
+    }
+    gloo_cache_dir().unwrap_or_default().join("usr").join("include")
 }
