@@ -33,7 +33,7 @@ fn bench_simclr(c: &mut Criterion) {
     group.bench_function("simclr_step/resnet18_cifar/b128", |b| {
         b.iter(|| {
             opt.zero_grad();
-            let loss = model.loss(&batch_data, true).loss;
+            let loss = model.loss(&batch_data, true).unwrap().loss;
             loss.backward();
             opt.step(0.1);
             loss.double_value(&[])

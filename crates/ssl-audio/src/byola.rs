@@ -80,7 +80,8 @@ impl Method for ByolA {
 
     /// # Shapes
     /// views: 2 × `[B, 1, n_mels, T]`
-    fn loss(&self, batch: &Batch, train: bool) -> Output {
+    /// Each rank's mean; DDP's average over the ranks makes it the global one.
+    fn loss(&self, batch: &Batch, train: bool) -> ssl_core::Result<Output> {
         let (v0, v1) = (&batch.views[0], &batch.views[1]);
         let (h0, z0) = self.online.forward_t(v0, train);
         let (_, z1) = self.online.forward_t(v1, train);
@@ -88,7 +89,7 @@ impl Method for ByolA {
         let (t0, t1) =
             tch::no_grad(|| (self.target.forward_t(v0, train).1, self.target.forward_t(v1, train).1));
         let loss = (negative_cosine(&p0, &t1) + negative_cosine(&p1, &t0)) * 0.5;
-        Output::new(loss).with_features(h0)
+        Ok(Output::new(loss).with_features(h0))
     }
 
     fn after_step(&mut self, step: usize, total_steps: usize) {
@@ -131,7 +132,7 @@ mod tests {
         );
         let x = Tensor::randn([4, 1, 16, 24], (Kind::Float, Device::Cpu));
         let batch = Batch { views: vec![x.copy(), x.flip([3])], labels: None };
-        let out = m.loss(&batch, true);
+        let out = m.loss(&batch, true).unwrap();
         out.loss.backward();
         assert!(on.grad().defined() && !tg.grad().defined(), "the target gets no gradient");
         // Move the online weights; one EMA step moves the target 10% towards them.

@@ -62,16 +62,21 @@ impl Method for Cola {
 
     /// # Shapes
     /// views: 2 × `[B, 1, n_mels, T]`
-    fn loss(&self, batch: &Batch, train: bool) -> Output {
+    /// With several ranks, the positives' projections of every rank are
+    /// the negatives (gathered with their gradient).
+    fn loss(&self, batch: &Batch, train: bool) -> ssl_core::Result<Output> {
+        let world = ssl_dist::world();
         let (h, a) = self.project(&batch.views[0], train);
         let (_, p) = self.project(&batch.views[1], train);
+        let p = ssl_core::losses::gather_for_loss(world, &p)?;
         let logits = a.matmul(&self.bilinear).matmul(&p.tr());
-        let targets = Tensor::arange(logits.size()[0], (Kind::Int64, logits.device()));
+        let n = logits.size()[0];
+        let targets = Tensor::arange(n, (Kind::Int64, logits.device())) + world.rank() as i64 * n;
         let loss = ssl_core::losses::cross_entropy(&logits, &targets);
         let acc = tch::no_grad(|| {
             logits.argmax(1, false).eq_tensor(&targets).to_kind(Kind::Float).mean(Kind::Float)
         });
-        Output::new(loss).with_metrics(vec![("pair_acc", acc)]).with_features(h)
+        Ok(Output::new(loss).with_metrics(vec![("pair_acc", acc)]).with_features(h))
     }
 
     fn features(&self, x: &Tensor) -> Tensor {

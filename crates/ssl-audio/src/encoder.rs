@@ -35,7 +35,7 @@ impl AudioCnnConfig {
 /// See the module docs.
 #[derive(Debug)]
 pub struct AudioCnn {
-    blocks: Vec<(nn::Conv2D, nn::BatchNorm)>,
+    blocks: Vec<(nn::Conv2D, ssl_core::modules::BatchNorm)>,
     fc0: nn::Linear,
     fc3: nn::Linear,
     cfg: AudioCnnConfig,

@@ -34,7 +34,7 @@ impl Method for Msm {
     fn name(&self) -> &'static str {
         "msm"
     }
-    fn loss(&self, batch: &Batch, train: bool) -> Output {
+    fn loss(&self, batch: &Batch, train: bool) -> ssl_core::Result<Output> {
         self.0.loss(batch, train)
     }
     fn features(&self, x: &Tensor) -> Tensor {
@@ -137,7 +137,7 @@ mod tests {
             assert_eq!(m.name(), method);
             let x = Tensor::randn([4, 1, 64, 96], (Kind::Float, Device::Cpu));
             let batch = Batch { views: vec![x.copy(), x.flip([3])], labels: None };
-            let loss = m.loss(&batch, true).loss;
+            let loss = m.loss(&batch, true).unwrap().loss;
             assert!(loss.double_value(&[]).is_finite(), "{method}");
             loss.backward();
             assert_eq!(m.features(&x).size(), [4, enc.feature_dim()], "{method}");

@@ -22,7 +22,7 @@ use crate::frontend::{LogMel, LogMelConfig};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use ssl_core::augment::{epoch_order, par_map, sample_rng};
-use ssl_core::method::{Batch, BatchSource};
+use ssl_core::method::{Batch, BatchSource, Part};
 pub use ssl_core::signal::centred;
 use tch::{Device, Tensor};
 
@@ -200,7 +200,22 @@ impl BatchSource for AudioViewSource<'_> {
     }
     fn batch(&self, epoch: usize, index: usize) -> ssl_core::Result<Batch> {
         let order = epoch_order(self.clips.len(), self.seed, epoch);
-        let ids = &order[index * self.batch_size..(index + 1) * self.batch_size];
+        self.views_of(epoch, &order[index * self.batch_size..(index + 1) * self.batch_size])
+    }
+    /// Only the part's clips, except for BYOL-A, whose mixup partner is the
+    /// previous clip of the whole batch: there the batch is built and cut.
+    fn part(&self, epoch: usize, index: usize, part: Part) -> ssl_core::Result<Batch> {
+        if matches!(self.recipe, ViewRecipe::ByolA { .. }) {
+            return Ok(self.batch(epoch, index)?.part(part));
+        }
+        let order = epoch_order(self.clips.len(), self.seed, epoch);
+        self.views_of(epoch, part.of(&order[index * self.batch_size..(index + 1) * self.batch_size]))
+    }
+}
+
+impl AudioViewSource<'_> {
+    /// The views of clips `ids` (each from its own generator).
+    fn views_of(&self, epoch: usize, ids: &[usize]) -> ssl_core::Result<Batch> {
         let wave = self.recipe.wave();
         let n_wave = if matches!(self.recipe, ViewRecipe::Cola { .. }) { 2 } else { 1 };
         // Per sample: its waveform views, then its spectrogram draws.

@@ -95,7 +95,7 @@ fn masked_spectrogram_modelling_reconstructs_removed_patches() {
     let error = |m: &dyn Method| {
         tch::no_grad(|| {
             (0..source.batches_per_epoch())
-                .map(|i| m.loss(&source.batch(0, i).unwrap(), false).loss.double_value(&[]))
+                .map(|i| m.loss(&source.batch(0, i).unwrap(), false).unwrap().loss.double_value(&[]))
                 .sum::<f64>()
                 / source.batches_per_epoch() as f64
         })

@@ -49,6 +49,10 @@ pub enum Error {
     /// An error from a data source (the modality crates wrap theirs here).
     #[error("{0}")]
     Data(String),
+    /// A distributed run failed: a collective, the rendezvous, or ranks
+    /// that disagree.
+    #[error(transparent)]
+    Dist(#[from] ssl_dist::Error),
 }
 
 /// `Result` with [`Error`].

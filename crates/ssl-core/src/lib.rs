@@ -18,6 +18,7 @@ pub mod amp;
 pub mod augment;
 pub mod checkpoint;
 pub mod device;
+pub mod dist_check;
 pub mod ema;
 pub mod error;
 pub mod eval;

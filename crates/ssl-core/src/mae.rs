@@ -113,7 +113,7 @@ impl Mae {
         let pred = y.apply(&self.decoder_pred).narrow(1, 1, n);
         let mut target = patchify(x, self.cfg.encoder.patch_size);
         if self.cfg.norm_pix_loss {
-            let mean = target.mean_dim([-1i64].as_slice(), true, Kind::Float);
+            let mean = target.mean_dim([-1i64].as_slice(), true, target.kind());
             let var = target.var_dim([-1i64].as_slice(), true, true);
             target = (target - mean) / (var + 1e-6).sqrt();
         }
@@ -126,8 +126,18 @@ impl Mae {
 /// # Shapes
 /// `pred, target: [B, N, P]`, `mask: [B, N]` → scalar
 pub fn masked_mse(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Tensor {
-    let per_patch = (pred - target).square().mean_dim([-1i64].as_slice(), false, Kind::Float);
-    (per_patch * mask).sum(Kind::Float) / mask.sum(Kind::Float)
+    let kind = pred.kind();
+    let per_patch = (pred - target).square().mean_dim([-1i64].as_slice(), false, kind);
+    (per_patch * mask).sum(kind) / mask.sum(kind)
+}
+
+/// `x` in f32 when it is in a half type (autocast), else as it is (f64
+/// stays f64, for the gradient tests).
+fn at_least_f32(x: &Tensor) -> Tensor {
+    match x.kind() {
+        Kind::Half | Kind::BFloat16 => x.to_kind(Kind::Float),
+        _ => x.shallow_clone(),
+    }
 }
 
 impl Method for Mae {
@@ -136,9 +146,11 @@ impl Method for Mae {
     }
 
     /// Uses the first view only.
-    fn loss(&self, batch: &Batch, _train: bool) -> Output {
+    /// Each rank's mean over its masked patches (every sample masks as
+    /// many), so DDP's average over the ranks is the global mean.
+    fn loss(&self, batch: &Batch, _train: bool) -> crate::Result<Output> {
         let (pred, mask, target) = self.reconstruct(&batch.views[0]);
-        Output::new(masked_mse(&pred.to_kind(Kind::Float), &target.to_kind(Kind::Float), &mask))
+        Ok(Output::new(masked_mse(&at_least_f32(&pred), &at_least_f32(&target), &mask)))
     }
 
     fn features(&self, x: &Tensor) -> Tensor {

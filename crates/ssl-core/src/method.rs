@@ -3,9 +3,47 @@
 //! A method owns its networks (in the trainer's `VarStore`) and turns a batch
 //! into a loss; it never calls the optimizer. A batch source turns an epoch
 //! and an index into a batch; the trainer never looks inside.
+//!
+//! With several ranks (see `ssl-dist`), batch `index` is still the global
+//! batch of one process's run: each rank asks the source for its [`Part`]
+//! of it, and a method's loss combines the ranks through `ssl_dist::world()`
+//! (gathered negatives, all-reduced statistics) so that its gradient is the
+//! one of the whole batch.
 
 use crate::Result;
+use std::ops::Range;
 use tch::Tensor;
+
+/// One of `count` equal, consecutive parts of a global batch: what one
+/// rank trains on in one accumulation micro-step. The trainer takes part
+/// `micro * world_size + rank`, so the micro-steps of an optimizer step
+/// cover consecutive slices of the batch in one process's order, and
+/// micro-step `m` of a run on `W` ranks sees the samples that micro-step
+/// `m` of one process sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Part {
+    /// Which part, `0..count`.
+    pub index: usize,
+    /// How many parts the batch is cut into.
+    pub count: usize,
+}
+
+impl Part {
+    /// The whole batch.
+    pub const WHOLE: Part = Part { index: 0, count: 1 };
+
+    /// The positions of this part in a batch of `n` samples (`n` must be a
+    /// multiple of `count`; the trainer checks it).
+    pub fn range(&self, n: usize) -> Range<usize> {
+        let size = n / self.count.max(1);
+        self.index * size..(self.index + 1) * size
+    }
+
+    /// This part of a batch's sample ids.
+    pub fn of<'a, T>(&self, ids: &'a [T]) -> &'a [T] {
+        &ids[self.range(ids.len())]
+    }
+}
 
 /// One batch of views. For vision, each view is `[B, C, H, W]`.
 pub struct Batch {
@@ -31,6 +69,22 @@ impl Batch {
     pub fn to_device(&self, device: tch::Device) -> Batch {
         let move_ = |t: &Tensor| t.to_device_(device, t.kind(), true, false);
         Batch { views: self.views.iter().map(move_).collect(), labels: self.labels.as_ref().map(move_) }
+    }
+
+    /// A [`Part`] of the batch: every view and the labels cut along
+    /// dimension 0.
+    pub fn part(&self, part: Part) -> Batch {
+        if part == Part::WHOLE {
+            return Batch {
+                views: self.views.iter().map(Tensor::shallow_clone).collect(),
+                labels: self.labels.as_ref().map(Tensor::shallow_clone),
+            };
+        }
+        let cut = |t: &Tensor| {
+            let r = part.range(t.size()[0] as usize);
+            t.narrow(0, r.start as i64, r.len() as i64)
+        };
+        Batch { views: self.views.iter().map(cut).collect(), labels: self.labels.as_ref().map(cut) }
     }
 
     /// The batch with its CPU tensors copied into page-locked memory, for
@@ -81,8 +135,22 @@ impl Output {
 pub trait Method {
     /// The paper's name in kebab case (`simclr`, `moco-v2`, …).
     fn name(&self) -> &'static str;
-    /// The training loss for a batch, with extra metrics and features.
-    fn loss(&self, batch: &Batch, train: bool) -> Output;
+    /// The training loss for a batch, with extra metrics and features. With
+    /// several ranks the batch is this rank's part of the global batch, and
+    /// the loss is this rank's share (see the module docs); an error is a
+    /// failed collective. A training-mode call may run collectives, so every
+    /// rank must make it.
+    fn loss(&self, batch: &Batch, train: bool) -> Result<Output>;
+    /// How many items the loss of `batch` averages over, when that number
+    /// varies from batch to batch (the masked tokens of MLM), as a 0-d
+    /// tensor. The trainer then weights each micro-batch of each rank by
+    /// its count over the step's total, so that the step's loss is the mean
+    /// over every item of the global batch however the items fall across
+    /// ranks and micro-steps (`num_items_in_batch` in the HF Trainer).
+    /// `None` (the default): every batch weighs the same.
+    fn loss_items(&self, _batch: &Batch) -> Option<Tensor> {
+        None
+    }
     /// Called after each optimizer step (momentum encoders update here).
     /// `step` is 0-based; `total_steps` is the run's length.
     fn after_step(&mut self, _step: usize, _total_steps: usize) {}
@@ -104,6 +172,13 @@ pub trait BatchSource: Sync {
     /// Builds batch `index` of `epoch` (on the CPU, or already on the
     /// training device).
     fn batch(&self, epoch: usize, index: usize) -> Result<Batch>;
+    /// A [`Part`] of batch `index` of `epoch`: what one rank trains on.
+    /// The default builds the whole batch and cuts it; sources whose
+    /// samples are made independently (seeded per sample) build only the
+    /// part's samples, giving the same tensors.
+    fn part(&self, epoch: usize, index: usize, part: Part) -> Result<Batch> {
+        Ok(self.batch(epoch, index)?.part(part))
+    }
     /// What one sample is, for throughput displays (`images/s`).
     fn sample_unit(&self) -> &'static str {
         "samples"

@@ -1,9 +1,11 @@
 //! Shared network pieces: MLP projection and prediction heads (SimCLR,
 //! MoCo v2/v3, BYOL, SimSiam, Barlow Twins and VICReg all use one),
-//! BatchNorm with PyTorch's full set of state-dict keys, and the
+//! BatchNorm with PyTorch's full set of state-dict keys (synchronised over
+//! the ranks of a distributed run with [`set_sync_batch_norm`]), and the
 //! pre-norm transformer block of ViT (Dosovitskiy et al.,
 //! <https://arxiv.org/abs/2010.11929>) with timm's parameter names.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
 
@@ -16,15 +18,97 @@ fn track_batches(p: &nn::Path) {
 }
 
 /// `nn.BatchNorm2d(c)` with PyTorch's state-dict keys.
-pub fn batch_norm2d(p: nn::Path, c: i64, cfg: nn::BatchNormConfig) -> nn::BatchNorm {
+pub fn batch_norm2d(p: nn::Path, c: i64, cfg: nn::BatchNormConfig) -> BatchNorm {
     track_batches(&p);
-    nn::batch_norm2d(p, c, cfg)
+    BatchNorm { eps: cfg.eps, momentum: cfg.momentum, inner: nn::batch_norm2d(p, c, cfg) }
 }
 
 /// `nn.BatchNorm1d(c)` with PyTorch's state-dict keys.
-pub fn batch_norm1d(p: nn::Path, c: i64, cfg: nn::BatchNormConfig) -> nn::BatchNorm {
+pub fn batch_norm1d(p: nn::Path, c: i64, cfg: nn::BatchNormConfig) -> BatchNorm {
     track_batches(&p);
-    nn::batch_norm1d(p, c, cfg)
+    BatchNorm { eps: cfg.eps, momentum: cfg.momentum, inner: nn::batch_norm1d(p, c, cfg) }
+}
+
+static SYNC_BATCH_NORM: AtomicBool = AtomicBool::new(false);
+
+/// With `true`, every [`BatchNorm`] in training mode normalises with the
+/// statistics of the whole global batch, all-reduced over the ranks of
+/// `ssl_dist::world()` (PyTorch's `SyncBatchNorm`); the all-reduces are
+/// differentiable, so the gradients are those of BatchNorm on the global
+/// batch in one process. Without it (the default, as PyTorch DDP), each rank
+/// normalises with its own part's statistics. One rank: no effect.
+pub fn set_sync_batch_norm(on: bool) {
+    SYNC_BATCH_NORM.store(on, Ordering::SeqCst);
+}
+
+/// Whether [`set_sync_batch_norm`] is on.
+pub fn sync_batch_norm() -> bool {
+    SYNC_BATCH_NORM.load(Ordering::SeqCst)
+}
+
+/// BatchNorm over dimension 1 (`[N, C]`, `[N, C, L]` or `[N, C, H, W]`):
+/// tch's, or with [`set_sync_batch_norm`] on and several ranks, one whose
+/// training statistics come from every rank. A failed all-reduce is kept
+/// with `ssl_dist::defer_error` (a `forward` cannot return it) and the
+/// trainer reports it after the step.
+#[derive(Debug)]
+pub struct BatchNorm {
+    inner: nn::BatchNorm,
+    eps: f64,
+    momentum: f64,
+}
+
+impl BatchNorm {
+    /// Training-mode BatchNorm with statistics summed over `group`'s ranks.
+    fn synchronised(&self, xs: &Tensor, group: &ssl_dist::Group) -> ssl_dist::Result<Tensor> {
+        let x = match xs.kind() {
+            Kind::Half | Kind::BFloat16 => xs.to_kind(Kind::Float),
+            _ => xs.shallow_clone(),
+        };
+        let c = x.size()[1];
+        let dims: Vec<i64> = (0..x.dim() as i64).filter(|&d| d != 1).collect();
+        let mut shape = vec![1i64; x.dim()];
+        shape[1] = c;
+        let count = Tensor::full([1], (x.numel() as i64 / c.max(1)) as f64, (x.kind(), x.device()));
+        let sums = group.all_reduce_with_grad(&Tensor::cat(
+            &[x.sum_dim_intlist(dims.as_slice(), false, x.kind()), count],
+            0,
+        ))?;
+        let n = sums.narrow(0, c, 1);
+        let mean = (sums.narrow(0, 0, c) / &n).view(shape.as_slice());
+        let centred = &x - &mean;
+        let sq = centred.square().sum_dim_intlist(dims.as_slice(), false, x.kind());
+        let var = (group.all_reduce_with_grad(&sq)? / &n).view(shape.as_slice());
+        let mut y = centred / (&var + self.eps).sqrt();
+        if let (Some(w), Some(b)) = (&self.inner.ws, &self.inner.bs) {
+            y = y * w.view(shape.as_slice()) + b.view(shape.as_slice());
+        }
+        tch::no_grad(|| {
+            let m = self.momentum;
+            let unbiased = &var.view([-1]) * (&n / (&n - 1.0).clamp_min(1.0));
+            let mean = mean.view([-1]).to_kind(self.inner.running_mean.kind());
+            let _ = self.inner.running_mean.shallow_clone().g_mul_scalar_(1.0 - m).g_add_(&(mean * m));
+            let unbiased = unbiased.to_kind(self.inner.running_var.kind());
+            let _ = self.inner.running_var.shallow_clone().g_mul_scalar_(1.0 - m).g_add_(&(unbiased * m));
+        });
+        Ok(y.to_kind(xs.kind()))
+    }
+}
+
+impl ModuleT for BatchNorm {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let group = ssl_dist::world();
+        if train && group.is_distributed() && sync_batch_norm() {
+            return match self.synchronised(xs, group) {
+                Ok(y) => y,
+                Err(e) => {
+                    ssl_dist::defer_error(e);
+                    xs.shallow_clone()
+                }
+            };
+        }
+        xs.apply_t(&self.inner, train)
+    }
 }
 
 /// An MLP head: `Linear → [BatchNorm] → ReLU` for every hidden layer, then a
@@ -72,7 +156,7 @@ pub struct MlpHead {
 #[derive(Debug)]
 enum Layer {
     Linear(nn::Linear),
-    Bn(nn::BatchNorm),
+    Bn(BatchNorm),
     Relu,
 }
 

@@ -7,9 +7,26 @@
 //! Two monitors, as solo-learn has: an online linear probe trained on the
 //! detached features of each batch (it never changes the encoder), and an
 //! [`EpochMonitor`] (a kNN classifier, say) run every few epochs.
+//!
+//! Distributed (several ranks in `ssl_dist::world()`): the batch size is
+//! the global batch, and each rank trains on its [`Part`] of every global
+//! batch in one process's order, so the run sees the same samples per step
+//! and follows the same schedule as one process. Parameters and buffers
+//! are broadcast from rank 0 at the start (after a resume too); gradients
+//! are averaged with c10d's Reducer during backward, as PyTorch DDP. Only
+//! rank 0 writes `metrics.jsonl`, checkpoints and the progress display and
+//! runs the epoch monitor; logged losses are means over every rank. The
+//! ranks first check that they were started with the same configuration.
+//!
+//! Gradient accumulation (`accumulate`): each optimizer step's global
+//! batch is cut into `accumulate` micro-batches (on every rank), whose
+//! gradients add up; only the last micro-batch's backward synchronises.
+//! Losses over in-batch negatives (NT-Xent, InfoNCE, COLA) then see the
+//! negatives of one micro-batch (batch / accumulate samples, gathered from
+//! every rank), not of the whole step.
 
 use crate::checkpoint::{self, CheckpointState};
-use crate::method::{BatchSource, Method};
+use crate::method::{Batch, BatchSource, Method, Metrics, Output, Part};
 use crate::metrics::{progress_bar, JsonlLog};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::schedule::WarmupCosine;
@@ -49,6 +66,11 @@ pub struct TrainConfig {
     /// Run the epoch monitor every this many epochs (and after the last).
     #[serde(default = "one")]
     pub monitor_every: usize,
+    /// Micro-batches per optimizer step (gradient accumulation; see the
+    /// module docs). The batch size must be a multiple of it times the
+    /// number of ranks.
+    #[serde(default = "one")]
+    pub accumulate: usize,
 }
 
 fn one() -> usize {
@@ -130,6 +152,7 @@ impl Default for TrainConfig {
             log_every: 10,
             online_probe_classes: None,
             monitor_every: 1,
+            accumulate: 1,
         }
     }
 }
@@ -145,7 +168,7 @@ pub struct TrainSummary {
     pub final_loss: f64,
     /// Wall time of this invocation's training, in seconds.
     pub train_wall_s: f64,
-    /// Samples per second over this invocation.
+    /// Samples per second over this invocation (all ranks together).
     pub samples_per_s: f64,
     /// Fraction of the training wall time the loop spent blocked waiting
     /// for the next batch from the producer thread (0: data never held the
@@ -221,13 +244,28 @@ impl Trainer {
         resume: bool,
         monitor: Option<&dyn EpochMonitor>,
     ) -> Result<TrainSummary> {
+        let group = ssl_dist::world();
+        let (rank, world) = (group.rank(), group.world_size());
+        let main = group.is_main();
         let per_epoch = data.batches_per_epoch();
         if per_epoch == 0 {
             return Err(Error::Config(
                 "the data source yields no batch: fewer samples than the batch size?".into(),
             ));
         }
-        std::fs::create_dir_all(&self.run_dir).map_err(|e| Error::io(&self.run_dir, e))?;
+        let accumulate = self.cfg.accumulate.max(1);
+        let parts = world * accumulate;
+        if !data.batch_size().is_multiple_of(parts) {
+            return Err(Error::Config(format!(
+                "the batch size {} is not a multiple of {world} rank(s) x --accumulate {accumulate}: each rank's \
+                 micro-batches must be equal",
+                data.batch_size()
+            )));
+        }
+        check_same_config(group, &self.run_config)?;
+        if main {
+            std::fs::create_dir_all(&self.run_dir).map_err(|e| Error::io(&self.run_dir, e))?;
+        }
         let total_steps = per_epoch * self.cfg.epochs;
         let mut opt = Optimizer::from_var_store(&self.cfg.optimizer, vs);
         let schedule = WarmupCosine {
@@ -237,30 +275,53 @@ impl Trainer {
             total_steps,
         };
         let (mut start_epoch, mut step) = (0, 0);
-        if !resume {
+        if !resume && main {
             self.clear_previous_run()?;
         }
         if resume {
-            match checkpoint::latest(&self.checkpoint_dir())? {
-                Some(path) => {
-                    let state = checkpoint::load(&path, vs, &mut opt)?;
+            // Rank 0 picks the checkpoint; every rank loads that one.
+            let latest = if main { checkpoint::latest(&self.checkpoint_dir())? } else { None };
+            let chosen = Tensor::from(latest.as_ref().and_then(|p| epoch_of(p)).map_or(-1, |e| e as i64));
+            group.broadcast_(&chosen, 0)?;
+            match chosen.int64_value(&[]) {
+                e if e >= 0 => {
+                    let path = self.checkpoint_dir().join(format!("epoch-{e:04}"));
+                    let state = checkpoint::load(&path, vs, &mut opt).map_err(|err| match world {
+                        1 => err,
+                        _ => Error::Checkpoint {
+                            path: path.clone(),
+                            msg: format!(
+                                "rank {rank} of {world} cannot load rank 0's checkpoint (every rank reads it: put the \
+                                 run folder on a filesystem they share): {err}"
+                            ),
+                        },
+                    })?;
                     (start_epoch, step) = (state.epoch, state.step);
-                    eprintln!(
-                        "resuming from {} (epoch {}, step {})",
-                        path.display(),
-                        state.epoch,
-                        state.step
-                    );
+                    if main {
+                        eprintln!(
+                            "resuming from {} (epoch {}, step {})",
+                            path.display(),
+                            state.epoch,
+                            state.step
+                        );
+                    }
                 }
-                None => eprintln!(
+                _ if main => eprintln!(
                     "--resume: no checkpoint in {}, starting afresh",
                     self.checkpoint_dir().display()
                 ),
+                _ => {}
             }
         }
-        let mut log = JsonlLog::open(&self.run_dir.join("metrics.jsonl"))?;
+        let variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        group.broadcast_from_rank0(&variables)?;
+        let sync = ssl_dist::GradSync::new(group, &variables, ssl_dist::DEFAULT_BUCKET_MB, false)?;
+        let mut log = if main { Some(JsonlLog::open(&self.run_dir.join("metrics.jsonl"))?) } else { None };
         let unit = data.sample_unit();
         let bar = progress_bar(total_steps as u64, &format!("{unit}/s"));
+        if !main {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
         bar.set_position(step as u64);
         let started = Instant::now();
         let mut samples = 0usize;
@@ -268,16 +329,25 @@ impl Trainer {
         let mut final_loss = f64::NAN;
         let device = self.device;
         let mut probe: Option<OnlineProbe> = None;
-        let jobs: Vec<(usize, usize)> =
-            (start_epoch..self.cfg.epochs).flat_map(|e| (0..per_epoch).map(move |i| (e, i))).collect();
+        let jobs: Vec<(usize, usize, usize)> = (start_epoch..self.cfg.epochs)
+            .flat_map(|e| (0..per_epoch).flat_map(move |i| (0..accumulate).map(move |m| (e, i, m))))
+            .collect();
+        let mean_over_ranks = |t: &Tensor| -> Result<f64> {
+            Ok(if world > 1 {
+                group.all_reduce_sum(t)?.double_value(&[]) / world as f64
+            } else {
+                t.double_value(&[])
+            })
+        };
 
         std::thread::scope(|scope| -> Result<()> {
-            let (tx, rx) = std::sync::mpsc::sync_channel(2);
+            let (tx, rx) = std::sync::mpsc::sync_channel(2 * accumulate);
             scope.spawn(move || {
-                for (epoch, index) in jobs {
+                for (epoch, index, micro) in jobs {
+                    let part = Part { index: micro * world + rank, count: parts };
                     // Pinned here, off the training thread, so the copy to
                     // a GPU below does not wait for the queued step.
-                    if tx.send((epoch, data.batch(epoch, index).map(|b| b.pinned(device)))).is_err() {
+                    if tx.send((epoch, data.part(epoch, index, part).map(|b| b.pinned(device)))).is_err() {
                         break;
                     }
                 }
@@ -287,69 +357,85 @@ impl Trainer {
             let mut epoch_loss = Tensor::zeros([], (Kind::Double, device));
             let mut epoch_steps = 0usize;
             let mut window = (Instant::now(), 0usize);
-            loop {
-                // Time blocked on the producer: the data wait.
-                let asked = Instant::now();
-                let Ok((epoch, batch)) = rx.recv() else { break };
-                data_wait += asked.elapsed().as_secs_f64();
-                let batch = batch?;
-                let n = data.units(&batch);
-                let batch = batch.to_device(device);
+            'steps: loop {
+                let mut micro = Vec::with_capacity(accumulate);
+                let mut epoch = 0;
+                for _ in 0..accumulate {
+                    // Time blocked on the producer: the data wait.
+                    let asked = Instant::now();
+                    let Ok((e, batch)) = rx.recv() else { break 'steps };
+                    data_wait += asked.elapsed().as_secs_f64();
+                    let batch = batch?;
+                    samples += data.units(&batch);
+                    window.1 += data.units(&batch);
+                    micro.push(batch.to_device(device));
+                    epoch = e;
+                }
                 let lr = schedule.lr(step);
                 opt.zero_grad();
-                let out = crate::amp::bf16_autocast(self.cfg.bf16, || method.loss(&batch, true));
-                let (loss, extra) = (out.loss, out.metrics);
-                let probe_loss = match (self.cfg.online_probe_classes, &out.features, &batch.labels) {
-                    (Some(classes), Some(f), Some(y)) => {
-                        let p = probe.get_or_insert_with(|| OnlineProbe::new(f.size()[1], classes, device));
-                        p.opt.zero_grad();
-                        Some(p.loss(f, y))
-                    }
-                    _ => None,
-                };
-                match &probe_loss {
-                    Some(pl) => (&loss + pl).backward(),
-                    None => loss.backward(),
-                }
+                let classes = self.cfg.online_probe_classes;
+                let mut probe_step = false;
+                let mut probe_loss =
+                    |out: &Output, batch: &Batch| match (classes, &out.features, &batch.labels) {
+                        (Some(classes), Some(f), Some(y)) => {
+                            let p =
+                                probe.get_or_insert_with(|| OnlineProbe::new(f.size()[1], classes, device));
+                            if !probe_step {
+                                p.opt.zero_grad();
+                                probe_step = true;
+                            }
+                            Some(p.loss(f, y))
+                        }
+                        _ => None,
+                    };
+                let done = backward_step(method, &micro, group, &sync, self.cfg.bf16, &mut probe_loss)?;
                 let grad_norm = self.cfg.grad_clip.map(|c| opt.clip_grad_norm(c));
                 opt.step(lr);
-                if let Some(p) = probe.as_mut().filter(|_| probe_loss.is_some()) {
+                if let Some(p) = probe.as_mut().filter(|_| probe_step) {
                     p.opt.step(1e-3);
                 }
                 method.after_step(step, total_steps);
-                epoch_loss += loss.detach().to_kind(Kind::Double);
+                if let Some(e) = ssl_dist::take_deferred_error() {
+                    return Err(e.into());
+                }
+                epoch_loss += &done.loss;
                 epoch_steps += 1;
                 step += 1;
-                samples += n;
-                window.1 += n;
                 let last_of_epoch = step % per_epoch == 0;
                 if step % self.cfg.log_every.max(1) == 0 || last_of_epoch {
-                    let loss_v = loss.double_value(&[]);
+                    let loss_v = mean_over_ranks(&done.loss)?;
                     if !loss_v.is_finite() {
                         return Err(Error::Data(format!(
                             "loss is {loss_v} at step {step}: lower the learning rate?"
                         )));
                     }
-                    let rate = window.1 as f64 / window.0.elapsed().as_secs_f64().max(1e-9);
+                    let rate = (window.1 * world) as f64 / window.0.elapsed().as_secs_f64().max(1e-9);
                     window = (Instant::now(), 0);
                     let mut rec = json!({"step": step, "epoch": epoch, "loss": loss_v, "lr": lr, "samples_per_s": rate});
                     if let Some(g) = grad_norm {
                         rec["grad_norm"] = json!(g);
                     }
-                    for (k, v) in extra {
+                    for (k, v) in done.metrics {
                         rec[k] = json!(v.double_value(&[]));
                     }
-                    log.write(&rec)?;
+                    if let Some(log) = log.as_mut() {
+                        log.write(&rec)?;
+                    }
                     bar.set_message(format!("loss {loss_v:.4}  lr {lr:.3e}  {rate:.0}"));
                 }
                 bar.set_position(step as u64);
                 if last_of_epoch {
                     let done = epoch + 1;
-                    final_loss = epoch_loss.double_value(&[]) / epoch_steps.max(1) as f64;
+                    final_loss = mean_over_ranks(&epoch_loss)? / epoch_steps.max(1) as f64;
+                    let _ = epoch_loss.zero_();
+                    epoch_steps = 0;
+                    if !main {
+                        continue;
+                    }
                     let mut line = format!(
                         "epoch {done}/{}  loss {final_loss:.4}  lr {lr:.3e}  {:.0} {unit}/s",
                         self.cfg.epochs,
-                        samples as f64 / started.elapsed().as_secs_f64()
+                        (samples * world) as f64 / started.elapsed().as_secs_f64()
                     );
                     let mut rec = json!({"epoch": done, "step": step, "epoch_loss": final_loss});
                     if let Some(p) = probe.as_mut() {
@@ -369,14 +455,14 @@ impl Trainer {
                             };
                         }
                     }
-                    log.write(&rec)?;
+                    if let Some(log) = log.as_mut() {
+                        log.write(&rec)?;
+                    }
                     if bar.is_hidden() {
                         eprintln!("{line}")
                     } else {
                         bar.println(line)
                     }
-                    let _ = epoch_loss.zero_();
-                    epoch_steps = 0;
                     let every = self.cfg.checkpoint_every;
                     if done == self.cfg.epochs || (every > 0 && done % every == 0) {
                         let state = CheckpointState { epoch: done, step, config: self.run_config.clone() };
@@ -399,8 +485,172 @@ impl Trainer {
             steps: step,
             final_loss,
             train_wall_s: wall,
-            samples_per_s: samples as f64 / wall.max(1e-9),
+            samples_per_s: (samples * world) as f64 / wall.max(1e-9),
             data_wait_fraction: data_wait / wall.max(1e-9),
         })
     }
+}
+
+/// What [`backward_step`] leaves besides the gradients.
+pub struct StepLoss {
+    /// This rank's share of the step's loss, detached: the weighted sum over
+    /// its micro-batches. Its mean over the ranks is the step's loss.
+    pub loss: Tensor,
+    /// The method's metrics of the last micro-batch.
+    pub metrics: Metrics,
+}
+
+/// Forward and backward passes of one optimizer step on this rank: the
+/// rank's micro-batches of the global batch, each loss weighted so that the
+/// gradients (after the Reducer averages them over the ranks on the last
+/// micro-batch's backward) are those of the step's loss on the whole
+/// global batch: `1 / micro-batches` each, or, for a method with
+/// [`Method::loss_items`], `world_size * items / items of every rank and
+/// micro-batch`. `extra` adds a loss per micro-batch that is not
+/// synchronised (the online probe), scaled by `1 / micro-batches`.
+///
+/// The trainer runs every step through it; the distributed gradient tests
+/// of each method call it directly.
+pub fn backward_step(
+    method: &dyn Method,
+    micro: &[Batch],
+    group: &ssl_dist::Group,
+    sync: &ssl_dist::GradSync,
+    bf16: bool,
+    extra: &mut dyn FnMut(&Output, &Batch) -> Option<Tensor>,
+) -> Result<StepLoss> {
+    let a = micro.len().max(1);
+    let counts: Option<Vec<Tensor>> = micro.iter().map(|b| method.loss_items(b)).collect();
+    let scales: Vec<Option<Tensor>> = match counts {
+        Some(counts) => {
+            let local: Vec<Tensor> = counts.iter().map(|c| c.detach().to_kind(Kind::Double)).collect();
+            let total = group.all_reduce_sum(&Tensor::stack(&local, 0).sum(Kind::Double))?;
+            let w = group.world_size() as f64;
+            local.iter().map(|c| Some(c * w / &total)).collect()
+        }
+        None if a == 1 => vec![None],
+        None => (0..a).map(|_| Some(Tensor::from(1.0 / a as f64))).collect(),
+    };
+    let mut loss_sum: Option<Tensor> = None;
+    let mut metrics = Vec::new();
+    for (m, (batch, scale)) in micro.iter().zip(&scales).enumerate() {
+        let last = m + 1 == micro.len();
+        if last {
+            sync.prepare_forward()?;
+        }
+        let out = crate::amp::bf16_autocast(bf16, || method.loss(batch, true))?;
+        if let Some(e) = ssl_dist::take_deferred_error() {
+            return Err(e.into());
+        }
+        let loss = match scale {
+            Some(s) => &out.loss * s.to_device(out.loss.device()).to_kind(out.loss.kind()),
+            None => out.loss.shallow_clone(),
+        };
+        let total = match extra(&out, batch) {
+            Some(e) if a > 1 => &loss + e / a as f64,
+            Some(e) => &loss + e,
+            None => loss.shallow_clone(),
+        };
+        if last {
+            sync.prepare_backward(&[&total])?;
+        }
+        total.f_backward().map_err(|e| match group.is_distributed() {
+            true => Error::Dist(
+                group.failure("backward (gradient synchronisation or a gathered loss)", e.to_string()),
+            ),
+            false => Error::Torch(e),
+        })?;
+        if let Some(e) = ssl_dist::take_deferred_error() {
+            return Err(e.into());
+        }
+        let l = loss.detach().to_kind(Kind::Double);
+        loss_sum = Some(match loss_sum {
+            Some(s) => s + l,
+            None => l,
+        });
+        metrics = out.metrics;
+    }
+    Ok(StepLoss {
+        loss: loss_sum.unwrap_or_else(|| Tensor::zeros([], (Kind::Double, tch::Device::Cpu))),
+        metrics,
+    })
+}
+
+/// The epoch of a checkpoint folder `epoch-NNNN`.
+fn epoch_of(path: &Path) -> Option<usize> {
+    path.file_name()?.to_str()?.strip_prefix("epoch-")?.parse().ok()
+}
+
+/// Keys of the resolved config that may differ between ranks (the device
+/// of each rank, its thread count).
+const PER_RANK_KEYS: [&str; 2] = ["device", "torch_threads"];
+
+/// Checks that every rank was started with the same resolved config: each
+/// rank publishes its config in the rendezvous store, rank 0 compares them
+/// and publishes the verdict, and on a difference every rank fails with
+/// the ranks and keys that differ.
+pub fn check_same_config(group: &ssl_dist::Group, config: &Value) -> Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    if !group.is_distributed() {
+        return Ok(());
+    }
+    let call = CALLS.fetch_add(1, Ordering::SeqCst);
+    let mine = flatten_config(config);
+    let text = serde_json::to_vec(&mine).map_err(|e| Error::Config(e.to_string()))?;
+    group.store_set(&format!("config/{call}/{}", group.rank()), &text)?;
+    let verdict_key = format!("config/{call}/verdict");
+    if group.is_main() {
+        let mut problems = Vec::new();
+        for r in 1..group.world_size() {
+            let theirs: std::collections::BTreeMap<String, String> =
+                serde_json::from_slice(&group.store_get(&format!("config/{call}/{r}"))?)
+                    .map_err(|e| Error::Config(format!("rank {r}'s config: {e}")))?;
+            let keys: std::collections::BTreeSet<&String> = mine.keys().chain(theirs.keys()).collect();
+            let differ: Vec<String> = keys
+                .into_iter()
+                .filter(|k| mine.get(*k) != theirs.get(*k))
+                .map(|k| {
+                    let show = |v: Option<&String>| v.map_or("(absent)".to_string(), |v| v.clone());
+                    format!("{k}: {} on rank 0, {} on rank {r}", show(mine.get(k)), show(theirs.get(k)))
+                })
+                .collect();
+            if !differ.is_empty() {
+                problems.push(format!("rank {r} differs from rank 0 in {}", differ.join("; ")));
+            }
+        }
+        group.store_set(&verdict_key, problems.join(". ").as_bytes())?;
+    }
+    let verdict = String::from_utf8_lossy(&group.store_get(&verdict_key)?).into_owned();
+    if verdict.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Dist(ssl_dist::Error::Mismatch {
+        rank: group.rank(),
+        world: group.world_size(),
+        detail: format!("the ranks were started with different configurations: {verdict}"),
+    }))
+}
+
+/// A config as `path.to.key -> value` pairs, without [`PER_RANK_KEYS`].
+fn flatten_config(config: &Value) -> std::collections::BTreeMap<String, String> {
+    fn walk(prefix: &str, v: &Value, out: &mut std::collections::BTreeMap<String, String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    if prefix.is_empty() && PER_RANK_KEYS.contains(&k.as_str()) {
+                        continue;
+                    }
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk("", config, &mut out);
+    out
 }

@@ -21,9 +21,9 @@ impl Method for Toy {
     fn name(&self) -> &'static str {
         "toy"
     }
-    fn loss(&self, batch: &Batch, _train: bool) -> Output {
+    fn loss(&self, batch: &Batch, _train: bool) -> ssl_core::Result<Output> {
         let loss = self.lin.forward(&batch.views[0]).mse_loss(&batch.views[1], tch::Reduction::Mean);
-        Output::new(loss).with_metrics(vec![("extra", Tensor::from(1.0f64))])
+        Ok(Output::new(loss).with_metrics(vec![("extra", Tensor::from(1.0f64))]))
     }
     fn features(&self, x: &Tensor) -> Tensor {
         self.lin.forward(x)
@@ -203,9 +203,9 @@ impl Method for Scaled {
     fn name(&self) -> &'static str {
         "scaled"
     }
-    fn loss(&self, batch: &Batch, _train: bool) -> Output {
+    fn loss(&self, batch: &Batch, _train: bool) -> ssl_core::Result<Output> {
         let loss = self.lin.forward(&batch.views[0]).square().mean(Kind::Float);
-        Output::new(loss).with_features(self.features(&batch.views[0]))
+        Ok(Output::new(loss).with_features(self.features(&batch.views[0])))
     }
     fn features(&self, x: &Tensor) -> Tensor {
         (x + self.offset) * self.scale

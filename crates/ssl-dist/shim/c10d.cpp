@@ -131,12 +131,13 @@ char* ssl_store_set_timeout(SslStore* s, int64_t timeout_ms) {
 
 // ---- process group ----------------------------------------------------
 
-// A process group over `store` with Gloo for CPU tensors and, when built
-// with NCCL and `cuda_device >= 0`, NCCL for CUDA tensors. Gloo binds to the
+// A process group over `store` with Gloo for CPU tensors and, when
+// `cuda_device >= 0`, NCCL (`use_nccl`, needs a build with NCCL) or Gloo
+// (which stages CUDA tensors through the host) for CUDA tensors. Gloo binds to the
 // interface `iface` when given, else to the address `host` when given, else
 // to the address of this machine's hostname (torch's default).
 char* ssl_group_new(SslStore* s, int rank, int size, int64_t timeout_ms, const char* iface,
-                    const char* host, int cuda_device, SslGroup** out) {
+                    const char* host, int cuda_device, int use_nccl, SslGroup** out) {
   return guarded([&] {
     auto pg = c10::make_intrusive<c10d::ProcessGroup>(s->store, rank, size);
     auto opts = c10d::ProcessGroupGloo::Options::create(ms(timeout_ms));
@@ -151,8 +152,11 @@ char* ssl_group_new(SslStore* s, int rank, int size, int64_t timeout_ms, const c
     auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(cpu_store, rank, size, opts);
     pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
     pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+    if (cuda_device >= 0 && !use_nccl) {
+      pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, gloo);
+    }
 #ifdef SSL_DIST_NCCL
-    if (cuda_device >= 0) {
+    if (cuda_device >= 0 && use_nccl) {
       auto nccl_opts = c10d::ProcessGroupNCCL::Options::create();
       nccl_opts->timeout = ms(timeout_ms);
       auto cuda_store = c10::make_intrusive<c10d::PrefixStore>("cuda/", s->store);
@@ -161,7 +165,7 @@ char* ssl_group_new(SslStore* s, int rank, int size, int64_t timeout_ms, const c
       pg->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
     }
 #else
-    if (cuda_device >= 0) {
+    if (cuda_device >= 0 && use_nccl) {
       throw std::runtime_error(
           "CUDA tensors need the NCCL backend: this build of ssl-dist has no `nccl` feature "
           "(cargo xtask turns it on on machines with a CUDA device)");

@@ -46,6 +46,7 @@ extern "C" {
         iface: *const c_char,
         host: *const c_char,
         cuda_device: c_int,
+        use_nccl: c_int,
         out: *mut *mut SslGroup,
     ) -> Msg;
     fn ssl_group_free(g: *mut SslGroup);
@@ -185,7 +186,8 @@ unsafe impl Send for Pg {}
 unsafe impl Sync for Pg {}
 
 impl Pg {
-    /// See `ssl_group_new`.
+    /// See `ssl_group_new` (one argument per C parameter).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: &Store,
         rank: usize,
@@ -194,6 +196,7 @@ impl Pg {
         iface: &str,
         host: &str,
         cuda_device: Option<usize>,
+        use_nccl: bool,
     ) -> Result<Pg, String> {
         let (iface, host) = (cstr(iface)?, cstr(host)?);
         let cuda = cuda_device.map_or(-1, |d| d as c_int);
@@ -208,6 +211,7 @@ impl Pg {
                 iface.as_ptr(),
                 host.as_ptr(),
                 cuda,
+                use_nccl as c_int,
                 &mut out,
             )
         })?;

@@ -67,14 +67,38 @@ pub struct GroupOptions {
     /// The timeout of the rendezvous and of every collective (PyTorch's
     /// default for Gloo is 30 minutes; ours is 10).
     pub timeout: Duration,
-    /// The CUDA device this rank trains on: NCCL is set up for it (needs the
-    /// `nccl` feature).
+    /// The CUDA device this rank trains on: CUDA tensors get a backend too.
     pub cuda_device: Option<usize>,
+    /// The backend for CUDA tensors.
+    pub cuda_backend: CudaBackend,
 }
 
 impl Default for GroupOptions {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(600), cuda_device: None }
+        Self { timeout: Duration::from_secs(600), cuda_device: None, cuda_backend: CudaBackend::Auto }
+    }
+}
+
+/// Which c10d backend carries CUDA tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CudaBackend {
+    /// NCCL when this build has it (the `nccl` feature), else Gloo.
+    Auto,
+    /// NCCL (an error without the `nccl` feature).
+    Nccl,
+    /// Gloo, which stages CUDA tensors through host memory: slower, but it
+    /// lets several ranks share one GPU.
+    Gloo,
+}
+
+impl CudaBackend {
+    /// Whether NCCL is used.
+    pub fn uses_nccl(self) -> bool {
+        match self {
+            CudaBackend::Auto => ffi::has_nccl(),
+            CudaBackend::Nccl => true,
+            CudaBackend::Gloo => false,
+        }
     }
 }
 
@@ -99,6 +123,9 @@ pub enum Fault {
     AllReduceBackwardIdentity = 3,
     /// Parameter gradients are not synchronised.
     SkipGradSync = 4,
+    /// All-gathers put this rank's tensor in every slot: nothing is
+    /// gathered (negatives or MoCo keys from the local batch only).
+    LocalGather = 5,
 }
 
 /// The native side of a group of more than one rank.
@@ -121,6 +148,23 @@ pub struct Group {
 
 static WORLD: OnceLock<Group> = OnceLock::new();
 static SINGLE: Group = Group::single();
+static DEFERRED: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
+
+/// Keeps an error raised where it cannot be returned (inside a module's
+/// `forward`, e.g. a synchronised BatchNorm's all-reduce), for the trainer
+/// to pick up with [`take_deferred_error`] after the step. The first error
+/// is kept; later ones are usually its consequences.
+pub fn defer_error(e: Error) {
+    let mut slot = DEFERRED.lock().unwrap_or_else(|p| p.into_inner());
+    if slot.is_none() {
+        *slot = Some(e);
+    }
+}
+
+/// The error kept by [`defer_error`], if any (and clears it).
+pub fn take_deferred_error() -> Option<Error> {
+    DEFERRED.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
 
 /// The process-wide group set by [`init_world`], or a world of one.
 pub fn world() -> &'static Group {
@@ -180,7 +224,8 @@ impl Group {
         .map_err(|d| rendezvous(rendezvous_hint(&d, launch, is_server, opts.timeout)))?;
         let iface = std::env::var("GLOO_SOCKET_IFNAME").unwrap_or_default();
         let host = if iface.is_empty() && launch.is_loopback() { "127.0.0.1" } else { "" };
-        let pg = ffi::Pg::new(&store, rank, world, timeout_ms, &iface, host, opts.cuda_device)
+        let nccl = opts.cuda_backend.uses_nccl();
+        let pg = ffi::Pg::new(&store, rank, world, timeout_ms, &iface, host, opts.cuda_device, nccl)
             .map_err(|d| rendezvous(format!("the process group did not start: {d}")))?;
         let heartbeat = heartbeat::Heartbeat::start(launch, &prefix, timeout_ms)
             .map_err(|d| rendezvous(format!("the heartbeat did not start: {d}")))?;
@@ -235,6 +280,7 @@ impl Group {
             2 => Fault::LocalStatistics,
             3 => Fault::AllReduceBackwardIdentity,
             4 => Fault::SkipGradSync,
+            5 => Fault::LocalGather,
             _ => Fault::None,
         }
     }
@@ -248,7 +294,12 @@ impl Group {
     }
 
     /// An [`Error::Collective`] for `op`, with the heartbeats' verdict on
-    /// the other ranks.
+    /// the other ranks (for failures that surface elsewhere, e.g. a
+    /// collective inside autograd's backward).
+    pub fn failure(&self, op: &'static str, detail: String) -> Error {
+        self.collective_error(op, detail)
+    }
+
     pub(crate) fn collective_error(&self, op: &'static str, detail: String) -> Error {
         let lost = match &self.native {
             Some(n) => heartbeat::lost_ranks(&n.store, self.rank, self.world),
@@ -313,6 +364,9 @@ impl Group {
             return Ok(t.shallow_clone());
         }
         let input = t.detach().contiguous();
+        if self.fault() == Fault::LocalGather {
+            return Ok(Tensor::cat(&vec![&input; self.world], 0));
+        }
         let out = gathered_like(&input, self.world);
         self.native_op("all_gather", |pg| pg.all_gather(&out, &input))?;
         Ok(out)
@@ -344,6 +398,9 @@ impl Group {
     pub fn all_gather_with_grad(&self, t: &Tensor) -> Result<Tensor> {
         if self.world == 1 {
             return Ok(t.shallow_clone());
+        }
+        if self.fault() == Fault::LocalGather {
+            return Ok(Tensor::cat(&vec![t; self.world], 0));
         }
         if self.fault() == Fault::GatherLocalSliceBackward {
             // lightly #1528: gather without gradient, then put the local

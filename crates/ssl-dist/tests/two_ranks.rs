@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 const DEADLINE: Duration = Duration::from_secs(90);
 
 fn group(timeout_s: u64) -> Group {
-    Group::from_env(&GroupOptions { timeout: Duration::from_secs(timeout_s), cuda_device: None })
+    Group::from_env(&GroupOptions { timeout: Duration::from_secs(timeout_s), ..Default::default() })
         .expect("joining the group")
 }
 
@@ -319,7 +319,7 @@ fn launch(port: u16) -> Launch {
 fn a_port_in_use_is_named() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let opts = GroupOptions { timeout: Duration::from_secs(5), cuda_device: None };
+    let opts = GroupOptions { timeout: Duration::from_secs(5), ..Default::default() };
     let e = Group::connect(&launch(port), &opts).err().expect("the port is taken").to_string();
     assert!(e.contains(&format!("port {port} on 127.0.0.1 is already in use")), "{e}");
     assert!(e.starts_with("rank 0 of 2: rendezvous at 127.0.0.1:"), "{e}");
@@ -328,7 +328,7 @@ fn a_port_in_use_is_named() {
 #[test]
 fn a_rank_that_never_starts_ends_the_rendezvous_in_time() {
     let port = ssl_dist::testing::free_port();
-    let opts = GroupOptions { timeout: Duration::from_secs(2), cuda_device: None };
+    let opts = GroupOptions { timeout: Duration::from_secs(2), ..Default::default() };
     let started = std::time::Instant::now();
     let e = Group::connect(&launch(port), &opts).err().expect("rank 1 never comes").to_string();
     assert!(e.contains("not all 2 ranks met within 2 s"), "{e}");

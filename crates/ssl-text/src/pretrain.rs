@@ -9,7 +9,7 @@ use crate::tokenizer::SpecialIds;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use ssl_core::augment::{epoch_order, sample_rng};
-use ssl_core::method::{Batch, BatchSource, Method, Output};
+use ssl_core::method::{Batch, BatchSource, Method, Output, Part};
 use ssl_core::trainer::EpochMonitor;
 use tch::{Kind, Tensor};
 
@@ -104,8 +104,12 @@ impl BatchSource for TextSource<'_> {
         self.batch_size
     }
     fn batch(&self, epoch: usize, index: usize) -> ssl_core::Result<Batch> {
+        self.part(epoch, index, Part::WHOLE)
+    }
+    /// Only the part's sequences are masked (each from its own generator).
+    fn part(&self, epoch: usize, index: usize, part: Part) -> ssl_core::Result<Batch> {
         let order = epoch_order(self.data.len(), self.seed, epoch);
-        Ok(self.batch_of(&order[index * self.batch_size..(index + 1) * self.batch_size], epoch))
+        Ok(self.batch_of(part.of(&order[index * self.batch_size..(index + 1) * self.batch_size]), epoch))
     }
     fn sample_unit(&self) -> &'static str {
         "tokens"
@@ -134,19 +138,33 @@ impl Method for TextPretrainer {
         }
     }
 
-    fn loss(&self, batch: &Batch, train: bool) -> Output {
+    fn loss(&self, batch: &Batch, train: bool) -> ssl_core::Result<Output> {
         let v = &batch.views;
         let r = match self.objective {
             Objective::Mlm => self.model.mlm_loss(&v[0], Some(&v[2]), &v[1], train),
             Objective::Clm => self.model.clm_loss(&v[0], Some(&v[1]), train),
         };
-        let (loss, correct, n) = r.expect("batch shapes come from TextSource");
+        let (loss, correct, n) = r?;
         let acc = tch::no_grad(|| &correct / n.clamp_min(1.0));
-        Output::new(loss).with_metrics(vec![
+        Ok(Output::new(loss).with_metrics(vec![
             ("token_acc", acc),
             ("token_correct", correct),
             ("token_predicted", n),
-        ])
+        ]))
+    }
+
+    /// The predicted tokens (masked for MLM, non-padding targets for CLM):
+    /// the trainer normalises the loss by their count over every rank and
+    /// micro-batch, so where the masks fall does not change the loss.
+    fn loss_items(&self, batch: &Batch) -> Option<Tensor> {
+        let v = &batch.views;
+        Some(match self.objective {
+            Objective::Mlm => v[1].ne(crate::IGNORE_INDEX).sum(Kind::Int64),
+            Objective::Clm => {
+                let t = v[1].size()[1];
+                v[1].narrow(1, 1, t - 1).ne(0).sum(Kind::Int64)
+            }
+        })
     }
 
     fn features(&self, x: &Tensor) -> Tensor {
@@ -184,11 +202,11 @@ impl HeldoutMonitor<'_> {
         }
         let bs = self.source.batch_size;
         let (mut correct, mut predicted, mut loss_sum) = (0.0, 0.0, 0.0);
-        tch::no_grad(|| {
+        tch::no_grad(|| -> ssl_core::Result<()> {
             for start in (0..n).step_by(bs) {
                 let ids: Vec<usize> = (start..(start + bs).min(n)).collect();
                 let batch = self.source.batch_of(&ids, 0).to_device(self.device);
-                let out = method.loss(&batch, false);
+                let out = method.loss(&batch, false)?;
                 let get = |name: &str| {
                     out.metrics.iter().find(|(k, _)| *k == name).map_or(0.0, |(_, v)| v.double_value(&[]))
                 };
@@ -197,7 +215,8 @@ impl HeldoutMonitor<'_> {
                 predicted += p;
                 loss_sum += out.loss.double_value(&[]) * p;
             }
-        });
+            Ok(())
+        })?;
         Ok((correct / predicted.max(1.0), loss_sum / predicted.max(1.0)))
     }
 }

@@ -59,11 +59,12 @@ impl Method for Byol {
         "byol"
     }
 
-    fn loss(&self, batch: &Batch, train: bool) -> Output {
+    /// Each rank's mean; DDP's average over the ranks makes it the global one.
+    fn loss(&self, batch: &Batch, train: bool) -> ssl_core::Result<Output> {
         let v = self.nets.forward(&batch.views[0], &batch.views[1], train);
         let ([p0, p1], [t0, t1]) = (&v.predictions, &v.targets);
         let loss = (negative_cosine(p0, t1) + negative_cosine(p1, t0)) * 0.5;
-        Output::new(loss).with_features(v.features0)
+        Ok(Output::new(loss).with_features(v.features0))
     }
 
     fn after_step(&mut self, step: usize, total_steps: usize) {
@@ -116,7 +117,8 @@ impl Method for SimSiam {
         "simsiam"
     }
 
-    fn loss(&self, batch: &Batch, train: bool) -> Output {
+    /// Each rank's mean; DDP's average over the ranks makes it the global one.
+    fn loss(&self, batch: &Batch, train: bool) -> ssl_core::Result<Output> {
         let (h0, z0) = self.online.forward_both(&batch.views[0], train);
         let z1 = self.online.forward_t(&batch.views[1], train);
         let (p0, p1) = (self.predictor.forward_t(&z0, train), self.predictor.forward_t(&z1, train));
@@ -126,7 +128,7 @@ impl Method for SimSiam {
         let std = tch::no_grad(|| {
             ssl_core::losses::l2_normalize(&z0).std_dim([0i64].as_slice(), true, false).mean(tch::Kind::Float)
         });
-        Output::new(loss).with_metrics(vec![("output_std", std)]).with_features(h0)
+        Ok(Output::new(loss).with_metrics(vec![("output_std", std)]).with_features(h0))
     }
 
     fn features(&self, x: &Tensor) -> Tensor {

@@ -226,7 +226,7 @@ mod tests {
             assert!(cfg.get("backbone").or(cfg.get("encoder")).is_some(), "{name}: {cfg}");
             let r = recipe(name).unwrap();
             let mut opt = Optimizer::from_var_store(&optimizer(&r, 16, None, None, None).unwrap(), &vs);
-            let loss = m.loss(&batch, true).loss;
+            let loss = m.loss(&batch, true).unwrap().loss;
             assert!(loss.double_value(&[]).is_finite(), "{name}");
             loss.backward();
             opt.step(0.01);
@@ -255,7 +255,7 @@ mod tests {
         let batch = Batch { views: vec![x.shallow_clone(), x.flip([3])], labels: None };
         let mut opt = Optimizer::from_var_store(&OptimizerConfig::sgd(0.5, 0.0), &vs);
         let before = w(&format!("target.{key}"));
-        let loss = m.loss(&batch, true).loss;
+        let loss = m.loss(&batch, true).unwrap().loss;
         loss.backward();
         opt.step(0.5);
         assert!(before.equal(&w(&format!("target.{key}"))), "the optimizer must not touch the target");
@@ -282,7 +282,7 @@ mod tests {
         let norms = before.norm_scalaropt_dim(2.0, [1i64].as_slice(), false);
         assert!((norms - 1.0).abs().max().double_value(&[]) < 1e-5, "the initial queue is normalised");
         for step in 0..3 {
-            let loss = m.loss(&batch, true).loss;
+            let loss = m.loss(&batch, true).unwrap().loss;
             assert!(loss.double_value(&[]).is_finite());
             m.after_step(step, 3);
         }
@@ -293,7 +293,7 @@ mod tests {
         assert_eq!(changed, 20);
         // Evaluation-mode losses do not enqueue.
         let q = m.queue().copy();
-        let _ = m.loss(&batch, false);
+        let _ = m.loss(&batch, false).unwrap();
         m.after_step(3, 3);
         assert!(q.equal(m.queue()));
     }

@@ -6,10 +6,15 @@
 //! <https://arxiv.org/abs/2003.04297>): queries from the online encoder,
 //! keys from a momentum encoder, InfoNCE against a queue of past keys.
 //!
-//! Shuffle-BN needs several devices; on one device the encoders normalise
-//! `bn_splits` sub-batches separately instead (the `SplitBatchNorm` of the
-//! MoCo authors' CIFAR demo), so BatchNorm cannot leak which key matches
-//! which query. The queue and its pointer are variables of the `VarStore`,
+//! BatchNorm must not leak which key matches which query. On one device
+//! the encoders normalise `bn_splits` sub-batches separately (the
+//! `SplitBatchNorm` of the MoCo authors' CIFAR demo). With several ranks
+//! the key encoder uses the paper's shuffle-BN: the key views of every rank
+//! are gathered, permuted (rank 0's permutation), normalised in their
+//! shuffled sub-batches and put back in order; each rank's queries use its
+//! own sub-batches, `bn_splits / world_size` of them. The keys of every rank
+//! are gathered before they are enqueued, so every rank holds the same
+//! queue, the one a single process on the global batch would hold. The queue and its pointer are variables of the `VarStore`,
 //! so checkpoints carry them and `--resume` continues with the same queue.
 //!
 //! MoCo v3 (Chen, Xie & He, "An Empirical Study of Training Self-Supervised
@@ -20,7 +25,7 @@
 use crate::backbone::BackboneConfig;
 use crate::branch::{Bootstrap, Branch, Target};
 use serde::{Deserialize, Serialize};
-use ssl_core::losses::{info_nce_in_batch, info_nce_queue, l2_normalize};
+use ssl_core::losses::{info_nce_in_batch_global, info_nce_queue, l2_normalize};
 use ssl_core::method::{Batch, Method, Output};
 use ssl_core::modules::MlpHeadConfig;
 use ssl_core::schedule::cosine_momentum;
@@ -43,8 +48,14 @@ pub struct MocoV2Config {
     pub queue_size: i64,
     /// Key-encoder momentum (0.999 on ImageNet; 0.99 for short runs).
     pub momentum: f64,
-    /// Sub-batches for split BatchNorm (the shuffle-BN substitute).
+    /// BatchNorm sub-batches of the global batch (split BatchNorm; with
+    /// several ranks, each rank's share is `bn_splits / world_size`).
     pub bn_splits: i64,
+    /// Shuffle the key views before their split BatchNorm in one process
+    /// too (always on with several ranks); a one-process run with it and
+    /// `bn_splits = W` computes exactly what `W` ranks do.
+    #[serde(default)]
+    pub shuffle_bn: bool,
 }
 
 impl MocoV2Config {
@@ -58,6 +69,7 @@ impl MocoV2Config {
             queue_size: 4096,
             momentum: 0.99,
             bn_splits: 8,
+            shuffle_bn: false,
         }
     }
 }
@@ -91,6 +103,31 @@ impl MocoV2 {
         &self.queue
     }
 
+    /// The normalised keys of this rank's samples, and of every rank's (in
+    /// rank order, for the queue): with shuffle-BN when training on several
+    /// ranks or with `shuffle_bn` (see the module docs).
+    fn keys(&self, x: &Tensor, train: bool, splits: i64) -> ssl_core::Result<(Tensor, Tensor)> {
+        let world = ssl_dist::world();
+        let key = |x: &Tensor| l2_normalize(&self.target.branch.forward_split(x, train, splits).1);
+        if !train {
+            let k = key(x);
+            return Ok((k.shallow_clone(), k));
+        }
+        if !(self.cfg.shuffle_bn || world.is_distributed()) {
+            let k = key(x);
+            let all = world.all_gather(&k)?;
+            return Ok((k, all));
+        }
+        let n = x.size()[0];
+        let offset = world.rank() as i64 * n;
+        let views = world.all_gather(x)?;
+        let perm = Tensor::randperm(views.size()[0], (Kind::Int64, x.device()));
+        world.broadcast_(&perm, 0)?;
+        let shuffled = world.all_gather(&key(&views.index_select(0, &perm.narrow(0, offset, n))))?;
+        let all = shuffled.index_select(0, &perm.argsort(0, false));
+        Ok((all.narrow(0, offset, n), all))
+    }
+
     fn enqueue(&self, keys: &Tensor) {
         let k = self.cfg.queue_size;
         let n = keys.size()[0].min(k);
@@ -112,17 +149,16 @@ impl Method for MocoV2 {
         "moco-v2"
     }
 
-    fn loss(&self, batch: &Batch, train: bool) -> Output {
-        let splits = self.cfg.bn_splits;
+    fn loss(&self, batch: &Batch, train: bool) -> ssl_core::Result<Output> {
+        let world = ssl_dist::world();
+        let splits = (self.cfg.bn_splits / world.world_size() as i64).max(1);
         let (h, q) = self.online.forward_split(&batch.views[0], train, splits);
-        let k = tch::no_grad(|| {
-            l2_normalize(&self.target.branch.forward_split(&batch.views[1], train, splits).1)
-        });
+        let (k, all_keys) = tch::no_grad(|| self.keys(&batch.views[1], train, splits))?;
         let loss = info_nce_queue(&q, &k, &self.queue.detach(), self.cfg.temperature);
         if train {
-            *self.pending.borrow_mut() = Some(k);
+            *self.pending.borrow_mut() = Some(all_keys);
         }
-        Output::new(loss).with_features(h)
+        Ok(Output::new(loss).with_features(h))
     }
 
     fn after_step(&mut self, _step: usize, _total_steps: usize) {
@@ -185,11 +221,13 @@ impl Method for MocoV3 {
         "moco-v3"
     }
 
-    fn loss(&self, batch: &Batch, train: bool) -> Output {
+    /// The keys of every rank are the negatives.
+    fn loss(&self, batch: &Batch, train: bool) -> ssl_core::Result<Output> {
         let v = self.nets.forward(&batch.views[0], &batch.views[1], train);
         let ([q0, q1], [k0, k1]) = (&v.predictions, &v.targets);
-        let t = self.cfg.temperature;
-        Output::new(info_nce_in_batch(q0, k1, t) + info_nce_in_batch(q1, k0, t)).with_features(v.features0)
+        let (t, world) = (self.cfg.temperature, ssl_dist::world());
+        let loss = info_nce_in_batch_global(q0, k1, t, world)? + info_nce_in_batch_global(q1, k0, t, world)?;
+        Ok(Output::new(loss).with_features(v.features0))
     }
 
     fn after_step(&mut self, step: usize, total_steps: usize) {

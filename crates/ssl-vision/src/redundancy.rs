@@ -3,12 +3,14 @@
 //! with a 3-layer expander; the loss makes the two views' embeddings agree
 //! while keeping their dimensions decorrelated (and, for VICReg, spread).
 //! Each view goes through the networks on its own, so BatchNorm statistics
-//! are per view, as in the papers.
+//! are per view, as in the papers. With several ranks, the loss's
+//! statistics (cross-correlation, variance, covariance) are those of the
+//! global batch.
 
 use crate::backbone::BackboneConfig;
 use crate::branch::Branch;
 use serde::{Deserialize, Serialize};
-use ssl_core::losses::{barlow_twins, vicreg_terms};
+use ssl_core::losses::{barlow_twins_global, vicreg_terms_global};
 use ssl_core::method::{Batch, Method, Output};
 use ssl_core::modules::MlpHeadConfig;
 use tch::nn::{self, ModuleT};
@@ -78,13 +80,14 @@ impl Method for Redundancy {
         }
     }
 
-    fn loss(&self, batch: &Batch, train: bool) -> Output {
+    fn loss(&self, batch: &Batch, train: bool) -> ssl_core::Result<Output> {
         let (h0, z0) = self.online.forward_both(&batch.views[0], train);
         let z1 = self.online.forward_t(&batch.views[1], train);
+        let world = ssl_dist::world();
         let out = match self.kind {
-            Kind::BarlowTwins => Output::new(barlow_twins(&z0, &z1, self.cfg.lambda)),
+            Kind::BarlowTwins => Output::new(barlow_twins_global(&z0, &z1, self.cfg.lambda, world)?),
             Kind::VicReg => {
-                let t = vicreg_terms(&z0, &z1, 1e-4);
+                let t = vicreg_terms_global(&z0, &z1, 1e-4, world)?;
                 let metrics = vec![
                     ("invariance", t.invariance.detach()),
                     ("variance", t.variance.detach()),
@@ -95,7 +98,7 @@ impl Method for Redundancy {
                 Output::new(loss).with_metrics(metrics)
             }
         };
-        out.with_features(h0)
+        Ok(out.with_features(h0))
     }
 
     fn features(&self, x: &Tensor) -> Tensor {

@@ -8,6 +8,7 @@
 //! 32×32 and smaller images (SimCLR appendix B.9).
 
 use serde::{Deserialize, Serialize};
+use ssl_core::modules::BatchNorm;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
@@ -111,14 +112,14 @@ fn conv(p: nn::Path, i: i64, o: i64, k: i64, stride: i64, padding: i64) -> nn::C
     nn::conv2d(p, i, o, k, cfg)
 }
 
-fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
+fn bn(p: nn::Path, c: i64) -> BatchNorm {
     ssl_core::modules::batch_norm2d(p, c, Default::default())
 }
 
 #[derive(Debug)]
 struct Block {
-    convs: Vec<(nn::Conv2D, nn::BatchNorm)>,
-    downsample: Option<(nn::Conv2D, nn::BatchNorm)>,
+    convs: Vec<(nn::Conv2D, BatchNorm)>,
+    downsample: Option<(nn::Conv2D, BatchNorm)>,
 }
 
 impl Block {
@@ -180,7 +181,7 @@ pub fn to_channels_last(t: &Tensor) -> Tensor {
 #[derive(Debug)]
 pub struct ResNet {
     conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    bn1: BatchNorm,
     stem: Stem,
     stages: Vec<Vec<Block>>,
     feature_dim: i64,

@@ -5,7 +5,7 @@
 use crate::backbone::{Backbone, BackboneConfig};
 use crate::resnet::ResNetConfig;
 use serde::{Deserialize, Serialize};
-use ssl_core::losses::nt_xent;
+use ssl_core::losses::nt_xent_global;
 use ssl_core::method::{Batch, Method, Output};
 use ssl_core::modules::{MlpHead, MlpHeadConfig};
 use tch::nn::{self, ModuleT};
@@ -79,14 +79,16 @@ impl Method for SimClr {
     }
 
     /// Both views go through the networks as one batch, so BatchNorm sees
-    /// statistics of both (as SimCLR's global BN on one device).
-    fn loss(&self, batch: &Batch, train: bool) -> Output {
+    /// statistics of both (as SimCLR's global BN on one device; over every
+    /// rank with `--sync-bn`). The negatives come from every rank.
+    fn loss(&self, batch: &Batch, train: bool) -> ssl_core::Result<Output> {
         let n = batch.views[0].size()[0];
         let x = Tensor::cat(&batch.views[..2], 0);
         let h = self.backbone.forward_t(&x, train);
         let z = self.head.forward_t(&h, train);
-        let loss = nt_xent(&z.narrow(0, 0, n), &z.narrow(0, n, n), self.temperature);
-        Output::new(loss).with_features(h.narrow(0, 0, n))
+        let loss =
+            nt_xent_global(&z.narrow(0, 0, n), &z.narrow(0, n, n), self.temperature, ssl_dist::world())?;
+        Ok(Output::new(loss).with_features(h.narrow(0, 0, n)))
     }
 
     fn features(&self, x: &Tensor) -> Tensor {

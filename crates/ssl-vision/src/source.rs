@@ -7,6 +7,7 @@ use crate::data::ImageSet;
 use crate::transforms::ImageU8;
 use rayon::prelude::*;
 use ssl_core::augment::{par_map, sample_rng};
+use ssl_core::method::Part;
 use ssl_core::{Batch, BatchSource};
 use std::borrow::Cow;
 use tch::Tensor;
@@ -91,8 +92,14 @@ impl BatchSource for ViewSource<'_> {
     }
 
     fn batch(&self, epoch: usize, index: usize) -> ssl_core::Result<Batch> {
+        self.part(epoch, index, Part::WHOLE)
+    }
+
+    /// Only the part's images (each sample's views come from its own
+    /// generator, so they equal the whole batch's rows).
+    fn part(&self, epoch: usize, index: usize, part: Part) -> ssl_core::Result<Batch> {
         let order = epoch_order(self.set.len(), self.seed, epoch);
-        let ids = &order[index * self.batch_size..(index + 1) * self.batch_size];
+        let ids = part.of(&order[index * self.batch_size..(index + 1) * self.batch_size]);
         let c = self.set.images[ids[0]].c;
         view_batch(&self.augs, self.seed, epoch, ids, &self.set.labels, c, |i| {
             Ok(Cow::Borrowed(&self.set.images[i]))

@@ -107,8 +107,13 @@ impl BatchSource for StreamingViewSource<'_> {
     }
 
     fn batch(&self, epoch: usize, index: usize) -> ssl_core::Result<Batch> {
+        self.part(epoch, index, ssl_core::method::Part::WHOLE)
+    }
+
+    /// Only the part's files are decoded.
+    fn part(&self, epoch: usize, index: usize, part: ssl_core::method::Part) -> ssl_core::Result<Batch> {
         let order = epoch_order(self.set.len(), self.seed, epoch);
-        let ids = &order[index * self.batch_size..(index + 1) * self.batch_size];
+        let ids = part.of(&order[index * self.batch_size..(index + 1) * self.batch_size]);
         view_batch(&self.augs, self.seed, epoch, ids, &self.set.labels, 3, |i| {
             let path = &self.set.files[i];
             let img = decode_image(path).map(to_rgb).map_err(ssl_core::Error::from)?;

@@ -28,14 +28,14 @@ fn a_few_steps_lower_the_loss_on_a_fixed_batch() {
     assert_eq!(batch.views.len(), 2);
     assert_eq!(batch.views[0].size(), [64, 1, 28, 28]);
     let mut opt = Optimizer::from_var_store(&OptimizerConfig::adamw(3e-3, 0.0), &vs);
-    let first = method.loss(&batch, true).loss.double_value(&[]);
+    let first = method.loss(&batch, true).unwrap().loss.double_value(&[]);
     for _ in 0..15 {
         opt.zero_grad();
-        let loss = method.loss(&batch, true).loss;
+        let loss = method.loss(&batch, true).unwrap().loss;
         loss.backward();
         opt.step(3e-3);
     }
-    let last = method.loss(&batch, true).loss.double_value(&[]);
+    let last = method.loss(&batch, true).unwrap().loss.double_value(&[]);
     assert!(last < first - 0.3, "loss {first} -> {last}");
     let f = method.features(&Tensor::zeros([2, 1, 28, 28], (Kind::Float, Device::Cpu)));
     assert_eq!(f.size(), [2, 32]);

@@ -16,7 +16,7 @@ use ssl_audio::encoder::{AudioEncoder, AudioEncoderConfig};
 use ssl_audio::frontend::LogMelConfig;
 use ssl_audio::methods::{self, ENCODER_PREFIXES};
 use ssl_audio::views::{AudioInput, AudioViewSource, ViewRecipe};
-use ssl_core::device::{device_name, parse_device, seed_everything};
+use ssl_core::device::{device_name, seed_everything};
 use ssl_core::eval::{evaluate_features, extract_features, EvalReport, KnnMonitor};
 use ssl_core::finetune::{copy_encoder, fine_tune, FineTuneResult};
 use ssl_core::metrics::write_json_atomic;
@@ -31,7 +31,10 @@ use tch::Tensor;
 #[command(
     version,
     about = "Self-supervised pretraining and evaluation of an audio encoder",
-    args_override_self = true
+    args_override_self = true,
+    mut_arg("out", |a| a.help("Run folder (config.json, metrics.jsonl, checkpoints/, report.json). Default: runs/<method>-<dataset>")),
+    mut_arg("resume", |a| a.help("Continue from the run folder's latest checkpoint (weights, optimizer, BYOL-A's target)")),
+    mut_arg("checkpoint_every", |a| a.help("Checkpoint every N epochs (the last one always) [default: 5]"))
 )]
 struct Args {
     /// Method: cola, byol-a or msm (masked spectrogram modelling).
@@ -49,19 +52,10 @@ struct Args {
     /// Pretraining epochs (default: the method's recipe).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Batch size (at least 2: BatchNorm and the contrastive losses need two clips).
+    /// Batch size: the clips of one optimizer step, over all ranks (at
+    /// least 2: BatchNorm and the contrastive losses need two clips).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(2..))]
     batch_size: u64,
-    /// auto | cpu | cuda | cuda:N.
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// Run folder (config.json, metrics.jsonl, checkpoints/, report.json).
-    /// Default: runs/<method>-<dataset>.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Continue from the run folder's latest checkpoint.
-    #[arg(long)]
-    resume: bool,
     /// Encoder: cnn (BYOL-A's) or transformer (8x8 patches; needed by msm).
     /// Default: the method's.
     #[arg(long)]
@@ -81,12 +75,6 @@ struct Args {
     /// Frames per window (10 ms hop; 96 frames = 0.95 s).
     #[arg(long, default_value_t = 96)]
     frames: i64,
-    /// Seed for weights, shuffling and augmentation.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Checkpoint every N epochs (the last one always).
-    #[arg(long, default_value_t = 5)]
-    checkpoint_every: usize,
     /// Run the kNN monitor every N epochs (and after the last); 0 disables it.
     #[arg(long, default_value_t = 5)]
     knn_every: usize,
@@ -97,6 +85,9 @@ struct Args {
     /// Peak learning rate of fine-tuning (AdamW).
     #[arg(long, default_value_t = 1e-3)]
     finetune_lr: f64,
+    /// Shared run options.
+    #[command(flatten)]
+    run: ssl_cli::RunArgs,
 }
 
 /// The labelled data and its name in the report.
@@ -143,8 +134,9 @@ fn evaluate(
 fn main() -> Result<()> {
     let args = Args::parse();
     let started = Instant::now();
-    let device = parse_device(&args.device)?;
-    seed_everything(args.seed);
+    let run = args.run.start()?;
+    let device = run.device;
+    let seed = run.seed;
     if !methods::METHODS.contains(&args.method.as_str()) {
         bail!("unknown --method `{}` (expected one of {})", args.method, methods::METHODS.join(", "));
     }
@@ -160,7 +152,13 @@ fn main() -> Result<()> {
     if classes < 2 {
         bail!("{}: need at least two classes, found {classes}", args.data);
     }
-    eprintln!("decoding {} training and {} test clips ...", data.train.files.len(), data.test.files.len());
+    if run.is_main() {
+        eprintln!(
+            "decoding {} training and {} test clips ...",
+            data.train.files.len(),
+            data.test.files.len()
+        );
+    }
     let mut train_clips = decode(&data.train, args.sample_rate, "training")?;
     let mut test_clips = decode(&data.test, args.sample_rate, "test")?;
     if args.data == "bundled" {
@@ -203,27 +201,32 @@ fn main() -> Result<()> {
         bail!("{}: need at least two training clips, found {}", args.data, pretrain_clips.len());
     }
 
-    let out = args.out.clone().unwrap_or_else(|| {
+    let out = args.run.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(format!("{}-{}", args.method, dataset.replace([':', '/', ','], "_")))
     });
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    if run.is_main() {
+        std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    }
     let train_cfg = TrainConfig {
         epochs,
         optimizer,
         warmup_epochs: args.warmup_epochs.min(epochs.saturating_sub(1)),
         final_lr: 0.0,
         grad_clip: Some(3.0),
-        bf16: true,
-        checkpoint_every: args.checkpoint_every.max(1),
+        bf16: !args.run.no_bf16,
+        checkpoint_every: args.run.checkpoint_every_or(5).max(1),
         keep_checkpoints: 2,
         log_every: 10,
         online_probe_classes: args.unlabeled.is_none().then_some(classes),
         monitor_every: args.knn_every.max(1),
+        accumulate: args.run.accumulate as usize,
     };
     let config = json!({
         "method": args.method,
         "dataset": dataset,
-        "args": format!("{args:?}"),
+        "world_size": run.group.world_size(),
+        "sync_bn": args.run.sync_bn,
+        "seed": seed,
         "input": input,
         "encoder": encoder,
         "views": recipe.views,
@@ -231,7 +234,9 @@ fn main() -> Result<()> {
         "batch_size": batch_size,
         "classes": data.classes,
     });
-    write_json_atomic(&out.join("config.json"), &config)?;
+    if run.is_main() {
+        write_json_atomic(&out.join("config.json"), &config)?;
+    }
 
     let mut vs = nn::VarStore::new(device);
     let mut method = methods::build(&args.method, &vs, &encoder)?;
@@ -241,7 +246,7 @@ fn main() -> Result<()> {
         &input,
         recipe.views.clone(),
         batch_size,
-        args.seed,
+        seed,
     );
     let train_x = input.spectrograms(&train_clips);
     let test_x = input.spectrograms(&test_clips);
@@ -255,26 +260,32 @@ fn main() -> Result<()> {
         num_classes: classes,
         device,
     };
-    eprintln!(
-        "pretraining {} ({} encoder) on {} clips ({} unlabelled) for {epochs} epochs on {} ...",
-        args.method,
-        match encoder {
-            AudioEncoderConfig::Cnn(_) => "cnn",
-            AudioEncoderConfig::Transformer(_) => "transformer",
-        },
-        pretrain_clips.len(),
-        unlabeled_files.len(),
-        device_name(device)
-    );
+    if run.is_main() {
+        eprintln!(
+            "pretraining {} ({} encoder) on {} clips ({} unlabelled) for {epochs} epochs on {} ...",
+            args.method,
+            match encoder {
+                AudioEncoderConfig::Cnn(_) => "cnn",
+                AudioEncoderConfig::Transformer(_) => "transformer",
+            },
+            pretrain_clips.len(),
+            unlabeled_files.len(),
+            run.describe()
+        );
+    }
     let trainer = Trainer::new(train_cfg, device, &out, config);
     let monitor = (args.knn_every > 0).then_some(&monitor as &dyn ssl_core::trainer::EpochMonitor);
-    let summary = trainer.fit_with_monitor(method.as_mut(), &mut vs, &source, args.resume, monitor)?;
+    let summary = trainer.fit_with_monitor(method.as_mut(), &mut vs, &source, args.run.resume, monitor)?;
+    if !run.is_main() {
+        // Rank 0 evaluates and reports; the other ranks are done.
+        return Ok(());
+    }
     ssl_core::checkpoint::save_weights(&vs, &out.join("model.safetensors"))?;
 
     eprintln!("evaluating (kNN k=min(200, train per class) T=0.1, linear probe) ...");
     let ssl = evaluate(&|x| method.features(x), &train_x, &train_y, &test_x, &test_y, classes, device)?;
     // The same architecture, freshly initialised with the same seed.
-    seed_everything(args.seed);
+    seed_everything(seed);
     let random_vs = nn::VarStore::new(device);
     let random = AudioEncoder::new(&random_vs.root(), &encoder);
     let rnd =
@@ -288,7 +299,7 @@ fn main() -> Result<()> {
             &input,
             ViewRecipe::single(input.clip_len),
             batch_size.min(train_clips.len()),
-            args.seed,
+            seed,
         );
         let opt = OptimizerConfig::adamw(args.finetune_lr, 0.05);
         let ssl_vs = nn::VarStore::new(device);

@@ -9,7 +9,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde_json::json;
-use ssl_core::device::{device_name, parse_device, seed_everything};
+use ssl_core::device::device_name;
 use ssl_core::metrics::write_json_atomic;
 use ssl_core::optim::OptimizerConfig;
 use ssl_core::trainer::{TrainConfig, Trainer};
@@ -28,7 +28,10 @@ use tch::nn;
 #[command(
     version,
     args_override_self = true,
-    about = "Masked-token (BERT) or next-token (GPT-style) pre-training of a text encoder"
+    about = "Masked-token (BERT) or next-token (GPT-style) pre-training of a text encoder",
+    mut_arg("out", |a| a.help("Run folder. Default: runs/text-<objective>-<corpus name>")),
+    mut_arg("resume", |a| a.help("Continue from the run folder's latest checkpoint (and its tokenizer)")),
+    mut_arg("checkpoint_every", |a| a.help("Checkpoint every N epochs (the last one always) [default: 1]"))
 )]
 struct Args {
     /// Corpus: a .txt file (one document per line), a .jsonl file (a `text`
@@ -49,15 +52,6 @@ struct Args {
     /// Pre-training epochs.
     #[arg(long, default_value_t = 12)]
     epochs: usize,
-    /// auto | cpu | cuda | cuda:N.
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// Run folder. Default: runs/text-<objective>-<corpus name>.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Continue from the run folder's latest checkpoint (and its tokenizer).
-    #[arg(long)]
-    resume: bool,
     /// Use this tokenizer.json instead of training a WordPiece tokenizer.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
@@ -80,7 +74,7 @@ struct Args {
     /// Tokens per sequence ([CLS] and [SEP] included).
     #[arg(long, default_value_t = 128)]
     seq_len: usize,
-    /// Sequences per batch.
+    /// Sequences per optimizer step, over all ranks.
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
     /// Peak learning rate (AdamW).
@@ -115,15 +109,12 @@ struct Args {
     /// semi-supervised evaluations do; 1: all.
     #[arg(long, default_value_t = 1.0)]
     label_fraction: f64,
-    /// Seed for weights, shuffling and masks.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Checkpoint every N epochs (the last one always).
-    #[arg(long, default_value_t = 1)]
-    checkpoint_every: usize,
     /// Use at most this many documents of the corpus (0: all).
     #[arg(long, default_value_t = 0)]
     max_docs: usize,
+    /// Shared run options.
+    #[command(flatten)]
+    run: ssl_cli::RunArgs,
 }
 
 fn model_config(name: &str, vocab: i64, positions: i64, pre_ln: bool) -> Result<BertConfig> {
@@ -149,28 +140,38 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let objective: Objective = args.objective.parse()?;
     let head_init: ssl_text::finetune::HeadInit = args.head_init.parse()?;
-    let device = parse_device(&args.device)?;
     if args.batch_size < 1 {
         bail!("--batch-size must be at least 1");
     }
-    seed_everything(args.seed);
+    let run = args.run.start()?;
+    let (device, seed, main) = (run.device, run.seed, run.is_main());
     let corpus_name = args
         .corpus
         .as_ref()
         .and_then(|p| p.file_stem())
         .map_or("fortunes".to_string(), |s| s.to_string_lossy().into_owned());
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("text-{}-{}", args.objective, corpus_name)));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let out =
+        args.run.out.clone().unwrap_or_else(|| {
+            PathBuf::from("runs").join(format!("text-{}-{}", args.objective, corpus_name))
+        });
+    if main {
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    }
+    // Rank 0 writes the bundled corpus and the tokenizer into the run
+    // folder; the other ranks read them there once it has (so with several
+    // machines the run folder must be on a filesystem they share, as for
+    // --resume).
     let (corpus_path, labeled) = match &args.corpus {
         Some(c) => (c.clone(), args.labeled.clone()),
         None => {
-            let dir = ssl_text::bundled::write_fortunes(&out.join("data"))?;
+            let dir = out.join("data");
+            if main {
+                ssl_text::bundled::write_fortunes(&dir)?;
+            }
             (dir.join("corpus.txt"), Some(args.labeled.clone().unwrap_or(dir)))
         }
     };
+    run.group.barrier()?;
     let corpus = Corpus::open(&corpus_path, args.paragraphs)?;
     if let Some(dir) = &labeled {
         ssl_text::finetune::check_labeled(dir)?;
@@ -178,9 +179,15 @@ fn main() -> Result<()> {
 
     // The tokenizer: given, resumed, or trained on the corpus.
     let tok_path = out.join("tokenizer.json");
-    let tok = match (&args.tokenizer, args.resume && tok_path.is_file()) {
+    let tok = match (&args.tokenizer, (args.run.resume || !main) && tok_path.is_file()) {
         (Some(p), _) => TextTokenizer::load(p)?,
         (None, true) => TextTokenizer::load(&tok_path)?,
+        (None, false) if !main => bail!(
+            "rank {} of {}: rank 0's tokenizer {} is missing: the ranks must share the run folder",
+            run.group.rank(),
+            run.group.world_size(),
+            tok_path.display()
+        ),
         (None, false) => {
             eprintln!(
                 "training a WordPiece tokenizer ({} tokens) on {} ...",
@@ -190,11 +197,14 @@ fn main() -> Result<()> {
             TextTokenizer::train_wordpiece(&corpus, args.vocab_size, 2)?
         }
     };
-    tok.save(&tok_path)?;
+    if main {
+        tok.save(&tok_path)?;
+    }
     let pack_cfg = PackConfig { seq_len: args.seq_len, max_docs: args.max_docs, ..PackConfig::default() };
     let t0 = Instant::now();
     let packed = pack_corpus(&corpus, &tok, &pack_cfg)?;
-    eprintln!(
+    if main {
+        eprintln!(
         "{}: {} documents, {} training sequences ({} tokens), {} held out; vocabulary {}; tokenized in {:.1} s; device {}",
         corpus_path.display(),
         packed.documents,
@@ -203,8 +213,9 @@ fn main() -> Result<()> {
         packed.heldout.len(),
         tok.vocab_size(),
         t0.elapsed().as_secs_f64(),
-        device_name(device)
+        run.describe()
     );
+    }
     if packed.train.len() < args.batch_size {
         bail!(
             "--batch-size {} is larger than the {} training sequences of {}",
@@ -243,31 +254,39 @@ fn main() -> Result<()> {
         warmup_epochs: 1.min(args.epochs),
         final_lr: 0.0,
         grad_clip: Some(1.0),
-        bf16: true,
-        checkpoint_every: args.checkpoint_every,
+        bf16: !args.run.no_bf16,
+        checkpoint_every: args.run.checkpoint_every_or(1),
         keep_checkpoints: 2,
         log_every: 20,
         online_probe_classes: None,
         monitor_every: 1,
+        accumulate: args.run.accumulate as usize,
     };
     let config = json!({
         "objective": objective, "corpus": corpus_path, "labeled": labeled, "device": device_name(device),
-        "seed": args.seed, "batch_size": args.batch_size, "seq_len": args.seq_len, "train": train_cfg,
+        "world_size": run.group.world_size(),
+        "seed": seed, "batch_size": args.batch_size, "seq_len": args.seq_len, "train": train_cfg,
         "model": cfg, "pretrain_dropout": args.dropout, "masking": masking, "pack": pack_cfg, "tokenizer": tok_path,
         "torch_threads": tch::get_num_threads(),
     });
-    write_json_atomic(&out.join("config.json"), &config)?;
+    if main {
+        write_json_atomic(&out.join("config.json"), &config)?;
+    }
     let mut vs = nn::VarStore::new(device);
     let model = BertForMaskedLm::new(&vs.root(), &pretrain_cfg)?;
     let mut method = TextPretrainer { model, objective, pad: tok.special.pad };
     let source =
-        TextSource::new(&packed.train, tok.special, masking.clone(), objective, args.batch_size, args.seed);
+        TextSource::new(&packed.train, tok.special, masking.clone(), objective, args.batch_size, seed);
     let monitor = HeldoutMonitor {
         source: TextSource::new(&packed.heldout, tok.special, masking.clone(), objective, 64, 12345),
         device,
     };
     let trainer = Trainer::new(train_cfg, device, &out, config);
-    let summary = trainer.fit_with_monitor(&mut method, &mut vs, &source, args.resume, Some(&monitor))?;
+    let summary = trainer.fit_with_monitor(&mut method, &mut vs, &source, args.run.resume, Some(&monitor))?;
+    if !main {
+        // Rank 0 evaluates, exports and reports; the other ranks are done.
+        return Ok(());
+    }
     let (heldout_top1, heldout_loss) = monitor.measure(&method)?;
 
     // transformers-loadable export: config.json, model.safetensors, tokenizer.json.
@@ -281,7 +300,7 @@ fn main() -> Result<()> {
     let ft = FineTuneConfig {
         epochs: args.finetune_epochs,
         lr: args.finetune_lr,
-        seed: args.seed,
+        seed,
         label_fraction: args.label_fraction,
         head_init,
         seeds: args.finetune_seeds,

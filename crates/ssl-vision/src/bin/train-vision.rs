@@ -9,7 +9,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde_json::json;
-use ssl_core::device::{device_name, parse_device, seed_everything};
+use ssl_core::device::{device_name, seed_everything};
 use ssl_core::eval::{
     evaluate_features, extract_features_from, pca_2d, scatter_png, EvalReport, InputChunks, KnnMonitor,
 };
@@ -31,7 +31,13 @@ use std::time::Instant;
 use tch::nn::{self, ModuleT};
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Self-supervised pretraining and evaluation of an image encoder")]
+#[command(
+    version,
+    about = "Self-supervised pretraining and evaluation of an image encoder",
+    mut_arg("out", |a| a.help("Run folder (config.json, metrics.jsonl, checkpoints/, report.json). Default: runs/<method>-<dataset>")),
+    mut_arg("resume", |a| a.help("Continue from the run folder's latest checkpoint (weights, optimizer, momentum targets, MoCo's queue)")),
+    mut_arg("checkpoint_every", |a| a.help("Checkpoint every N epochs (the last one always) [default: 5]"))
+)]
 struct Args {
     /// Method: simclr, moco-v2, moco-v3, byol, simsiam, barlow-twins, vicreg or mae.
     #[arg(long, default_value = "simclr")]
@@ -42,19 +48,10 @@ struct Args {
     /// Pretraining epochs (default: the method's recipe; 15 for simclr).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Batch size (at least 2: BatchNorm needs two samples).
+    /// Batch size: the samples of one optimizer step, over all ranks (at
+    /// least 2: BatchNorm needs two samples).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(2..))]
     batch_size: u64,
-    /// auto | cpu | cuda | cuda:N.
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// Run folder (config.json, metrics.jsonl, checkpoints/, report.json).
-    /// Default: runs/<method>-<dataset>.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Continue from the run folder's latest checkpoint.
-    #[arg(long)]
-    resume: bool,
     /// Backbone: small (ResNet-18 layout, width 16), resnet18, resnet34,
     /// resnet50, vit-mini, vit-tiny, vit-small (default: small, or vit-mini
     /// for moco-v3 and mae).
@@ -100,19 +97,10 @@ struct Args {
     /// 1.24x faster on 2 CPU cores for the default run; see docs/results.md).
     #[arg(long, default_value = "auto")]
     channels_last: String,
-    /// Disable bf16 autocast on CUDA.
-    #[arg(long)]
-    no_bf16: bool,
     /// Accept images smaller than the views (they are upsampled, as
     /// torchvision's RandomResizedCrop does); by default they are an error.
     #[arg(long)]
     allow_upscale: bool,
-    /// Seed for weights, shuffling and augmentation.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Checkpoint every N epochs (the last one always).
-    #[arg(long, default_value_t = 5)]
-    checkpoint_every: usize,
     /// Fine-tune the pretrained encoder and the random-init one with labels
     /// for N epochs after the frozen evaluations (0: skip).
     #[arg(long, default_value_t = 0)]
@@ -135,6 +123,9 @@ struct Args {
     /// training image's height; for a streamed folder, its shorter side).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     image_size: Option<u64>,
+    /// Shared run options.
+    #[command(flatten)]
+    run: ssl_cli::RunArgs,
 }
 
 fn backbone_config(args: &Args, in_channels: i64, image_size: i64) -> Result<BackboneConfig> {
@@ -271,8 +262,9 @@ fn main() -> Result<()> {
     if args.method == "moco-v2" && !batch_size.is_multiple_of(8) {
         bail!("moco-v2 splits each batch into 8 for its split BatchNorm: --batch-size {batch_size} is not a multiple of 8");
     }
-    let device = parse_device(&args.device)?;
-    seed_everything(args.seed);
+    let run = args.run.start()?;
+    let device = run.device;
+    let seed = run.seed;
     let spec: DataSpec = args.data.parse()?;
     let data = match (&spec, args.stream) {
         (DataSpec::Folder(dir), true) => {
@@ -321,18 +313,20 @@ fn main() -> Result<()> {
         .collect();
     // The evaluation transform (resize and normalise) is shared by the views.
     let aug = views[0].clone();
-    eprintln!(
-        "{}: {} train / {} test images{}, {}x{}x{}, {} classes; device {}",
-        data.name(),
-        train_n,
-        test_n,
-        if args.stream { " (streamed)" } else { "" },
-        channels,
-        size,
-        size,
-        data.classes().len(),
-        device_name(device)
-    );
+    if run.is_main() {
+        eprintln!(
+            "{}: {} train / {} test images{}, {}x{}x{}, {} classes; device {}",
+            data.name(),
+            train_n,
+            test_n,
+            if args.stream { " (streamed)" } else { "" },
+            channels,
+            size,
+            size,
+            data.classes().len(),
+            run.describe()
+        );
+    }
 
     let backbone = backbone_config(&args, channels, size as i64)?;
     let optimizer =
@@ -344,22 +338,27 @@ fn main() -> Result<()> {
         warmup_epochs: args.warmup_epochs.min(epochs),
         final_lr: 0.0,
         grad_clip: args.grad_clip,
-        bf16: !args.no_bf16,
-        checkpoint_every: args.checkpoint_every,
+        bf16: !args.run.no_bf16,
+        checkpoint_every: args.run.checkpoint_every_or(5),
         keep_checkpoints: 2,
         log_every: 10,
         online_probe_classes: Some(data.classes().len()),
         monitor_every: args.knn_every.max(1),
+        accumulate: args.run.accumulate as usize,
     };
     let out = args
+        .run
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", args.method, data.name())));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    if run.is_main() {
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    }
     let mut config = json!({
         "method": args.method, "data": args.data, "dataset": data.name(), "stream": args.stream,
         "image_size": size, "device": device_name(device),
-        "seed": args.seed, "batch_size": batch_size, "train": train_cfg,
+        "world_size": run.group.world_size(), "sync_bn": args.run.sync_bn,
+        "seed": seed, "batch_size": batch_size, "train": train_cfg,
         "augment": {"preset": preset, "views": views}, "torch_threads": tch::get_num_threads(),
     });
     let mut vs = nn::VarStore::new(device);
@@ -381,7 +380,9 @@ fn main() -> Result<()> {
     config["model"] = model_cfg;
     config["channels_last"] = json!(channels_last);
     config["augment_on_device"] = json!(on_device);
-    write_json_atomic(&out.join("config.json"), &config)?;
+    if run.is_main() {
+        write_json_atomic(&out.join("config.json"), &config)?;
+    }
     let (source, train_x, test_x): (
         Box<dyn BatchSource + '_>,
         Box<dyn InputChunks + '_>,
@@ -389,9 +390,9 @@ fn main() -> Result<()> {
     ) = match &data {
         Loaded::Memory(d) => {
             let source: Box<dyn BatchSource> = if on_device {
-                Box::new(GpuViewSource::with_views(&d.train, views.clone(), batch_size, args.seed, device)?)
+                Box::new(GpuViewSource::with_views(&d.train, views.clone(), batch_size, seed, device)?)
             } else {
-                Box::new(ViewSource::with_views(&d.train, views.clone(), batch_size, args.seed))
+                Box::new(ViewSource::with_views(&d.train, views.clone(), batch_size, seed))
             };
             (source, Box::new(eval_tensor(&d.train, &aug)), Box::new(eval_tensor(&d.test, &aug)))
         }
@@ -401,7 +402,7 @@ fn main() -> Result<()> {
             }
             (
                 Box::new(
-                    StreamingViewSource::new(&f.train, views.clone(), batch_size, args.seed)
+                    StreamingViewSource::new(&f.train, views.clone(), batch_size, seed)
                         .with_min_side(if args.allow_upscale { 0 } else { size }),
                 ),
                 Box::new(StreamedEval { set: &f.train, aug: &aug }),
@@ -421,7 +422,11 @@ fn main() -> Result<()> {
     let trainer = Trainer::new(train_cfg, device, &out, config);
     let monitor = (args.knn_every > 0).then_some(&monitor as &dyn ssl_core::trainer::EpochMonitor);
     let summary =
-        trainer.fit_with_monitor(method.as_mut(), &mut vs, source.as_ref(), args.resume, monitor)?;
+        trainer.fit_with_monitor(method.as_mut(), &mut vs, source.as_ref(), args.run.resume, monitor)?;
+    if !run.is_main() {
+        // Rank 0 evaluates and reports; the other ranks are done.
+        return Ok(());
+    }
     ssl_core::checkpoint::save_weights(&vs, &out.join("model.safetensors"))?;
 
     eprintln!("evaluating (kNN k=200 T=0.1, linear probe) ...");
@@ -434,7 +439,7 @@ fn main() -> Result<()> {
         &out.join("pca_ssl.png"),
     )?;
     // The same architecture, freshly initialised with the same seed.
-    seed_everything(args.seed);
+    seed_everything(seed);
     let random_vs = nn::VarStore::new(device);
     let random = Backbone::new(&(random_vs.root() / "backbone"), &backbone);
     if channels_last {
@@ -455,7 +460,7 @@ fn main() -> Result<()> {
             batch_size,
             lr: args.finetune_lr,
             weight_decay: 0.05,
-            seed: args.seed,
+            seed,
             layer_decay: Some(args.layer_decay),
         };
         let test_y = tch::Tensor::from_slice(&data.test.labels);
