@@ -1,0 +1,210 @@
+//! The trainer on two CPU ranks (Gloo, 127.0.0.1): a run equals one
+//! process's on the same global batches (with and without gradient
+//! accumulation), only rank 0 writes, a 2-rank run cut by a crash and
+//! resumed ends where an uninterrupted one does, ranks started with
+//! different configurations refuse to train, and a killed rank is named
+//! by the survivor.
+
+use ssl_core::method::{Batch, BatchSource, Method, Output};
+use ssl_core::optim::OptimizerConfig;
+use ssl_core::trainer::{TrainConfig, Trainer};
+use ssl_core::{Error, Result};
+use ssl_dist::testing::{load, rank_dir, run_ranks, run_ranks_killing, save};
+use std::path::Path;
+use std::time::Duration;
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// A two-layer regression MLP in f64.
+struct Mlp {
+    a: nn::Linear,
+    b: nn::Linear,
+}
+
+impl Method for Mlp {
+    fn name(&self) -> &'static str {
+        "mlp"
+    }
+    fn loss(&self, batch: &Batch, _train: bool) -> Result<Output> {
+        let y = self.b.forward(&self.a.forward(&batch.views[0]).tanh());
+        Ok(Output::new(y.mse_loss(&batch.views[1], tch::Reduction::Mean)))
+    }
+    fn features(&self, x: &Tensor) -> Tensor {
+        self.a.forward(x)
+    }
+}
+
+fn model() -> (nn::VarStore, Mlp) {
+    tch::manual_seed(11);
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let a = nn::linear(vs.root() / "a", 4, 8, Default::default());
+    let b = nn::linear(vs.root() / "b", 8, 1, Default::default());
+    vs.double();
+    (vs, Mlp { a, b })
+}
+
+/// Three global batches of 16 per epoch; fails at epoch `fail_at`, or has
+/// `stall` (rank, epoch) sleep after telling the test to kill it.
+struct Source {
+    fail_at: Option<usize>,
+    stall: Option<(usize, usize, std::path::PathBuf)>,
+}
+
+impl BatchSource for Source {
+    fn batches_per_epoch(&self) -> usize {
+        3
+    }
+    fn batch_size(&self) -> usize {
+        16
+    }
+    fn batch(&self, epoch: usize, index: usize) -> Result<Batch> {
+        if Some(epoch) == self.fail_at {
+            return Err(Error::Data("simulated crash".into()));
+        }
+        if let Some((rank, at, dir)) = &self.stall {
+            if ssl_dist::world().rank() == *rank && epoch == *at {
+                std::fs::write(dir.join("kill-me"), b"").expect("writing the kill marker");
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
+        let g = Tensor::arange(16 * 4, (Kind::Double, Device::Cpu)).reshape([16, 4]);
+        let x = ((g + (epoch * 3 + index) as f64) * 0.37).sin();
+        let y = (&x * Tensor::from_slice(&[1.0f64, -2.0, 0.5, 3.0]))
+            .sum_dim_intlist([1i64].as_slice(), true, Kind::Double)
+            .sin();
+        Ok(Batch { views: vec![x, y], labels: None })
+    }
+}
+
+fn config(accumulate: usize) -> TrainConfig {
+    TrainConfig {
+        epochs: 3,
+        optimizer: OptimizerConfig::adamw(0.05, 0.01),
+        warmup_epochs: 1,
+        checkpoint_every: 1,
+        log_every: 1,
+        bf16: false,
+        accumulate,
+        ..TrainConfig::default()
+    }
+}
+
+fn join() -> &'static ssl_dist::Group {
+    let g = ssl_dist::Group::from_env(&ssl_dist::GroupOptions {
+        timeout: Duration::from_secs(20),
+        ..Default::default()
+    })
+    .expect("joining the group");
+    ssl_dist::init_world(g).expect("the process-wide group")
+}
+
+fn fit(
+    dir: &Path,
+    accumulate: usize,
+    source: &Source,
+    resume: bool,
+    config_json: serde_json::Value,
+) -> Result<Vec<(String, Tensor)>> {
+    let (mut vs, mut m) = model();
+    let t = Trainer::new(config(accumulate), Device::Cpu, dir, config_json);
+    t.fit(&mut m, &mut vs, source, resume)?;
+    Ok(vs.variables().into_iter().collect())
+}
+
+fn max_diff(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
+    let b: std::collections::HashMap<&String, &Tensor> = b.iter().map(|(n, t)| (n, t)).collect();
+    a.iter().map(|(n, t)| (t - b[n]).abs().max().double_value(&[])).fold(0.0, f64::max)
+}
+
+const PLAIN: Source = Source { fail_at: None, stall: None };
+
+#[test]
+fn two_ranks_train_as_one_process_and_resume_exactly() {
+    let test = "two_ranks_train_as_one_process_and_resume_exactly";
+    if let Some(dir) = rank_dir(test) {
+        let g = join();
+        for accumulate in [1, 2] {
+            let w =
+                fit(&dir.join(format!("acc{accumulate}")), accumulate, &PLAIN, false, serde_json::json!({}))
+                    .unwrap();
+            save(&dir, &format!("acc{accumulate}.rank{}.st", g.rank()), &w);
+        }
+        // Cut by a crash at epoch 2 on every rank, then resumed.
+        let cut = dir.join("cut");
+        let err = fit(&cut, 1, &Source { fail_at: Some(2), stall: None }, false, serde_json::json!({}))
+            .unwrap_err();
+        assert!(err.to_string().contains("simulated crash"), "{err}");
+        let w = fit(&cut, 1, &PLAIN, true, serde_json::json!({})).unwrap();
+        save(&dir, &format!("resumed.rank{}.st", g.rank()), &w);
+        g.barrier().unwrap();
+        return;
+    }
+    let one = tempfile::tempdir().unwrap();
+    let reference = fit(one.path(), 1, &PLAIN, false, serde_json::json!({})).unwrap();
+    let accumulated = fit(&one.path().join("acc"), 2, &PLAIN, false, serde_json::json!({})).unwrap();
+    let d = max_diff(&accumulated, &reference);
+    assert!(d < 1e-12, "one process: --accumulate 2 differs from 1 by {d:e}");
+    let run = run_ranks(test, 2, DEADLINE, &[]);
+    run.assert_success();
+    for rank in 0..2 {
+        for name in ["acc1", "acc2", "resumed"] {
+            let got = load(&run.dir, &format!("{name}.rank{rank}.st"));
+            let d = max_diff(&got, &reference);
+            eprintln!("rank {rank} {name}: 3 epochs on 2 ranks vs one process: {d:e}");
+            assert!(d < 1e-12, "rank {rank}, {name}: the 2-rank run differs from one process by {d:e}");
+        }
+    }
+    // Rank 0 alone wrote the log: one line per step and per epoch.
+    let log = std::fs::read_to_string(run.dir.join("acc1/metrics.jsonl")).unwrap();
+    assert_eq!(log.lines().filter(|l| l.contains("\"loss\":")).count(), 9, "{log}");
+    assert_eq!(log.lines().filter(|l| l.contains("\"epoch_loss\":")).count(), 3);
+    // The resumed run's log: the 2 epochs before the crash, then the last.
+    let log = std::fs::read_to_string(run.dir.join("cut/metrics.jsonl")).unwrap();
+    assert_eq!(log.lines().filter(|l| l.contains("\"epoch_loss\":")).count(), 3, "{log}");
+}
+
+#[test]
+fn ranks_with_different_configurations_refuse_to_train() {
+    let test = "ranks_with_different_configurations_refuse_to_train";
+    if let Some(dir) = rank_dir(test) {
+        let g = join();
+        let cfg = serde_json::json!({"method": "simclr", "lr": 0.1 * (1 + g.rank()) as f64, "device": format!("cuda:{}", g.rank())});
+        let err = fit(&dir.join("run"), 1, &PLAIN, false, cfg).unwrap_err().to_string();
+        std::fs::write(dir.join(format!("error{}.txt", g.rank())), err).unwrap();
+        return;
+    }
+    let run = run_ranks(test, 2, DEADLINE, &[]);
+    run.assert_success();
+    for rank in 0..2 {
+        let e = std::fs::read_to_string(run.dir.join(format!("error{rank}.txt"))).unwrap();
+        eprintln!("{e}");
+        assert!(
+            e.contains(&format!("rank {rank} of 2: the ranks were started with different configurations")),
+            "{e}"
+        );
+        assert!(e.contains("rank 1 differs from rank 0 in lr: 0.1 on rank 0, 0.2 on rank 1"), "{e}");
+        // Each rank's own device is not a difference.
+        assert!(!e.contains("device"), "{e}");
+    }
+}
+
+#[test]
+fn a_rank_killed_mid_run_is_named_by_the_survivor() {
+    let test = "a_rank_killed_mid_run_is_named_by_the_survivor";
+    if let Some(dir) = rank_dir(test) {
+        join();
+        let source = Source { fail_at: None, stall: Some((1, 1, dir.clone())) };
+        let e = fit(&dir.join("run"), 1, &source, false, serde_json::json!({})).unwrap_err().to_string();
+        std::fs::write(dir.join("error.txt"), e).unwrap();
+        return;
+    }
+    let run = run_ranks_killing(test, 2, DEADLINE, &[], Some((1, "kill-me")));
+    assert!(!run.timed_out, "{}", run.describe());
+    let e =
+        std::fs::read_to_string(run.dir.join("error.txt")).unwrap_or_else(|_| panic!("{}", run.describe()));
+    eprintln!("{e}");
+    assert!(e.starts_with("rank 0 of 2:"), "{e}");
+    assert!(e.contains("rank 1 stopped answering"), "{e}");
+}
