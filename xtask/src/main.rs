@@ -11,10 +11,12 @@
 //! cargo xtask finetune-text .. fine-tune a pretrained text encoder vs scratch
 //! cargo xtask train-audio ..   pretrain + evaluate an audio encoder
 //! cargo xtask gen-keywords ..  synthesise spoken keywords with espeak-ng
+//!                              (train-* take --nproc-per-node N: N local ranks)
 //! cargo xtask bench-compare .. criterion benches beside PyTorch references -> BENCHMARKS.md
 //! ```
 
 mod bench;
+mod launch;
 mod setup;
 mod tasks;
 
@@ -59,10 +61,14 @@ fn print_help() {
          train-audio    setup, then pretrain an audio encoder (cola, byol-a, msm) and evaluate it against random init\n  \
          gen-keywords   synthesise spoken keywords with espeak-ng (how datasets/keywords is made)\n  \
          bench-compare  criterion benches and their PyTorch references on the same cores; writes BENCHMARKS.md\n\n\
+         train-vision, train-text and train-audio take --nproc-per-node N: N ranks on this machine\n  \
+         (data-parallel; --batch-size stays the global batch), as torchrun --nproc-per-node N would\n\n\
          environment:\n  \
          SSL_RS_CACHE          cache folder for the torch venv (default ~/.cache/ssl-rs)\n  \
          LIBTORCH              use this libtorch (a folder with lib/ and include/) instead\n  \
-         LIBTORCH_USE_PYTORCH  use the torch of the python3 on PATH instead"
+         LIBTORCH_USE_PYTORCH  use the torch of the python3 on PATH instead\n  \
+         SSL_RS_GLOO_INCLUDE   gloo headers for ssl-dist (default: Debian's libgloo-dev, unpacked into the cache)\n  \
+         SSL_RS_NCCL           1 or 0: build with NCCL or not (default: when a CUDA device is found)"
     );
 }
 

@@ -29,6 +29,9 @@ pub struct Torch {
     pub source: &'static str,
     /// The folder holding `gloo/algorithm.h` (see the module docs).
     pub gloo_include: PathBuf,
+    /// Build ssl-dist's NCCL backend: this machine has a CUDA device and
+    /// the CUDA headers it needs are installed (see [`nccl_headers`]).
+    pub nccl: bool,
 }
 
 impl Torch {
@@ -48,6 +51,18 @@ impl Torch {
             None => "(python3 on PATH, LIBTORCH_USE_PYTORCH)".into(),
         };
         println!("torch {} from {}: {dir}", self.version, self.source);
+        if self.nccl {
+            println!("CUDA device found: building with NCCL");
+        }
+    }
+
+    /// `--features CRATE/nccl` when NCCL is on, for a cargo command.
+    pub fn features(&self, krate: &str) -> Vec<String> {
+        if self.nccl {
+            vec!["--features".into(), format!("{krate}/nccl")]
+        } else {
+            Vec::new()
+        }
     }
 }
 
@@ -55,7 +70,62 @@ impl Torch {
 pub fn setup() -> Result<Torch> {
     let (libtorch, version, source) = find_torch()?;
     let gloo_include = gloo_headers()?;
-    Ok(Torch { libtorch, version, source, gloo_include })
+    let nccl = cuda_machine() && nccl_headers(libtorch.as_deref())?;
+    Ok(Torch { libtorch, version, source, gloo_include, nccl })
+}
+
+/// Whether this machine has a CUDA device (`SSL_RS_NCCL=1` or `0`
+/// overrides the check): `/dev/nvidiactl`, or `nvidia-smi -L` listing one.
+fn cuda_machine() -> bool {
+    match std::env::var("SSL_RS_NCCL").as_deref() {
+        Ok("1") => return true,
+        Ok("0") => return false,
+        _ => {}
+    }
+    Path::new("/dev/nvidiactl").exists()
+        || Command::new("nvidia-smi")
+            .arg("-L")
+            .output()
+            .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+}
+
+/// The CUDA header wheels ssl-dist's NCCL backend compiles against
+/// (`ProcessGroupNCCL.hpp` includes `crt/host_config.h` and `nv/target`,
+/// which the torch wheel's CUDA runtime lacks): the pins of cuda-toolkit
+/// 13.0.2, which torch 2.11 requires.
+const CUDA_HEADER_WHEELS: [&str; 2] = ["nvidia-cuda-crt==13.0.88.*", "nvidia-cuda-cccl==13.0.85.*"];
+
+/// Makes sure the CUDA headers NCCL needs are beside torch: installs
+/// [`CUDA_HEADER_WHEELS`] into the shared venv when missing. Returns
+/// false (Gloo carries CUDA tensors then) for a torch setup does not own
+/// that lacks them.
+fn nccl_headers(libtorch: Option<&Path>) -> Result<bool> {
+    let Some(torch) = libtorch else { return Ok(false) };
+    let site = torch.parent().unwrap_or(torch).to_path_buf();
+    let has = |file: &str| -> bool {
+        std::fs::read_dir(site.join("nvidia"))
+            .map(|d| d.filter_map(|e| e.ok()).any(|e| e.path().join("include").join(file).exists()))
+            .unwrap_or(false)
+    };
+    if has("crt/host_config.h") && has("nv/target") {
+        return Ok(true);
+    }
+    let venv = cache_dir()?.join(format!("torch-{TORCH_VERSION}"));
+    if !torch.starts_with(&venv) {
+        eprintln!(
+            "xtask: this torch ({}) lacks the CUDA headers NCCL needs (crt/host_config.h, nv/target): building \
+             without NCCL (Gloo carries CUDA tensors); `pip install {}` beside it turns NCCL on",
+            torch.display(),
+            CUDA_HEADER_WHEELS.join(" ")
+        );
+        return Ok(false);
+    }
+    eprintln!("xtask: installing the CUDA headers NCCL needs ({})", CUDA_HEADER_WHEELS.join(", "));
+    run(Command::new(venv.join("bin").join("pip"))
+        .args(["install", "--disable-pip-version-check", "--no-deps"])
+        .args(CUDA_HEADER_WHEELS))
+    .context("pip install of the CUDA header wheels failed")?;
+    Ok(has("crt/host_config.h") && has("nv/target"))
 }
 
 /// The gloo headers: `$SSL_RS_GLOO_INCLUDE` when set, else Debian's

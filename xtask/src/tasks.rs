@@ -24,31 +24,57 @@ pub fn test(extra: &[String]) -> Result<()> {
     let torch = setup()?;
     torch.print_summary();
     let started = std::time::Instant::now();
+    let features = torch.features("ssl-core");
     eprintln!("xtask: cargo fmt --check");
     run(&mut cargo(&torch, &["fmt", "--all", "--", "--check"]))?;
     eprintln!("xtask: cargo clippy");
-    run(&mut cargo(&torch, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo(&torch, &["clippy", "--workspace", "--all-targets"])
+        .args(&features)
+        .args(["--", "-D", "warnings"]))?;
     eprintln!("xtask: cargo test");
-    run(cargo(&torch, &["test", "--workspace"]).args(extra))?;
+    run(cargo(&torch, &["test", "--workspace"]).args(&features).args(extra))?;
     eprintln!("xtask: all checks passed in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// A training binary of `krate`: `cargo run --release`, or with
+/// `--nproc-per-node N` (N > 1) the release build started as N local ranks
+/// (see [`crate::launch`]). On a CUDA machine the build has NCCL.
+fn train(krate: &str, bin: &str, args: &[String]) -> Result<()> {
+    let (nproc, args) = crate::launch::take_nproc(args)?;
+    let torch = setup()?;
+    torch.print_summary();
+    let features = torch.features(krate);
+    let Some(n) = nproc.filter(|&n| n > 1) else {
+        return run(cargo(&torch, &["run", "--quiet", "--release", "-p", krate, "--bin", bin])
+            .args(&features)
+            .arg("--")
+            .args(&args));
+    };
+    run(cargo(&torch, &["build", "--quiet", "--release", "-p", krate, "--bin", bin]).args(&features))?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| project_root().join("target"), Into::into);
+    let binary = target.join("release").join(bin);
+    let logs = target.join("rank-logs").join(bin);
+    eprintln!(
+        "xtask: starting {n} ranks of {bin} on this machine (logs of ranks 1..{n}: {})",
+        logs.display()
+    );
+    if let Some(f) = crate::launch::run(&binary, &args, n, &logs)? {
+        std::process::exit(f.code);
+    }
     Ok(())
 }
 
 /// `cargo xtask train-vision [ARGS]`: builds the release binary and runs it.
 pub fn train_vision(args: &[String]) -> Result<()> {
-    let torch = setup()?;
-    torch.print_summary();
-    run(cargo(&torch, &["run", "--quiet", "--release", "-p", "ssl-vision", "--bin", "train-vision", "--"])
-        .args(args))
+    train("ssl-vision", "train-vision", args)
 }
 
 /// `cargo xtask train-text [ARGS]`: text pre-training and the downstream
 /// comparison (the `train-text` binary).
 pub fn train_text(args: &[String]) -> Result<()> {
-    let torch = setup()?;
-    torch.print_summary();
-    run(cargo(&torch, &["run", "--quiet", "--release", "-p", "ssl-text", "--bin", "train-text", "--"])
-        .args(args))
+    train("ssl-text", "train-text", args)
 }
 
 /// `cargo xtask finetune-text [ARGS]`: fine-tune a pretrained text encoder
@@ -63,10 +89,7 @@ pub fn finetune_text(args: &[String]) -> Result<()> {
 /// `cargo xtask train-audio [ARGS]`: audio pre-training and the
 /// pretrained-vs-random comparison (the `train-audio` binary).
 pub fn train_audio(args: &[String]) -> Result<()> {
-    let torch = setup()?;
-    torch.print_summary();
-    run(cargo(&torch, &["run", "--quiet", "--release", "-p", "ssl-audio", "--bin", "train-audio", "--"])
-        .args(args))
+    train("ssl-audio", "train-audio", args)
 }
 
 /// `cargo xtask gen-keywords [ARGS]`: synthesises spoken keywords with

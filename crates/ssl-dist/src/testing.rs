@@ -111,18 +111,36 @@ pub fn run_ranks_killing(
     env: &[(&str, String)],
     kill: Option<(usize, &str)>,
 ) -> RankRun {
-    let dir = unique_dir();
     let exe = std::env::current_exe().expect("the test binary's path");
+    launch(world, timeout, kill, |_, dir| {
+        let mut cmd = Command::new(&exe);
+        cmd.args([test, "--exact", "--nocapture", "--test-threads=1"]).env(RANK_OF, test).env(DIR, dir);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    })
+}
+
+/// Runs `world` ranks of the command `make(rank, shared folder)` gives
+/// (any program: a test binary, a training binary), with torchrun's
+/// variables on 127.0.0.1 and a free port, each rank's output in
+/// `rank-N.log`; past `timeout` all are killed. See [`run_ranks_killing`]
+/// for `kill`.
+pub fn launch(
+    world: usize,
+    timeout: Duration,
+    kill: Option<(usize, &str)>,
+    make: impl Fn(usize, &Path) -> Command,
+) -> RankRun {
+    let dir = unique_dir();
     let port = free_port().to_string();
     let started = Instant::now();
     let mut reaper = Reaper(Vec::new());
     for rank in 0..world {
         let log = std::fs::File::create(dir.join(format!("rank-{rank}.log"))).expect("creating a rank log");
-        let mut cmd = Command::new(&exe);
-        cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
-            .env(RANK_OF, test)
-            .env(DIR, &dir)
-            .env("RANK", rank.to_string())
+        let mut cmd = make(rank, &dir);
+        cmd.env("RANK", rank.to_string())
             .env("LOCAL_RANK", rank.to_string())
             .env("WORLD_SIZE", world.to_string())
             .env("MASTER_ADDR", "127.0.0.1")
@@ -132,9 +150,6 @@ pub fn run_ranks_killing(
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("cloning a file handle"))
             .stderr(log);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
         reaper.0.push(cmd.spawn().expect("starting a rank"));
     }
     let mut status: Vec<Option<ExitStatus>> = vec![None; world];

@@ -73,3 +73,81 @@ fn images_smaller_than_the_views_are_refused_naming_the_file() {
         &["2.png", "smaller than the 20 px views"],
     );
 }
+
+/// A small labelled folder: 2 classes of 12 px grey squares.
+fn tiny_folder(dir: &std::path::Path) {
+    for (split, n) in [("train", 8), ("test", 4)] {
+        for (c, level) in [("dark", 40u8), ("light", 200u8)] {
+            let p = dir.join(split).join(c);
+            std::fs::create_dir_all(&p).unwrap();
+            for i in 0..n {
+                let img = image::GrayImage::from_fn(12, 12, |x, y| {
+                    image::Luma([level.wrapping_add((x * 7 + y * 3 + i) as u8)])
+                });
+                img.save(p.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn two_ranks_train_and_rank_zero_alone_reports() {
+    let data = tempfile::tempdir().unwrap();
+    tiny_folder(data.path());
+    let out = data.path().join("run");
+    let spec = format!("folder:{}", data.path().display());
+    let run = ssl_dist::testing::launch(2, std::time::Duration::from_secs(300), None, |_, _| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_train-vision"));
+        cmd.args([
+            "--data",
+            &spec,
+            "--device",
+            "cpu",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--knn-every",
+            "1",
+        ])
+        .args(["--sync-bn", "--accumulate", "2", "--dist-timeout", "60", "--out"])
+        .arg(&out);
+        cmd
+    });
+    run.assert_success();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["train"]["steps"], 4, "{report}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["world_size"], 2);
+    assert_eq!(config["train"]["accumulate"], 2);
+    // Rank 0 prints the table; rank 1 prints nothing of the run.
+    assert!(run.logs[0].contains("random init"), "{}", run.logs[0]);
+    assert!(!run.logs[1].contains("random init") && !run.logs[1].contains("epoch 1/2"), "{}", run.logs[1]);
+    let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(log.lines().filter(|l| l.contains("\"epoch_loss\":")).count(), 2, "{log}");
+}
+
+#[test]
+fn inconsistent_launch_variables_are_refused_naming_them() {
+    let out = Command::new(env!("CARGO_BIN_EXE_train-vision"))
+        .args(["--device", "cpu"])
+        .env("WORLD_SIZE", "2")
+        .env("RANK", "5")
+        .env_remove("MASTER_ADDR")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("RANK=5 is not below WORLD_SIZE=2"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_train-vision"))
+        .args(["--device", "cpu"])
+        .env("WORLD_SIZE", "2")
+        .env("RANK", "1")
+        .env_remove("MASTER_ADDR")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("MASTER_ADDR is not set"), "{err}");
+}
