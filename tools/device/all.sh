@@ -10,15 +10,10 @@
 # Test binaries find their fixtures through the build machine's absolute
 # paths, so /work/main is linked to this checkout first.
 set -u
-TIMEFORMAT="wall %R s"
-TL=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/torch/lib 2>/dev/null | head -1)
-[ -z "$TL" ] && TL=$(python3 -c 'import torch,os;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')
-export LD_LIBRARY_PATH=$TL
 B=$(cd "$(dirname "$0")" && pwd)
+. "$B/env.sh"
 ROOT=$(pwd)
 [ -e /work/main ] || { mkdir -p /work && ln -s "$ROOT" /work/main; }
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
 nvidia-smi -L; nproc
 echo "== doctor"; timeout 60 "$B/ssl-doctor"
 for t in cuda-tests augment-tests logmel-tests bert-tests; do

@@ -12,10 +12,9 @@
 # gpu_simclr.py; the reference needs lightly (carry its wheel, see
 # tools/device/README.md).
 set -eu
-TL=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/torch/lib 2>/dev/null | head -1)
-export LD_LIBRARY_PATH=$TL
+B=$(cd "$(dirname "$0")" && pwd)
+. "$B/env.sh"
 PY=${PY:-python3}
-B=$(dirname "$0")
 D=/tmp/cifar-synth
 BS=${BS:-512}
 EPOCHS=${EPOCHS:-3}

@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
 # Device check: doctor, CUDA tests, and train-vision on cuda:0.
 set -u
-TL=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/torch/lib 2>/dev/null | head -1)
-[ -z "$TL" ] && TL=$(python3 -c 'import torch,os;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')
-export LD_LIBRARY_PATH=$TL
+B=$(cd "$(dirname "$0")" && pwd)
+. "$B/env.sh"
 echo "torch lib: $TL"; nvidia-smi -L; nproc
-B=$(dirname "$0")
 echo "== doctor"; $B/ssl-doctor
 echo "== cuda tests"; $B/cuda-tests --test-threads=1 2>&1 | tail -8
 echo "== train-vision cuda (bf16)"

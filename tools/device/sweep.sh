@@ -2,9 +2,8 @@
 # Every method on the bundled set on cuda:0: the default recipe, and the
 # learning rate halved and doubled.
 set -u
-TL=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/torch/lib 2>/dev/null | head -1)
-export LD_LIBRARY_PATH=$TL
-B=$(dirname "$0")
+B=$(cd "$(dirname "$0")" && pwd)
+. "$B/env.sh"
 run() { # method lr-or-default epochs
   local extra="--epochs $3"; [ "$2" != default ] && extra="$extra --lr $2"
   local out=/tmp/sweep-$1-$2

@@ -6,10 +6,8 @@
 # rayon threads) all ran past 270 s, where one alone takes 75 s.
 # Usage: text_sweep.sh NAME "ARGS" [NAME "ARGS" ...]
 set -u
-TL=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/torch/lib 2>/dev/null | head -1)
-export LD_LIBRARY_PATH=$TL
 B=$(cd "$(dirname "$0")" && pwd)
-OUT=${OUT:-/tmp/out}
+. "$B/env.sh"
 while [ $# -ge 2 ]; do
   name=$1; args=$2; shift 2
   echo "== $name: $args"

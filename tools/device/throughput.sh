@@ -3,9 +3,8 @@
 # device), then SimCLR throughput with and without channels-last, and with
 # device augmentation.
 set -u
-TL=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/torch/lib 2>/dev/null | head -1)
-export LD_LIBRARY_PATH=$TL
-B=$(dirname "$0")
+B=$(cd "$(dirname "$0")" && pwd)
+. "$B/env.sh"
 $B/augment-tests --test-threads=1 2>&1 | grep -E "^test |result"
 for cfg in "off cpu" "on cpu" "on device" "off cpu" "on cpu"; do
   set -- $cfg

@@ -4,7 +4,9 @@
 //! `LOCAL_RANK`, `WORLD_SIZE`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR=127.0.0.1`,
 //! a free `MASTER_PORT`); the binaries give rank `LOCAL_RANK` the GPU of
 //! that index. Rank 0's output is shown; the others' goes to a log that is
-//! printed if that rank fails. SIGINT and SIGTERM are forwarded to every
+//! printed if that rank fails. Unless set already, `OMP_NUM_THREADS` and
+//! `RAYON_NUM_THREADS` share the machine's cores among the ranks (torchrun
+//! sets `OMP_NUM_THREADS=1`). SIGINT and SIGTERM are forwarded to every
 //! rank. When a rank fails, the others are stopped (SIGTERM, then SIGKILL
 //! after a grace period) and the launcher exits with the first failure's
 //! code.
@@ -84,6 +86,8 @@ pub fn run(binary: &Path, args: &[String], nproc: usize, logs: &Path) -> Result<
         // SAFETY (inside signal-hook): the handler only stores an integer.
         signal_hook::flag::register_usize(sig, r, sig as usize).context("installing a signal handler")?;
     }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores / nproc).max(1).to_string();
     let mut children: Vec<Child> = Vec::new();
     let mut log_paths: Vec<Option<PathBuf>> = Vec::new();
     for rank in 0..nproc {
@@ -98,6 +102,11 @@ pub fn run(binary: &Path, args: &[String], nproc: usize, logs: &Path) -> Result<
             .env_remove("TORCHELASTIC_USE_AGENT_STORE")
             .stdin(Stdio::null())
             .process_group(0);
+        for var in ["OMP_NUM_THREADS", "RAYON_NUM_THREADS"] {
+            if std::env::var_os(var).is_none() {
+                cmd.env(var, &threads);
+            }
+        }
         if rank > 0 {
             let path = logs.join(format!("rank-{rank}.log"));
             let f = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
