@@ -31,7 +31,11 @@ fn nccl_with_a_world_of_one() {
         master_port: ssl_dist::testing::free_port(),
         agent_store: None,
     };
-    let opts = GroupOptions { timeout: Duration::from_secs(60), cuda_device: Some(0), cuda_backend: CudaBackend::Nccl };
+    let opts = GroupOptions {
+        timeout: Duration::from_secs(60),
+        cuda_device: Some(0),
+        cuda_backend: CudaBackend::Nccl,
+    };
     let g = Group::connect(&launch, &opts).expect("a NCCL group of one");
     let t = Tensor::from_slice(&[1.0f32, 2.0]).to_device(Device::Cuda(0));
     g.all_reduce_(&t, ReduceOp::Sum).unwrap();
@@ -51,8 +55,11 @@ fn cuda_ranks(test: &str, backend: &str) {
         let backend = if backend == "nccl" { CudaBackend::Nccl } else { CudaBackend::Gloo };
         let rank: usize = std::env::var("RANK").unwrap().parse().unwrap();
         let device = if backend == CudaBackend::Nccl { rank } else { 0 };
-        let opts =
-            GroupOptions { timeout: Duration::from_secs(60), cuda_device: Some(device), cuda_backend: backend };
+        let opts = GroupOptions {
+            timeout: Duration::from_secs(60),
+            cuda_device: Some(device),
+            cuda_backend: backend,
+        };
         let g = Group::from_env(&opts).unwrap();
         let x = batch(Device::Cuda(device)).narrow(0, rank as i64 * 3, 3).set_requires_grad(true);
         gathered_loss(&x, &g.all_gather_with_grad(&x).unwrap()).backward();

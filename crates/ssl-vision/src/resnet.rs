@@ -167,14 +167,21 @@ impl Block {
 
 /// The same tensor with channels-last strides (`NHWC` in memory, `NCHW`
 /// logically), PyTorch's `memory_format=torch.channels_last`, which lets
-/// cuDNN pick its NHWC convolution kernels. tch has no memory-format API;
-/// a permute, a copy and the inverse permute give exactly these strides.
-/// Tensors that are not 4-D are returned as they are.
+/// cuDNN pick its NHWC convolution kernels. tch has no memory-format API:
+/// the strides are set explicitly (`[H·W·C, 1, W·C, C]`, as PyTorch sets
+/// them even where a size-1 dimension makes them ambiguous, such as a 1×1
+/// kernel, so that gradients, which autograd makes channels-last, have the
+/// parameters' strides, as DDP's Reducer expects). Tensors that are not
+/// 4-D are returned as they are.
 pub fn to_channels_last(t: &Tensor) -> Tensor {
-    if t.dim() != 4 {
+    let Ok((_, c, h, w)) = t.size4() else {
         return t.shallow_clone();
-    }
-    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+    };
+    let out = Tensor::empty_strided(t.size(), [h * w * c, 1, w * c, c], (t.kind(), t.device()));
+    // Differentiable: an input that requires grad keeps its gradient.
+    let mut out = out;
+    out.copy_(t);
+    out
 }
 
 /// A ResNet backbone; see the module docs.
