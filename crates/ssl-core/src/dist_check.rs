@@ -13,7 +13,7 @@
 //! Put such a test in a file of its own: it seeds libtorch's global
 //! generator, which parallel tests in the same binary would share.
 
-use crate::method::{Batch, Method, Part};
+use crate::method::{Batch, Method, Part, Progress};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::trainer::backward_step;
 use ssl_dist::testing::{load, rank_dir, run_ranks, save};
@@ -83,6 +83,7 @@ fn train(case: &Case, group: &Group) -> crate::Result<Vec<(String, Tensor)>> {
         if skip > 0 {
             let _ = Tensor::rand([skip], (tch::Kind::Float, tch::Device::Cpu));
         }
+        method.before_step(Progress { step, total_steps: steps, epoch: step, epochs: steps });
         backward_step(method.as_ref(), &[part], group, &sync, false, &mut |_, _| None)?;
         if step == 0 {
             for (name, t) in &vars {

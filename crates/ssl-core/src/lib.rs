@@ -17,6 +17,7 @@
 pub mod amp;
 pub mod augment;
 pub mod checkpoint;
+pub mod collapse;
 pub mod device;
 pub mod dist_check;
 pub mod ema;

@@ -324,6 +324,60 @@ pub fn vicreg(z0: &Tensor, z1: &Tensor, lambda: f64, mu: f64, nu: f64, eps: f64)
     t.invariance * lambda + t.variance * mu + t.covariance * nu
 }
 
+/// DINO's self-distillation loss (Caron et al., "Emerging Properties in
+/// Self-Supervised Vision Transformers", <https://arxiv.org/abs/2104.14294>),
+/// as lightly's `DINOLoss`: for every teacher view `t` and student view `s`
+/// with `t != s` (the first views of the student are the teacher's global
+/// crops), the cross entropy between `softmax((teacher_t - center) /
+/// teacher_temp)` and `log_softmax(student_s / student_temp)`, averaged over
+/// the pairs and the samples. In f32 at least, as the paper does.
+///
+/// # Shapes
+/// `teacher: T × [B, K]`, `student: S × [B, K]`, `center: [1, K]` → scalar
+pub fn dino(
+    teacher: &[Tensor],
+    student: &[Tensor],
+    center: &Tensor,
+    teacher_temp: f64,
+    student_temp: f64,
+) -> Tensor {
+    let t = full_precision(&Tensor::stack(teacher, 0));
+    let s = full_precision(&Tensor::stack(student, 0));
+    let (nt, ns, b) = (t.size()[0], s.size()[0], t.size()[1]);
+    let t_out = ((&t - center.to_kind(t.kind())) / teacher_temp).softmax(-1, t.kind());
+    let s_out = (s / student_temp).log_softmax(-1, t_out.kind());
+    let pairs = -Tensor::einsum("tbk,sbk->ts", &[t_out, s_out], None::<&[i64]>);
+    // The same view seen by both networks is not a pair.
+    let same = Tensor::eye_m(nt, ns, (Kind::Bool, pairs.device()));
+    let terms = nt * ns - nt.min(ns);
+    pairs.masked_fill(&same, 0.0).sum(pairs.kind()) / (terms * b) as f64
+}
+
+/// DINO's teacher temperature at `epoch`: linear from `warmup` to `temp`
+/// over the first `warmup_epochs` epochs (reaching `temp` at the last of
+/// them), then `temp`, as lightly's `DINOLoss` schedule.
+pub fn dino_teacher_temp(warmup: f64, temp: f64, warmup_epochs: usize, epoch: usize) -> f64 {
+    match warmup_epochs {
+        n if epoch >= n => temp,
+        1 => warmup,
+        n => warmup + (temp - warmup) * epoch as f64 / (n - 1) as f64,
+    }
+}
+
+/// DINO's centre update: `center · momentum + mean · (1 - momentum)`, the
+/// mean of the teacher's outputs over its views, the samples and every rank
+/// of `group` (so every rank holds the same centre). Without gradient.
+///
+/// # Shapes
+/// `center: [1, K]`, `teacher: T × [B, K]` → `[1, K]`
+pub fn dino_center(center: &Tensor, teacher: &[Tensor], momentum: f64, group: &Group) -> Result<Tensor> {
+    let t = full_precision(&Tensor::stack(teacher, 0).detach());
+    let k = t.size()[2];
+    let mean = t.reshape([-1, k]).mean_dim([0i64].as_slice(), true, t.kind());
+    let mean = group.all_reduce_sum(&mean)? / group.world_size() as f64;
+    Ok(center * momentum + mean.to_kind(center.kind()) * (1.0 - momentum))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -131,6 +131,19 @@ impl Output {
     }
 }
 
+/// Where a run stands at an optimizer step ([`Method::before_step`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Progress {
+    /// The step, 0-based.
+    pub step: usize,
+    /// Steps in the run.
+    pub total_steps: usize,
+    /// The epoch of the step, 0-based.
+    pub epoch: usize,
+    /// Epochs in the run.
+    pub epochs: usize,
+}
+
 /// A self-supervised method.
 pub trait Method {
     /// The paper's name in kebab case (`simclr`, `moco-v2`, …).
@@ -151,6 +164,10 @@ pub trait Method {
     fn loss_items(&self, _batch: &Batch) -> Option<Tensor> {
         None
     }
+    /// Called before each optimizer step's losses (and again at the first
+    /// step after a resume), for losses that follow a schedule (DINO's
+    /// teacher temperature).
+    fn before_step(&mut self, _progress: Progress) {}
     /// Called after each optimizer step (momentum encoders update here).
     /// `step` is 0-based; `total_steps` is the run's length.
     fn after_step(&mut self, _step: usize, _total_steps: usize) {}

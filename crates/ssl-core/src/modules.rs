@@ -111,9 +111,9 @@ impl ModuleT for BatchNorm {
     }
 }
 
-/// An MLP head: `Linear → [BatchNorm] → ReLU` for every hidden layer, then a
-/// final `Linear` (optionally followed by an affine-free BatchNorm, as
-/// SimSiam and MoCo v3 do).
+/// An MLP head: `Linear → [BatchNorm] → ReLU` (or GELU) for every hidden
+/// layer, then a final `Linear` (optionally followed by an affine-free
+/// BatchNorm, as SimSiam and MoCo v3 do).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct MlpHeadConfig {
     /// Input, hidden…, output widths; at least two entries.
@@ -122,27 +122,70 @@ pub struct MlpHeadConfig {
     pub batch_norm: bool,
     /// BatchNorm (without affine) after the last layer.
     pub last_batch_norm: bool,
+    /// The hidden layers' non-linearity.
+    #[serde(default)]
+    pub activation: Activation,
+    /// Linear weights drawn from N(0, std²) and biases set to 0 (DINO's
+    /// and timm's truncated-normal init, whose ±2 bounds are 100 std away);
+    /// `None`: PyTorch's default (Kaiming-uniform).
+    #[serde(default)]
+    pub init_std: Option<f64>,
+}
+
+/// A hidden layer's non-linearity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// `nn.ReLU`.
+    #[default]
+    Relu,
+    /// `nn.GELU` (the exact, erf form).
+    Gelu,
 }
 
 impl MlpHeadConfig {
     /// SimCLR's 2-layer projection head with BatchNorm (as lightly's
     /// `SimCLRProjectionHead`); also BYOL's projector and predictor.
     pub fn simclr(input: i64, hidden: i64, output: i64) -> Self {
-        Self { dims: vec![input, hidden, output], batch_norm: true, last_batch_norm: false }
+        Self {
+            dims: vec![input, hidden, output],
+            batch_norm: true,
+            last_batch_norm: false,
+            activation: Activation::Relu,
+            init_std: None,
+        }
     }
     /// MoCo v2's head: `Linear → ReLU → Linear`, no BatchNorm.
     pub fn moco_v2(input: i64, hidden: i64, output: i64) -> Self {
-        Self { dims: vec![input, hidden, output], batch_norm: false, last_batch_norm: false }
+        Self {
+            dims: vec![input, hidden, output],
+            batch_norm: false,
+            last_batch_norm: false,
+            activation: Activation::Relu,
+            init_std: None,
+        }
     }
     /// SimSiam's 3-layer projector, BatchNorm everywhere, the last without
     /// affine parameters.
     pub fn simsiam_projection(input: i64, hidden: i64, output: i64) -> Self {
-        Self { dims: vec![input, hidden, hidden, output], batch_norm: true, last_batch_norm: true }
+        Self {
+            dims: vec![input, hidden, hidden, output],
+            batch_norm: true,
+            last_batch_norm: true,
+            activation: Activation::Relu,
+            init_std: None,
+        }
     }
     /// Barlow Twins' and VICReg's 3-layer expander (BatchNorm on the hidden
     /// layers only).
     pub fn expander(input: i64, hidden: i64, output: i64) -> Self {
-        Self { dims: vec![input, hidden, hidden, output], batch_norm: true, last_batch_norm: false }
+        Self {
+            dims: vec![input, hidden, hidden, output],
+            batch_norm: true,
+            last_batch_norm: false,
+            activation: Activation::Relu,
+            init_std: None,
+        }
     }
 }
 
@@ -157,7 +200,7 @@ pub struct MlpHead {
 enum Layer {
     Linear(nn::Linear),
     Bn(BatchNorm),
-    Relu,
+    Act(Activation),
 }
 
 impl MlpHead {
@@ -178,14 +221,21 @@ impl MlpHead {
                 &p / idx,
                 w[0],
                 w[1],
-                nn::LinearConfig { bias, ..Default::default() },
+                match cfg.init_std {
+                    Some(stdev) => nn::LinearConfig {
+                        bias,
+                        ws_init: nn::Init::Randn { mean: 0.0, stdev },
+                        bs_init: Some(nn::Init::Const(0.0)),
+                    },
+                    None => nn::LinearConfig { bias, ..Default::default() },
+                },
             )));
             if hidden {
                 if cfg.batch_norm {
                     let idx = layers.len();
                     layers.push(Layer::Bn(batch_norm1d(&p / idx, w[1], Default::default())));
                 }
-                layers.push(Layer::Relu);
+                layers.push(Layer::Act(cfg.activation));
             } else if cfg.last_batch_norm {
                 let idx = layers.len();
                 let bn = nn::BatchNormConfig { affine: false, ..Default::default() };
@@ -203,8 +253,87 @@ impl ModuleT for MlpHead {
         self.layers.iter().fold(xs.shallow_clone(), |x, l| match l {
             Layer::Linear(lin) => x.apply(lin),
             Layer::Bn(bn) => x.apply_t(bn, train),
-            Layer::Relu => x.relu(),
+            Layer::Act(Activation::Relu) => x.relu(),
+            Layer::Act(Activation::Gelu) => x.gelu("none"),
         })
+    }
+}
+
+/// DINO's projection head (Caron et al., "Emerging Properties in
+/// Self-Supervised Vision Transformers", <https://arxiv.org/abs/2104.14294>;
+/// lightly's `DINOProjectionHead`): a 3-layer GELU MLP down to a
+/// bottleneck, L2 normalisation, then a weight-normalised linear layer
+/// without bias onto `out` prototypes.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct DinoHeadConfig {
+    /// Backbone width.
+    pub input: i64,
+    /// MLP hidden width (2048 in the paper).
+    pub hidden: i64,
+    /// Bottleneck width (256).
+    pub bottleneck: i64,
+    /// Prototypes, the softmax's width (65536).
+    pub out: i64,
+    /// BatchNorm in the MLP (off for ViTs; lightly's default off).
+    pub batch_norm: bool,
+    /// Fix the last layer's norms (`weight_g`) at 1, as the paper does for
+    /// stability.
+    pub norm_last_layer: bool,
+}
+
+/// See [`DinoHeadConfig`]. Variables: `layers.*` (an `nn.Sequential`, as
+/// [`MlpHead`]), `last_layer.weight_g` `[out, 1]` and `last_layer.weight_v`
+/// `[out, bottleneck]` (`torch.nn.utils.weight_norm`'s names).
+#[derive(Debug)]
+pub struct DinoHead {
+    mlp: MlpHead,
+    weight_g: Tensor,
+    weight_v: Tensor,
+}
+
+impl DinoHead {
+    /// Builds the head under `p`: MLP weights from N(0, 0.02²), biases 0;
+    /// the last layer's directions PyTorch's default linear init, its norms 1.
+    pub fn new(p: &nn::Path, cfg: &DinoHeadConfig) -> Self {
+        let mlp = MlpHead::new(
+            p,
+            &MlpHeadConfig {
+                dims: vec![cfg.input, cfg.hidden, cfg.hidden, cfg.bottleneck],
+                batch_norm: cfg.batch_norm,
+                last_batch_norm: false,
+                activation: Activation::Gelu,
+                init_std: Some(0.02),
+            },
+        );
+        let last = p / "last_layer";
+        let bound = 1.0 / (cfg.bottleneck as f64).sqrt();
+        let weight_v =
+            last.var("weight_v", &[cfg.out, cfg.bottleneck], nn::Init::Uniform { lo: -bound, up: bound });
+        let weight_g = if cfg.norm_last_layer {
+            last.ones_no_train("weight_g", &[cfg.out, 1])
+        } else {
+            last.var("weight_g", &[cfg.out, 1], nn::Init::Const(1.0))
+        };
+        Self { mlp, weight_g, weight_v }
+    }
+
+    /// The prototype scores of a batch. With `freeze_last_layer` the last
+    /// layer gets zero gradients (the paper keeps it fixed during the first
+    /// epoch); its output is the same.
+    ///
+    /// # Shapes
+    /// `[N, input]` → `[N, out]`
+    pub fn forward(&self, xs: &Tensor, train: bool, freeze_last_layer: bool) -> Tensor {
+        let z = crate::losses::l2_normalize(&self.mlp.forward_t(xs, train));
+        let (v, g) = if freeze_last_layer {
+            // Zero, but defined, gradients: DDP's Reducer expects one for
+            // every trained variable.
+            (self.weight_v.detach() + &self.weight_v * 0.0, self.weight_g.detach() + &self.weight_g * 0.0)
+        } else {
+            (self.weight_v.shallow_clone(), self.weight_g.shallow_clone())
+        };
+        let w = &g * &v / v.norm_scalaropt_dim(2.0, [1i64].as_slice(), true);
+        z.matmul(&w.tr())
     }
 }
 

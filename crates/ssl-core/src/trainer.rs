@@ -26,7 +26,8 @@
 //! every rank), not of the whole step.
 
 use crate::checkpoint::{self, CheckpointState};
-use crate::method::{Batch, BatchSource, Method, Metrics, Output, Part};
+use crate::collapse::{collapse_stats, CollapseAlarm, CollapseStats};
+use crate::method::{Batch, BatchSource, Method, Metrics, Output, Part, Progress};
 use crate::metrics::{progress_bar, JsonlLog};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::schedule::WarmupCosine;
@@ -176,6 +177,51 @@ pub struct TrainSummary {
     /// work overlaps the wait until the next synchronisation (every logged
     /// step reads the loss).
     pub data_wait_fraction: f64,
+    /// The collapse figures of the last epoch (rank 0's training features
+    /// of its last batches; see [`crate::collapse`]), when the method
+    /// returns features.
+    pub collapse: Option<CollapseStats>,
+    /// The collapse warnings of the run, each naming its epoch.
+    pub collapse_warnings: Vec<String>,
+}
+
+/// Training feature rows the collapse figures are computed on.
+const COLLAPSE_ROWS: i64 = 2048;
+
+/// The most recent rows of a stream of `[B, F]` feature batches (detached),
+/// at least `cap` of them when that many came.
+struct RecentRows {
+    cap: i64,
+    rows: std::collections::VecDeque<Tensor>,
+    count: i64,
+}
+
+impl RecentRows {
+    fn new(cap: i64) -> Self {
+        Self { cap, rows: Default::default(), count: 0 }
+    }
+
+    fn push(&mut self, f: &Tensor) {
+        if f.dim() != 2 {
+            return;
+        }
+        self.count += f.size()[0];
+        self.rows.push_back(f.detach());
+        while self.rows.len() > 1 && self.count - self.rows[0].size()[0] >= self.cap {
+            let first = self.rows.pop_front().expect("not empty");
+            self.count -= first.size()[0];
+        }
+    }
+
+    /// The rows, emptied.
+    fn take(&mut self) -> Option<Tensor> {
+        if self.rows.is_empty() {
+            return None;
+        }
+        let rows: Vec<Tensor> = self.rows.drain(..).collect();
+        self.count = 0;
+        Some(Tensor::cat(&rows, 0))
+    }
 }
 
 /// Trains one method on one device into one run folder.
@@ -329,6 +375,11 @@ impl Trainer {
         let mut final_loss = f64::NAN;
         let device = self.device;
         let mut probe: Option<OnlineProbe> = None;
+        // The latest training features of the epoch, for the collapse figures.
+        let mut recent = RecentRows::new(COLLAPSE_ROWS);
+        let mut alarm = CollapseAlarm::new();
+        let mut collapse: Option<CollapseStats> = None;
+        let mut collapse_warnings = Vec::new();
         let jobs: Vec<(usize, usize, usize)> = (start_epoch..self.cfg.epochs)
             .flat_map(|e| (0..per_epoch).flat_map(move |i| (0..accumulate).map(move |m| (e, i, m))))
             .collect();
@@ -372,11 +423,15 @@ impl Trainer {
                     epoch = e;
                 }
                 let lr = schedule.lr(step);
+                method.before_step(Progress { step, total_steps, epoch, epochs: self.cfg.epochs });
                 opt.zero_grad();
                 let classes = self.cfg.online_probe_classes;
                 let mut probe_step = false;
-                let mut probe_loss =
-                    |out: &Output, batch: &Batch| match (classes, &out.features, &batch.labels) {
+                let mut probe_loss = |out: &Output, batch: &Batch| {
+                    if let Some(f) = out.features.as_ref().filter(|_| main) {
+                        recent.push(f);
+                    }
+                    match (classes, &out.features, &batch.labels) {
                         (Some(classes), Some(f), Some(y)) => {
                             let p =
                                 probe.get_or_insert_with(|| OnlineProbe::new(f.size()[1], classes, device));
@@ -387,7 +442,8 @@ impl Trainer {
                             Some(p.loss(f, y))
                         }
                         _ => None,
-                    };
+                    }
+                };
                 let done = backward_step(method, &micro, group, &sync, self.cfg.bf16, &mut probe_loss)?;
                 let grad_norm = self.cfg.grad_clip.map(|c| opt.clip_grad_norm(c));
                 opt.step(lr);
@@ -443,6 +499,15 @@ impl Trainer {
                         rec["online_probe_top1"] = json!(acc);
                         line += &format!("  online probe {:.1}%", 100.0 * acc);
                     }
+                    let mut warning = None;
+                    if let Some(f) = recent.take() {
+                        let c = collapse_stats(&f);
+                        rec["rankme"] = json!(c.rankme);
+                        rec["normalized_std"] = json!(c.normalized_std);
+                        line += &format!("  rank {:.1}/{}", c.rankme, c.dim);
+                        warning = alarm.check(done, &c);
+                        collapse = Some(c);
+                    }
                     let every = self.cfg.monitor_every.max(1);
                     if let Some(m) = monitor.filter(|_| done % every == 0 || done == self.cfg.epochs) {
                         for (k, v) in m.evaluate(&*method)? {
@@ -457,6 +522,10 @@ impl Trainer {
                     }
                     if let Some(log) = log.as_mut() {
                         log.write(&rec)?;
+                    }
+                    if let Some(w) = warning {
+                        line = format!("{line}\n{w}");
+                        collapse_warnings.push(w);
                     }
                     if bar.is_hidden() {
                         eprintln!("{line}")
@@ -487,6 +556,8 @@ impl Trainer {
             train_wall_s: wall,
             samples_per_s: (samples * world) as f64 / wall.max(1e-9),
             data_wait_fraction: data_wait / wall.max(1e-9),
+            collapse,
+            collapse_warnings,
         })
     }
 }

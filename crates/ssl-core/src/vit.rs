@@ -166,12 +166,37 @@ impl Vit {
     }
 
     /// Patch embeddings with their position embeddings, no class token.
+    /// An input of another size than the configured one (DINO's local
+    /// crops) gets the position embeddings resampled to its patch grid, as
+    /// timm's `resample_abs_pos_embed` does (bicubic, antialiased).
     ///
     /// # Shapes
     /// `[B, C, H, W]` → `[B, N, D]`
     pub fn embed_patches(&self, x: &Tensor) -> Tensor {
-        let t = x.apply(&self.patch).flatten(2, 3).transpose(1, 2);
-        t + self.pos_embed.narrow(1, 1, self.cfg.num_patches())
+        let t = x.apply(&self.patch);
+        let (h, w) = (t.size()[2], t.size()[3]);
+        let t = t.flatten(2, 3).transpose(1, 2);
+        t + self.patch_pos_embed(h, w)
+    }
+
+    /// The patch tokens' position embeddings for a `rows × cols` patch grid,
+    /// `[1, rows·cols, D]`: the trained ones on the configured grid, else
+    /// resampled (bicubic with antialiasing, `align_corners=False`).
+    pub fn patch_pos_embed(&self, rows: i64, cols: i64) -> Tensor {
+        let pos = self.pos_embed.narrow(1, 1, self.cfg.num_patches());
+        let (gh, gw) = self.cfg.grid_hw();
+        if (rows, cols) == (gh, gw) {
+            return pos;
+        }
+        let d = self.cfg.dim;
+        let grid = pos.reshape([1, gh, gw, d]).permute([0, 3, 1, 2]);
+        // Resampled in f32 at least, as timm does.
+        let grid = match grid.kind() {
+            tch::Kind::Half | tch::Kind::BFloat16 => grid.to_kind(tch::Kind::Float),
+            _ => grid,
+        };
+        let out = grid.internal_upsample_bicubic2d_aa([rows, cols], false, None, None);
+        out.permute([0, 2, 3, 1]).reshape([1, rows * cols, d]).to_kind(self.pos_embed.kind())
     }
 
     /// The class token (with its position embedding) prepended, the blocks

@@ -162,6 +162,26 @@ impl ViewAugment {
         Self { crop_scale: (0.2, 1.0), jitter: None, gray_p: 0.0, blur: None, ..Self::simclr(size) }
     }
 
+    /// Multi-crop's local views (Caron et al., SwAV
+    /// <https://arxiv.org/abs/2006.09882>, and DINO): `n` crops of `size`
+    /// pixels covering 5–40% of the image (DINO's `local_crops_scale`),
+    /// otherwise as `base` (its colour operations; blur with p=0.5 where
+    /// `base` blurs; never solarised).
+    pub fn local_crops(base: &Self, n: usize, size: usize) -> Vec<Self> {
+        let blur =
+            (size > 32).then_some(()).and(base.blur).map(|(_, sigma, _)| (0.5, sigma, (size / 10) | 1));
+        let local = Self { size, crop_scale: (0.05, 0.4), blur, solarize_p: 0.0, ..base.clone() };
+        vec![local; n]
+    }
+
+    /// The local-crop side that goes with global views of `size` pixels:
+    /// 96/224 of it, as DINO's crops, rounded up to a multiple of
+    /// `multiple` (a ViT's patch size).
+    pub fn local_size(size: usize, multiple: usize) -> usize {
+        let m = multiple.max(1);
+        (size * 96).div_ceil(224).div_ceil(m) * m
+    }
+
     /// The views of a named preset: `simclr`, `moco-v2`, `byol` (two
     /// different views), `mae` or `digits`. Symmetric presets give the same
     /// augmentation twice.

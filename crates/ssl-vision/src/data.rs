@@ -45,6 +45,46 @@ pub struct ImageData {
 }
 
 impl ImageData {
+    /// The training split cut in two: a validation split of `fraction` of
+    /// each class's training images (drawn with `seed`), which takes the
+    /// test split's place, and the rest, which trains. Recipes are chosen on
+    /// it, never on the test split. The name gains `-val`.
+    pub fn validation_split(self, fraction: f64, seed: u64) -> Result<ImageData> {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(Error::Config(format!(
+                "the validation fraction must lie strictly between 0 and 1, not {fraction}"
+            )));
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5641_4c49_4441_5445);
+        let classes = self.train.labels.iter().copied().max().map_or(0, |m| m + 1);
+        let mut held = vec![false; self.train.len()];
+        for c in 0..classes {
+            let mut ids: Vec<usize> = (0..self.train.len()).filter(|&i| self.train.labels[i] == c).collect();
+            ids.shuffle(&mut rng);
+            let n = (ids.len() as f64 * fraction).round() as usize;
+            for &i in &ids[..n.min(ids.len())] {
+                held[i] = true;
+            }
+        }
+        let (mut train, mut val) =
+            (ImageSet { images: vec![], labels: vec![] }, ImageSet { images: vec![], labels: vec![] });
+        for ((img, label), h) in self.train.images.into_iter().zip(self.train.labels).zip(held) {
+            let set = if h { &mut val } else { &mut train };
+            set.images.push(img);
+            set.labels.push(label);
+        }
+        if val.is_empty() || train.is_empty() {
+            return Err(Error::Config(format!(
+                "a validation fraction of {fraction} leaves {} training and {} validation images",
+                train.len(),
+                val.len()
+            )));
+        }
+        Ok(ImageData { name: format!("{}-val", self.name), classes: self.classes, train, test: val })
+    }
+
     /// Channels of the images.
     pub fn channels(&self) -> usize {
         self.train.images.first().map_or(3, |i| i.c)

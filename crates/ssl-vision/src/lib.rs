@@ -36,6 +36,7 @@ pub mod backbone;
 pub mod branch;
 pub mod byol;
 pub mod data;
+pub mod dino;
 pub mod error;
 pub mod finetune;
 pub mod gpu_augment;

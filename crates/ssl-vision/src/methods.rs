@@ -4,6 +4,7 @@
 
 use crate::backbone::BackboneConfig;
 use crate::byol::{Byol, ByolConfig, SimSiam, SimSiamConfig};
+use crate::dino::{Dino, DinoConfig};
 use crate::mae::{Mae, MaeConfig};
 use crate::moco::{MocoV2, MocoV2Config, MocoV3, MocoV3Config};
 use crate::redundancy::{Redundancy, RedundancyConfig};
@@ -16,7 +17,7 @@ use tch::nn;
 
 /// Every method `train-vision --method` accepts.
 pub const METHODS: &[&str] =
-    &["simclr", "moco-v2", "moco-v3", "byol", "simsiam", "barlow-twins", "vicreg", "mae"];
+    &["simclr", "moco-v2", "moco-v3", "byol", "simsiam", "barlow-twins", "vicreg", "mae", "dino"];
 
 /// The augmentation preset ([`crate::augment::ViewAugment::preset`]) of a
 /// method's paper, for colour images: SimSiam trains on MoCo v2's views;
@@ -24,7 +25,7 @@ pub const METHODS: &[&str] =
 pub fn default_augment(method: &str) -> &'static str {
     match method {
         "moco-v2" | "simsiam" => "moco-v2",
-        "byol" | "moco-v3" | "barlow-twins" | "vicreg" => "byol",
+        "byol" | "moco-v3" | "barlow-twins" | "vicreg" | "dino" => "byol",
         "mae" => "mae",
         _ => "simclr",
     }
@@ -86,6 +87,9 @@ pub fn recipe(method: &str) -> Result<Recipe> {
         "moco-v3" => r(15, "adamw", 1e-3, 0.1, Some(0.2)),
         // Paper: AdamW 1.5e-4 per 256 for 1600 epochs.
         "mae" => r(15, "adamw", 3e-3, 0.05, None),
+        // Paper (ViT-S): AdamW 5e-4 per 256, weight decay 0.04 to 0.4;
+        // solo-learn's CIFAR recipe: LARS 0.3 per 256.
+        "dino" => r(15, "lars", 0.3, 1e-6, None),
         other => return Err(unknown(other)),
     })
 }
@@ -175,8 +179,35 @@ pub fn build(
             let cfg = MaeConfig::light(encoder);
             (Box::new(Mae::new(&vs.root(), &cfg)), json(&cfg))
         }
+        "dino" => {
+            let cfg = DinoConfig {
+                hidden: 4 * f,
+                bottleneck: 64,
+                out: 1024,
+                // Short runs: the teacher must move within a few hundred
+                // steps (the paper's 0.996 is for 100-800 epochs).
+                base_momentum: 0.99,
+                warmup_teacher_temp_epochs: 5,
+                ..DinoConfig::new(b)
+            };
+            (Box::new(Dino::new(vs, &cfg)?), json(&cfg))
+        }
         other => return Err(unknown(other)),
     })
+}
+
+/// Local crops a method trains on besides its two views (multi-crop):
+/// DINO's default is 6; the others use two views.
+pub fn default_local_crops(method: &str) -> usize {
+    match method {
+        "dino" => 6,
+        _ => 0,
+    }
+}
+
+/// Whether a method can use local crops (extra, smaller views).
+pub fn takes_local_crops(method: &str) -> bool {
+    method == "dino"
 }
 
 /// A config as JSON, for `config.json`.
@@ -233,10 +264,10 @@ mod tests {
             m.after_step(0, 10);
             assert_eq!(m.features(&x).size(), [16, 32], "{name}");
         }
-        assert!(build("dino", &nn::VarStore::new(Device::Cpu), &tiny(), None).is_err());
+        assert!(build("swav", &nn::VarStore::new(Device::Cpu), &tiny(), None).is_err());
         let err = build("mae", &nn::VarStore::new(Device::Cpu), &tiny(), None).err().unwrap().to_string();
         assert!(err.contains("mae needs a ViT"), "{err}");
-        assert!(recipe("dino").unwrap_err().to_string().contains("simclr, moco-v2"));
+        assert!(recipe("swav").unwrap_err().to_string().contains("simclr, moco-v2"));
     }
 
     #[test]

@@ -14,8 +14,9 @@
 //! shuffled sub-batches and put back in order; each rank's queries use its
 //! own sub-batches, `bn_splits / world_size` of them. The keys of every rank
 //! are gathered before they are enqueued, so every rank holds the same
-//! queue, the one a single process on the global batch would hold. The queue and its pointer are variables of the `VarStore`,
-//! so checkpoints carry them and `--resume` continues with the same queue.
+//! queue, the one a single process on the global batch would hold. The
+//! queue and its pointer are variables of the `VarStore`, so checkpoints
+//! carry them and `--resume` continues with the same queue.
 //!
 //! MoCo v3 (Chen, Xie & He, "An Empirical Study of Training Self-Supervised
 //! Vision Transformers", <https://arxiv.org/abs/2104.02057>): no queue; a
@@ -211,6 +212,8 @@ impl MocoV3 {
             dims: vec![cfg.out, cfg.hidden, cfg.out],
             batch_norm: true,
             last_batch_norm: true,
+            activation: Default::default(),
+            init_std: None,
         };
         Ok(Self { nets: Bootstrap::new(vs, &cfg.backbone, head, &pred)?, cfg: cfg.clone() })
     }

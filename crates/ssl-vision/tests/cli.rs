@@ -18,7 +18,7 @@ fn fails_with(args: &[&str], expected: &[&str]) {
 
 #[test]
 fn unknown_names_are_refused_with_the_choices() {
-    fails_with(&["--method", "dino"], &["unknown method `dino`", "simclr, moco-v2"]);
+    fails_with(&["--method", "swav"], &["unknown method `swav`", "simclr, moco-v2", "dino"]);
     fails_with(
         &["--backbone", "vgg16", "--device", "cpu"],
         &["unknown backbone `vgg16`", "resnet50", "vit-small"],
@@ -26,6 +26,15 @@ fn unknown_names_are_refused_with_the_choices() {
     fails_with(&["--optimizer", "lamb", "--device", "cpu"], &["unknown optimizer `lamb`"]);
     fails_with(&["--device", "tpu"], &["unknown device `tpu`"]);
     fails_with(&["--method", "mae", "--backbone", "small", "--device", "cpu"], &["mae needs a ViT"]);
+    fails_with(
+        &["--local-crops", "2", "--device", "cpu"],
+        &["simclr trains on two views", "multi-crop is for dino"],
+    );
+    fails_with(&["--val-fraction", "1.5", "--device", "cpu"], &["between 0 and 1, not 1.5"]);
+    fails_with(
+        &["--method", "dino", "--augment-on", "device", "--device", "cpu"],
+        &["multi-crop (--local-crops) runs on the CPU"],
+    );
 }
 
 #[test]

@@ -137,3 +137,31 @@ fn stl10_images_are_transposed_from_column_major() {
     let err = data::stl10(dir.path()).unwrap_err().to_string();
     assert!(err.contains("test_y.bin") && err.contains("label 11"), "{err}");
 }
+
+#[test]
+fn a_validation_split_is_carved_from_training_data_per_class() {
+    let full = data::bundled_mnist5k().unwrap();
+    let all: std::collections::HashSet<Vec<u8>> = full.train.images.iter().map(|i| i.data.clone()).collect();
+    let test: std::collections::HashSet<Vec<u8>> = full.test.images.iter().map(|i| i.data.clone()).collect();
+    let d = data::bundled_mnist5k().unwrap().validation_split(0.2, 3).unwrap();
+    assert_eq!(d.name, "mnist5k-val");
+    assert_eq!((d.train.len(), d.test.len()), (3200, 800));
+    for class in 0..10 {
+        assert_eq!(d.test.labels.iter().filter(|&&l| l == class).count(), 80, "class {class}");
+    }
+    // Every validation image comes from the training split, none from the
+    // test split, and none is also trained on.
+    let train: std::collections::HashSet<&Vec<u8>> = d.train.images.iter().map(|i| &i.data).collect();
+    for img in &d.test.images {
+        assert!(all.contains(&img.data) && !test.contains(&img.data) && !train.contains(&img.data));
+    }
+    // Seeded: the same seed draws the same split, another seed another.
+    let again = data::bundled_mnist5k().unwrap().validation_split(0.2, 3).unwrap();
+    assert!(again.test.images.iter().zip(&d.test.images).all(|(a, b)| a.data == b.data));
+    let other = data::bundled_mnist5k().unwrap().validation_split(0.2, 4).unwrap();
+    assert!(other.test.images.iter().zip(&d.test.images).any(|(a, b)| a.data != b.data));
+    for bad in [0.0, 1.0, -0.5, f64::NAN] {
+        let e = data::bundled_mnist5k().unwrap().validation_split(bad, 0).err().unwrap().to_string();
+        assert!(e.contains("between 0 and 1"), "{e}");
+    }
+}

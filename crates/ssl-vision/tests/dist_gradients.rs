@@ -49,6 +49,18 @@ fn batches() -> Vec<Batch> {
         .collect()
 }
 
+/// The batches with two local crops (8 px) appended to each.
+fn multi_crop(batches: Vec<Batch>) -> Vec<Batch> {
+    batches
+        .into_iter()
+        .map(|b| {
+            let local: Vec<Tensor> =
+                (0..2).map(|i| b.views[i].narrow(2, 2 * i as i64, 8).narrow(3, 4, 8).contiguous()).collect();
+            Batch { views: b.views.into_iter().chain(local).collect(), labels: None }
+        })
+        .collect()
+}
+
 fn case(name: &str, backbone: BackboneConfig, sync_bn: bool, draws: i64, wrong: Vec<Fault>) -> Case {
     let method = name.to_string();
     Case {
@@ -79,6 +91,14 @@ fn cases() -> Vec<Case> {
         case("vicreg", resnet(), true, 0, vec![LocalStatistics, AllReduceBackwardIdentity]),
         // MAE draws one mask value per patch: 3 x 3 patches.
         case("mae", vit(), false, 9, vec![SkipGradSync]),
+        Case {
+            // Multi-crop: 2 global views and 2 local 8-px crops (the ViT
+            // resamples its position embeddings). No BatchNorm anywhere, so
+            // statistics that are not all-reduced break only the centre,
+            // which is compared too (a variable).
+            batches: multi_crop(batches()),
+            ..case("dino", vit(), false, 0, vec![LocalStatistics, SkipGradSync])
+        },
         Case {
             // Per-rank BatchNorm sub-batches and shuffle-BN of the keys; the
             // reference: one process with 2 shuffled sub-batches.

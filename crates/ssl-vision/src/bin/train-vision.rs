@@ -39,7 +39,7 @@ use tch::nn::{self, ModuleT};
     mut_arg("checkpoint_every", |a| a.help("Checkpoint every N epochs (the last one always) [default: 5]"))
 )]
 struct Args {
-    /// Method: simclr, moco-v2, moco-v3, byol, simsiam, barlow-twins, vicreg or mae.
+    /// Method: simclr, moco-v2, moco-v3, byol, simsiam, barlow-twins, vicreg, mae or dino.
     #[arg(long, default_value = "simclr")]
     method: String,
     /// Data: bundled | mnist-idx:DIR | cifar10:DIR | cifar100:DIR | stl10:DIR | folder:DIR.
@@ -90,6 +90,19 @@ struct Args {
     /// vicreg, mae for mae), simclr, moco-v2, byol, mae, digits.
     #[arg(long, default_value = "auto")]
     augment: String,
+    /// Multi-crop: local crops per image besides the two global views
+    /// (DINO: 6 by default; the other methods take none).
+    #[arg(long)]
+    local_crops: Option<usize>,
+    /// Side of the local crops (default: 96/224 of --image-size, a
+    /// multiple of the ViT patch size).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    local_size: Option<u64>,
+    /// Hold out this fraction of each class's training images and evaluate
+    /// on it instead of the test split (the data set's name gains `-val`):
+    /// for choosing recipes without looking at the test split.
+    #[arg(long)]
+    val_fraction: Option<f64>,
     /// Clip the global gradient norm.
     #[arg(long)]
     grad_clip: Option<f64>,
@@ -273,6 +286,11 @@ fn main() -> Result<()> {
         (_, true) => bail!("--stream reads image folders (folder:DIR); {} is loaded into memory", args.data),
         _ => Loaded::Memory(data::load(&spec).with_context(|| format!("loading --data {}", args.data))?),
     };
+    let data = match (data, args.val_fraction) {
+        (Loaded::Memory(d), Some(f)) => Loaded::Memory(d.validation_split(f, seed)?),
+        (Loaded::Streamed(_), Some(_)) => bail!("--val-fraction needs the data in memory; drop --stream"),
+        (d, None) => d,
+    };
     let (train_n, test_n) = (data.labels().0.len(), data.labels().1.len());
     if train_n < batch_size {
         bail!(
@@ -329,6 +347,22 @@ fn main() -> Result<()> {
     }
 
     let backbone = backbone_config(&args, channels, size as i64)?;
+    let local_crops = args.local_crops.unwrap_or_else(|| methods::default_local_crops(&args.method));
+    if local_crops > 0 && !methods::takes_local_crops(&args.method) {
+        bail!("--local-crops {local_crops}: {} trains on two views; multi-crop is for dino", args.method);
+    }
+    let mut views = views;
+    if local_crops > 0 {
+        let patch = match &backbone {
+            BackboneConfig::Vit(v) => v.patch_size as usize,
+            BackboneConfig::ResNet(_) => 1,
+        };
+        let local = args.local_size.map_or_else(|| ViewAugment::local_size(size, patch), |s| s as usize);
+        if local % patch != 0 {
+            bail!("--local-size {local} is not a multiple of the ViT's patch size {patch}");
+        }
+        views.extend(ViewAugment::local_crops(&views[0], local_crops, local));
+    }
     let optimizer =
         methods::optimizer(&recipe, batch_size, args.optimizer.as_deref(), args.lr, args.weight_decay)?;
     let epochs = args.epochs.unwrap_or(recipe.epochs);
@@ -389,6 +423,11 @@ fn main() -> Result<()> {
         Box<dyn InputChunks + '_>,
     ) = match &data {
         Loaded::Memory(d) => {
+            if on_device && local_crops > 0 {
+                bail!(
+                    "--augment-on device makes views of one size; multi-crop (--local-crops) runs on the CPU"
+                );
+            }
             let source: Box<dyn BatchSource> = if on_device {
                 Box::new(GpuViewSource::with_views(&d.train, views.clone(), batch_size, seed, device)?)
             } else {

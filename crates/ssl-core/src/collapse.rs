@@ -1,0 +1,136 @@
+//! Collapse alarms: a self-supervised run can lower its loss while its
+//! embeddings die (all samples mapped to one point, or to a few
+//! directions). Two figures catch it, computed on the backbone features a
+//! method returns during training:
+//!
+//! - **RankMe** (Garrido et al., "RankMe: Assessing the Downstream
+//!   Performance of Pretrained Self-Supervised Representations by Their
+//!   Rank", <https://arxiv.org/abs/2210.02885>): the exponential of the
+//!   entropy of the normalised singular values of the `[N, D]` embedding
+//!   matrix, between 1 (one direction) and `min(N, D)`;
+//! - the **per-dimension standard deviation of the L2-normalised
+//!   embeddings**, averaged over dimensions and multiplied by `sqrt(D)`
+//!   (SimSiam's collapse monitor, Chen & He, <https://arxiv.org/abs/2011.10566>,
+//!   fig. 2: about 1 for embeddings spread over the sphere, 0 when every
+//!   sample has the same direction).
+//!
+//! [`CollapseAlarm`] turns them into warnings.
+
+use crate::losses::l2_normalize;
+use serde::Serialize;
+use tch::{Kind, Tensor};
+
+/// The collapse figures of one set of embeddings.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct CollapseStats {
+    /// RankMe: effective rank, 1 to `min(samples, dim)`.
+    pub rankme: f64,
+    /// Mean per-dimension std of the L2-normalised embeddings, times
+    /// `sqrt(dim)`: about 1 when spread, 0 when collapsed.
+    pub normalized_std: f64,
+    /// Embedding width.
+    pub dim: i64,
+    /// Embeddings the figures were computed on.
+    pub samples: i64,
+}
+
+/// RankMe's epsilon (the paper's 1e-7).
+const RANKME_EPS: f64 = 1e-7;
+
+/// The figures of `features` `[N, D]` (computed in f64 on its device).
+pub fn collapse_stats(features: &Tensor) -> CollapseStats {
+    tch::no_grad(|| {
+        let f = features.to_kind(Kind::Double);
+        let (n, d) = (f.size()[0], f.size()[1]);
+        let (_, s, _) = f.svd(true, false);
+        let p = &s / s.sum(Kind::Double).clamp_min(1e-300) + RANKME_EPS;
+        let rankme = (-(&p * p.log()).sum(Kind::Double)).exp().double_value(&[]);
+        let std =
+            l2_normalize(&f).std_dim([0i64].as_slice(), true, false).mean(Kind::Double).double_value(&[]);
+        CollapseStats { rankme, normalized_std: std * (d as f64).sqrt(), dim: d, samples: n }
+    })
+}
+
+/// Warns when the embeddings collapse: RankMe under 2 (one direction
+/// left), RankMe under half the highest it reached in the run (a collapse
+/// under way), or a normalised spread under 0.05 (every sample nearly the
+/// same direction).
+#[derive(Clone, Debug, Default)]
+pub struct CollapseAlarm {
+    best_rank: f64,
+}
+
+impl CollapseAlarm {
+    /// A new alarm (no history).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records the figures of `epoch` (1-based) and returns a warning when
+    /// they show a collapse.
+    pub fn check(&mut self, epoch: usize, s: &CollapseStats) -> Option<String> {
+        let best = self.best_rank.max(s.rankme);
+        let previous = std::mem::replace(&mut self.best_rank, best);
+        let why = if s.rankme < 2.0 {
+            format!("effective rank (RankMe) {:.2} of {} dimensions: one direction left", s.rankme, s.dim)
+        } else if s.rankme < 0.5 * previous {
+            format!(
+                "effective rank (RankMe) fell to {:.1} from {:.1} earlier in the run ({} dimensions)",
+                s.rankme, previous, s.dim
+            )
+        } else if s.normalized_std < 0.05 {
+            format!(
+                "normalised feature spread {:.3} (about 1 when healthy, 0 when every sample looks the same)",
+                s.normalized_std
+            )
+        } else {
+            return None;
+        };
+        Some(format!("warning: the embeddings are collapsing at epoch {epoch}: {why}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn spread_embeddings_have_full_rank_and_unit_spread() {
+        tch::manual_seed(0);
+        let x = Tensor::randn([2000, 16], (Kind::Double, Device::Cpu));
+        let s = collapse_stats(&x);
+        assert!(s.rankme > 15.0 && s.rankme <= 16.0 + 1e-6, "{s:?}");
+        assert!((s.normalized_std - 1.0).abs() < 0.05, "{s:?}");
+        assert!(CollapseAlarm::new().check(1, &s).is_none());
+    }
+
+    #[test]
+    fn rankme_is_the_entropy_of_the_singular_values() {
+        // Orthogonal directions with singular values 3 and 1: p = (3/4, 1/4).
+        let x = Tensor::from_slice(&[3.0f64, 0.0, 0.0, 1.0]).reshape([2, 2]);
+        let p = [0.75 + RANKME_EPS, 0.25 + RANKME_EPS];
+        let want = (-(p[0] * p[0].ln() + p[1] * p[1].ln())).exp();
+        assert!((collapse_stats(&x).rankme - want).abs() < 1e-12);
+    }
+
+    #[test]
+    fn collapsed_embeddings_raise_the_alarm_naming_the_epoch() {
+        tch::manual_seed(1);
+        let mut alarm = CollapseAlarm::new();
+        let healthy = Tensor::randn([500, 32], (Kind::Double, Device::Cpu));
+        assert!(alarm.check(1, &collapse_stats(&healthy)).is_none());
+        // Dimensional collapse: 4 directions of 32 left.
+        let few = Tensor::randn([500, 4], (Kind::Double, Device::Cpu))
+            .matmul(&Tensor::randn([4, 32], (Kind::Double, Device::Cpu)));
+        let w = alarm.check(2, &collapse_stats(&few)).expect("a rank drop is a warning");
+        assert!(w.contains("epoch 2") && w.contains("fell to"), "{w}");
+        // Complete collapse: one point plus tiny noise.
+        let one = Tensor::ones([500, 32], (Kind::Double, Device::Cpu))
+            + Tensor::randn([500, 32], (Kind::Double, Device::Cpu)) * 1e-6;
+        let s = collapse_stats(&one);
+        assert!(s.normalized_std < 0.01, "{s:?}");
+        let w = CollapseAlarm::new().check(7, &s).expect("a collapse is a warning");
+        assert!(w.contains("epoch 7") && w.contains("RankMe"), "{w}");
+    }
+}
