@@ -101,8 +101,18 @@ impl Mae {
     /// # Shapes
     /// `[B, C, H, W]` → `(pred [B, N, p*p*C], mask [B, N], target [B, N, p*p*C])`
     pub fn reconstruct(&self, x: &Tensor) -> (Tensor, Tensor, Tensor) {
+        let (pred, mask, target, _) = self.reconstruct_with_features(x);
+        (pred, mask, target)
+    }
+
+    /// [`Mae::reconstruct`], and the encoder's pooled output on the kept
+    /// patches `[B, D]` (the training features the trainer's online probe
+    /// and collapse figures read).
+    pub fn reconstruct_with_features(&self, x: &Tensor) -> (Tensor, Tensor, Tensor, Tensor) {
         let (kept, mask, ids_restore) = random_masking(&self.encoder.embed_patches(x), self.cfg.mask_ratio);
-        let latent = self.encoder.encode_tokens(&kept).apply(&self.decoder_embed);
+        let encoded = self.encoder.encode_tokens(&kept);
+        let features = self.encoder.pool_tokens(&encoded);
+        let latent = encoded.apply(&self.decoder_embed);
         let (b, k1, d) = latent.size3().expect("latent tokens");
         let n = ids_restore.size()[1];
         let masks = self.mask_token.expand([b, n + 1 - k1, d], true);
@@ -117,7 +127,7 @@ impl Mae {
             let var = target.var_dim([-1i64].as_slice(), true, true);
             target = (target - mean) / (var + 1e-6).sqrt();
         }
-        (pred, mask, target)
+        (pred, mask, target, features)
     }
 }
 
@@ -149,8 +159,9 @@ impl Method for Mae {
     /// Each rank's mean over its masked patches (every sample masks as
     /// many), so DDP's average over the ranks is the global mean.
     fn loss(&self, batch: &Batch, _train: bool) -> crate::Result<Output> {
-        let (pred, mask, target) = self.reconstruct(&batch.views[0]);
-        Ok(Output::new(masked_mse(&at_least_f32(&pred), &at_least_f32(&target), &mask)))
+        let (pred, mask, target, features) = self.reconstruct_with_features(&batch.views[0]);
+        let loss = masked_mse(&at_least_f32(&pred), &at_least_f32(&target), &mask);
+        Ok(Output::new(loss).with_features(features))
     }
 
     fn features(&self, x: &Tensor) -> Tensor {

@@ -232,7 +232,17 @@ impl ModuleT for Vit {
     /// # Shapes
     /// `[B, C, H, W]` → `[B, D]`
     fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
-        let t = self.forward_tokens(xs);
+        self.pool_tokens(&self.forward_tokens(xs))
+    }
+}
+
+impl Vit {
+    /// Output tokens pooled as configured (see [`Pool`]): the class token,
+    /// or the mean of the other tokens.
+    ///
+    /// # Shapes
+    /// `[B, 1 + M, D]` → `[B, D]`
+    pub fn pool_tokens(&self, t: &Tensor) -> Tensor {
         match self.cfg.pool {
             Pool::Cls => t.select(1, 0),
             Pool::Mean => t.narrow(1, 1, t.size()[1] - 1).mean_dim([1i64].as_slice(), false, t.kind()),
