@@ -390,8 +390,21 @@ impl BertForMaskedLm {
         labels: &Tensor,
         train: bool,
     ) -> Result<(Tensor, Tensor, Tensor)> {
+        self.mlm_loss_and_hidden(input_ids, attention_mask, labels, train).map(|(l, c, n, _)| (l, c, n))
+    }
+
+    /// [`BertForMaskedLm::mlm_loss`], and the encoder's last hidden states
+    /// `[B, T, H]`.
+    pub fn mlm_loss_and_hidden(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        labels: &Tensor,
+        train: bool,
+    ) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
         let h = self.bert.forward(input_ids, None, attention_mask, false, train)?;
-        Ok(self.sparse_loss(&h, labels))
+        let (loss, correct, n) = self.sparse_loss(&h, labels);
+        Ok((loss, correct, n, h))
     }
 
     /// Next-token loss (GPT-style) with a causal mask: position `i`
@@ -403,13 +416,25 @@ impl BertForMaskedLm {
         attention_mask: Option<&Tensor>,
         train: bool,
     ) -> Result<(Tensor, Tensor, Tensor)> {
+        self.clm_loss_and_hidden(input_ids, attention_mask, train).map(|(l, c, n, _)| (l, c, n))
+    }
+
+    /// [`BertForMaskedLm::clm_loss`], and the (causal) last hidden states
+    /// `[B, T, H]`.
+    pub fn clm_loss_and_hidden(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        train: bool,
+    ) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
         let h = self.bert.forward(input_ids, None, attention_mask, true, train)?;
         let t = input_ids.size()[1];
         let mut targets = input_ids.narrow(1, 1, t - 1);
         if let Some(m) = attention_mask {
             targets = targets.where_self(&m.narrow(1, 1, t - 1).ne(0), &Tensor::from(crate::IGNORE_INDEX));
         }
-        Ok(self.sparse_loss(&h.narrow(1, 0, t - 1), &targets))
+        let (loss, correct, n) = self.sparse_loss(&h.narrow(1, 0, t - 1), &targets);
+        Ok((loss, correct, n, h))
     }
 
     fn sparse_loss(&self, hidden: &Tensor, labels: &Tensor) -> (Tensor, Tensor, Tensor) {

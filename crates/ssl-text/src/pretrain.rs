@@ -140,17 +140,18 @@ impl Method for TextPretrainer {
 
     fn loss(&self, batch: &Batch, train: bool) -> ssl_core::Result<Output> {
         let v = &batch.views;
-        let r = match self.objective {
-            Objective::Mlm => self.model.mlm_loss(&v[0], Some(&v[2]), &v[1], train),
-            Objective::Clm => self.model.clm_loss(&v[0], Some(&v[1]), train),
+        let (r, mask) = match self.objective {
+            Objective::Mlm => (self.model.mlm_loss_and_hidden(&v[0], Some(&v[2]), &v[1], train), &v[2]),
+            Objective::Clm => (self.model.clm_loss_and_hidden(&v[0], Some(&v[1]), train), &v[1]),
         };
-        let (loss, correct, n) = r?;
+        let (loss, correct, n, hidden) = r?;
         let acc = tch::no_grad(|| &correct / n.clamp_min(1.0));
-        Ok(Output::new(loss).with_metrics(vec![
-            ("token_acc", acc),
-            ("token_correct", correct),
-            ("token_predicted", n),
-        ]))
+        // The mean-pooled hidden states (of the masked input for MLM): the
+        // training features of the collapse figures.
+        let features = tch::no_grad(|| mean_pool(&hidden, &mask.ne(0)));
+        Ok(Output::new(loss)
+            .with_metrics(vec![("token_acc", acc), ("token_correct", correct), ("token_predicted", n)])
+            .with_features(features))
     }
 
     /// The predicted tokens (masked for MLM, non-padding targets for CLM):
