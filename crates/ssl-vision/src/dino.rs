@@ -195,12 +195,8 @@ impl Method for Dino {
         let teacher = tch::no_grad(|| self.teacher.forward(&views[..g], train, false).0);
         let (student, features) = self.student.forward(views, train, self.freeze_last && train);
         let loss = dino(&teacher, &student, &self.center, self.teacher_temp, self.cfg.student_temp);
-        if train {
-            let center = dino_center(&self.center, &teacher, self.cfg.center_momentum, ssl_dist::world())?;
-            tch::no_grad(|| self.center.shallow_clone().copy_(&center));
-        }
-        // Collapse monitor: the teacher's entropy (log K when uniform, 0 for
-        // one prototype).
+        // Collapse monitor: the entropy of the teacher distribution this loss
+        // used (log K when uniform, 0 for one prototype).
         let entropy = tch::no_grad(|| {
             let p = ((&teacher[0].to_kind(tch::Kind::Float) - &self.center) / self.teacher_temp)
                 .softmax(-1, tch::Kind::Float);
@@ -208,6 +204,10 @@ impl Method for Dino {
                 .sum_dim_intlist([1i64].as_slice(), false, tch::Kind::Float)
                 .mean(tch::Kind::Float)
         });
+        if train {
+            let center = dino_center(&self.center, &teacher, self.cfg.center_momentum, ssl_dist::world())?;
+            tch::no_grad(|| self.center.shallow_clone().copy_(&center));
+        }
         Ok(Output::new(loss).with_metrics(vec![("teacher_entropy", entropy)]).with_features(features))
     }
 
