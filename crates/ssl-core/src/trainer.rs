@@ -6,7 +6,10 @@
 //!
 //! Two monitors, as solo-learn has: an online linear probe trained on the
 //! detached features of each batch (it never changes the encoder), and an
-//! [`EpochMonitor`] (a kNN classifier, say) run every few epochs.
+//! [`EpochMonitor`] (a kNN classifier, say) run every few epochs. Each
+//! epoch also gets the collapse figures of rank 0's latest training
+//! features ([`crate::collapse`]: RankMe, normalised spread), logged, shown,
+//! and turned into a warning when they collapse.
 //!
 //! Distributed (several ranks in `ssl_dist::world()`): the batch size is
 //! the global batch, and each rank trains on its [`Part`] of every global
@@ -181,7 +184,8 @@ pub struct TrainSummary {
     /// of its last batches; see [`crate::collapse`]), when the method
     /// returns features.
     pub collapse: Option<CollapseStats>,
-    /// The collapse warnings of the run, each naming its epoch.
+    /// The collapse warnings of this invocation (a resumed run starts a
+    /// new history), each naming its epoch.
     pub collapse_warnings: Vec<String>,
 }
 
@@ -427,6 +431,7 @@ impl Trainer {
                 opt.zero_grad();
                 let classes = self.cfg.online_probe_classes;
                 let mut probe_step = false;
+                // Per micro-batch: keep the features, add the probe's loss.
                 let mut probe_loss = |out: &Output, batch: &Batch| {
                     if let Some(f) = out.features.as_ref().filter(|_| main) {
                         recent.push(f);
