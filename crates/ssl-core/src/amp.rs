@@ -10,7 +10,7 @@
 
 #![allow(unsafe_code)]
 
-use tch::Kind;
+use tch::{Kind, Tensor};
 
 /// `c10::DeviceType::CUDA`.
 const DEVICE_CUDA: i8 = 1;
@@ -31,6 +31,17 @@ fn scalar_type(kind: Kind) -> i8 {
         Kind::Float => 6,
         Kind::BFloat16 => 15,
         other => panic!("autocast dtype must be Half, Float or BFloat16, not {other:?}"),
+    }
+}
+
+/// `x` in f32 when it is f16 or bf16 (as under autocast), else as it is
+/// (f64 stays f64, for the gradient tests): where losses, BatchNorm
+/// statistics and resampling compute in at least f32, as PyTorch's
+/// autocast does for reductions and `log_softmax`.
+pub fn at_least_f32(x: &Tensor) -> Tensor {
+    match x.kind() {
+        Kind::Half | Kind::BFloat16 => x.to_kind(Kind::Float),
+        _ => x.shallow_clone(),
     }
 }
 

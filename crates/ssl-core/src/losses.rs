@@ -21,19 +21,10 @@
 //! size (the trainer's parts do). With one rank they are the plain
 //! functions.
 
+use crate::amp::at_least_f32;
 use crate::Result;
 use ssl_dist::Group;
 use tch::{Kind, Tensor};
-
-/// `x` in f32 when it is f16 or bf16 (as under autocast), else as it is:
-/// every loss computes its softmax and reductions in at least f32, as
-/// PyTorch's autocast does for `log_softmax` and sums.
-fn full_precision(x: &Tensor) -> Tensor {
-    match x.kind() {
-        Kind::Half | Kind::BFloat16 => x.to_kind(Kind::Float),
-        _ => x.shallow_clone(),
-    }
-}
 
 /// Rows divided by their L2 norm (clamped at 1e-12, as `F.normalize`).
 ///
@@ -48,7 +39,7 @@ pub fn l2_normalize(x: &Tensor) -> Tensor {
 /// computed in the logits' own precision (tch's `cross_entropy_for_logits`
 /// always goes through f32).
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Tensor {
-    let logits = full_precision(logits);
+    let logits = at_least_f32(logits);
     logits.log_softmax(-1, logits.kind()).nll_loss(targets)
 }
 
@@ -59,7 +50,7 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Tensor {
 /// # Shapes
 /// `z0, z1: [N, D]` → scalar
 pub fn nt_xent(z0: &Tensor, z1: &Tensor, temperature: f64) -> Tensor {
-    let (z0, z1) = (&full_precision(z0), &full_precision(z1));
+    let (z0, z1) = (&at_least_f32(z0), &at_least_f32(z1));
     let n = z0.size()[0];
     let device = z0.device();
     let z = l2_normalize(&Tensor::cat(&[z0, z1], 0));
@@ -95,7 +86,7 @@ pub fn nt_xent_global(z0: &Tensor, z1: &Tensor, temperature: f64, group: &Group)
     if !group.is_distributed() {
         return Ok(nt_xent(z0, z1, temperature));
     }
-    let (z0, z1) = (&full_precision(z0), &full_precision(z1));
+    let (z0, z1) = (&at_least_f32(z0), &at_least_f32(z1));
     let n = z0.size()[0];
     let device = z0.device();
     let z = l2_normalize(&Tensor::cat(&[z0, z1], 0));
@@ -128,9 +119,9 @@ fn shifted_eye(rows: i64, cols: i64, offset: i64, device: tch::Device) -> Tensor
 /// # Shapes
 /// `q, k: [N, D]`, `queue: [K, D]` → scalar
 pub fn info_nce_queue(q: &Tensor, k: &Tensor, queue: &Tensor, temperature: f64) -> Tensor {
-    let queue = &full_precision(queue);
-    let q = l2_normalize(&full_precision(q));
-    let k = l2_normalize(&full_precision(k));
+    let queue = &at_least_f32(queue);
+    let q = l2_normalize(&at_least_f32(q));
+    let k = l2_normalize(&at_least_f32(k));
     let pos = (&q * &k).sum_dim_intlist([1i64].as_slice(), true, q.kind());
     let neg = q.matmul(&queue.tr());
     let logits = Tensor::cat(&[pos, neg], 1) / temperature;
@@ -146,7 +137,7 @@ pub fn info_nce_queue(q: &Tensor, k: &Tensor, queue: &Tensor, temperature: f64) 
 /// # Shapes
 /// `q, k: [N, D]` → scalar
 pub fn info_nce_in_batch(q: &Tensor, k: &Tensor, temperature: f64) -> Tensor {
-    let (q, k) = (&full_precision(q), &full_precision(k));
+    let (q, k) = (&at_least_f32(q), &at_least_f32(k));
     let logits = l2_normalize(q).matmul(&l2_normalize(k).tr()) / temperature;
     let targets = Tensor::arange(q.size()[0], (Kind::Int64, q.device()));
     cross_entropy(&logits, &targets) * (2.0 * temperature)
@@ -162,7 +153,7 @@ pub fn info_nce_in_batch_global(q: &Tensor, k: &Tensor, temperature: f64, group:
     if !group.is_distributed() {
         return Ok(info_nce_in_batch(q, k, temperature));
     }
-    let (q, k) = (&full_precision(q), &full_precision(k));
+    let (q, k) = (&at_least_f32(q), &at_least_f32(k));
     let n = q.size()[0];
     let keys = gather_for_loss(group, &l2_normalize(k))?;
     let logits = l2_normalize(q).matmul(&keys.tr()) / temperature;
@@ -176,7 +167,7 @@ pub fn info_nce_in_batch_global(q: &Tensor, k: &Tensor, temperature: f64, group:
 /// # Shapes
 /// `p, z: [N, D]` → scalar
 pub fn negative_cosine(p: &Tensor, z: &Tensor) -> Tensor {
-    let (p, z) = (&full_precision(p), &full_precision(z));
+    let (p, z) = (&at_least_f32(p), &at_least_f32(z));
     -Tensor::cosine_similarity(p, z, 1, 1e-8).mean(p.kind())
 }
 
@@ -203,7 +194,7 @@ fn off_diagonal_sq_sum(c: &Tensor) -> Tensor {
 /// # Shapes
 /// `z0, z1: [N, D]` → scalar
 pub fn barlow_twins(z0: &Tensor, z1: &Tensor, lambda: f64) -> Tensor {
-    let (z0, z1) = (&full_precision(z0), &full_precision(z1));
+    let (z0, z1) = (&at_least_f32(z0), &at_least_f32(z1));
     let n = z0.size()[0] as f64;
     let c = standardize(z0).tr().matmul(&standardize(z1)) / n;
     let on_diag = (c.diagonal(0, 0, 1) - 1.0).square().sum(c.kind());
@@ -237,7 +228,7 @@ pub fn barlow_twins_global(z0: &Tensor, z1: &Tensor, lambda: f64, group: &Group)
     if !group.is_distributed() {
         return Ok(barlow_twins(z0, z1, lambda));
     }
-    let (z0, z1) = (&full_precision(z0), &full_precision(z1));
+    let (z0, z1) = (&at_least_f32(z0), &at_least_f32(z1));
     let n = (z0.size()[0] * group.world_size() as i64) as f64;
     let local = standardize_global(z0, n, group)?.tr().matmul(&standardize_global(z1, n, group)?);
     let c = group.all_reduce_with_grad(&local)? / n;
@@ -274,7 +265,7 @@ fn covariance_term(x: &Tensor) -> Tensor {
 /// # Shapes
 /// `z0, z1: [N, D]` → three scalars
 pub fn vicreg_terms(z0: &Tensor, z1: &Tensor, eps: f64) -> VicRegTerms {
-    let (z0, z1) = (&full_precision(z0), &full_precision(z1));
+    let (z0, z1) = (&at_least_f32(z0), &at_least_f32(z1));
     VicRegTerms {
         invariance: z0.mse_loss(z1, tch::Reduction::Mean),
         variance: (variance_term(z0, eps) + variance_term(z1, eps)) * 0.5,
@@ -294,7 +285,7 @@ pub fn vicreg_terms_global(z0: &Tensor, z1: &Tensor, eps: f64, group: &Group) ->
     if !group.is_distributed() {
         return Ok(vicreg_terms(z0, z1, eps));
     }
-    let (z0, z1) = (&full_precision(z0), &full_precision(z1));
+    let (z0, z1) = (&at_least_f32(z0), &at_least_f32(z1));
     let n = (z0.size()[0] * group.world_size() as i64) as f64;
     let terms = |x: &Tensor| -> Result<(Tensor, Tensor)> {
         let d = x.size()[1] as f64;
@@ -341,8 +332,8 @@ pub fn dino(
     teacher_temp: f64,
     student_temp: f64,
 ) -> Tensor {
-    let t = full_precision(&Tensor::stack(teacher, 0));
-    let s = full_precision(&Tensor::stack(student, 0));
+    let t = at_least_f32(&Tensor::stack(teacher, 0));
+    let s = at_least_f32(&Tensor::stack(student, 0));
     let (nt, ns, b) = (t.size()[0], s.size()[0], t.size()[1]);
     let t_out = ((&t - center.to_kind(t.kind())) / teacher_temp).softmax(-1, t.kind());
     let s_out = (s / student_temp).log_softmax(-1, t_out.kind());
@@ -371,7 +362,7 @@ pub fn dino_teacher_temp(warmup: f64, temp: f64, warmup_epochs: usize, epoch: us
 /// # Shapes
 /// `center: [1, K]`, `teacher: T × [B, K]` → `[1, K]`
 pub fn dino_center(center: &Tensor, teacher: &[Tensor], momentum: f64, group: &Group) -> Result<Tensor> {
-    let t = full_precision(&Tensor::stack(teacher, 0).detach());
+    let t = at_least_f32(&Tensor::stack(teacher, 0).detach());
     let k = t.size()[2];
     let mean = t.reshape([-1, k]).mean_dim([0i64].as_slice(), true, t.kind());
     let mean = group.all_reduce_sum(&mean)? / group.world_size() as f64;

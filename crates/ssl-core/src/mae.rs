@@ -11,12 +11,13 @@
 //! `decoder_embed`, `mask_token`, `decoder_pos_embed`, `decoder_blocks`,
 //! `decoder_norm`, `decoder_pred`.
 
+use crate::amp::at_least_f32;
 use crate::method::{Batch, Method, Output};
 use crate::modules::{sincos_pos_embed_hw, Block, BlockConfig};
 use crate::vit::{patchify, random_masking, Vit, VitConfig};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// MAE's configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -141,15 +142,6 @@ pub fn masked_mse(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Tensor {
     (per_patch * mask).sum(kind) / mask.sum(kind)
 }
 
-/// `x` in f32 when it is in a half type (autocast), else as it is (f64
-/// stays f64, for the gradient tests).
-fn at_least_f32(x: &Tensor) -> Tensor {
-    match x.kind() {
-        Kind::Half | Kind::BFloat16 => x.to_kind(Kind::Float),
-        _ => x.shallow_clone(),
-    }
-}
-
 impl Method for Mae {
     fn name(&self) -> &'static str {
         "mae"
@@ -172,7 +164,7 @@ impl Method for Mae {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     #[test]
     fn loss_counts_only_removed_patches() {

@@ -61,10 +61,7 @@ pub struct BatchNorm {
 impl BatchNorm {
     /// Training-mode BatchNorm with statistics summed over `group`'s ranks.
     fn synchronised(&self, xs: &Tensor, group: &ssl_dist::Group) -> ssl_dist::Result<Tensor> {
-        let x = match xs.kind() {
-            Kind::Half | Kind::BFloat16 => xs.to_kind(Kind::Float),
-            _ => xs.shallow_clone(),
-        };
+        let x = crate::amp::at_least_f32(xs);
         let c = x.size()[1];
         let dims: Vec<i64> = (0..x.dim() as i64).filter(|&d| d != 1).collect();
         let mut shape = vec![1i64; x.dim()];

@@ -191,10 +191,7 @@ impl Vit {
         let d = self.cfg.dim;
         let grid = pos.reshape([1, gh, gw, d]).permute([0, 3, 1, 2]);
         // Resampled in f32 at least, as timm does.
-        let grid = match grid.kind() {
-            tch::Kind::Half | tch::Kind::BFloat16 => grid.to_kind(tch::Kind::Float),
-            _ => grid,
-        };
+        let grid = crate::amp::at_least_f32(&grid);
         let out = grid.internal_upsample_bicubic2d_aa([rows, cols], false, None, None);
         out.permute([0, 2, 3, 1]).reshape([1, rows * cols, d]).to_kind(self.pos_embed.kind())
     }

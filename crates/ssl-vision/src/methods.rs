@@ -197,17 +197,12 @@ pub fn build(
 }
 
 /// Local crops a method trains on besides its two views (multi-crop):
-/// DINO's default is 6; the others use two views.
+/// DINO's default is 6; the others use two views and take none.
 pub fn default_local_crops(method: &str) -> usize {
     match method {
         "dino" => 6,
         _ => 0,
     }
-}
-
-/// Whether a method can use local crops (extra, smaller views).
-pub fn takes_local_crops(method: &str) -> bool {
-    method == "dino"
 }
 
 /// A config as JSON, for `config.json`.

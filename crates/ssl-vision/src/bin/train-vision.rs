@@ -347,8 +347,9 @@ fn main() -> Result<()> {
     }
 
     let backbone = backbone_config(&args, channels, size as i64)?;
-    let local_crops = args.local_crops.unwrap_or_else(|| methods::default_local_crops(&args.method));
-    if local_crops > 0 && !methods::takes_local_crops(&args.method) {
+    let default_local = methods::default_local_crops(&args.method);
+    let local_crops = args.local_crops.unwrap_or(default_local);
+    if local_crops > 0 && default_local == 0 {
         bail!("--local-crops {local_crops}: {} trains on two views; multi-crop is for dino", args.method);
     }
     let mut views = views;
