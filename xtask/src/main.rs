@@ -11,12 +11,15 @@
 //! cargo xtask finetune-text .. fine-tune a pretrained text encoder vs scratch
 //! cargo xtask train-audio ..   pretrain + evaluate an audio encoder
 //! cargo xtask gen-keywords ..  synthesise spoken keywords with espeak-ng
+//! cargo xtask gen-topics ..    generate the topic text task (corpus + labels)
 //!                              (train-* take --nproc-per-node N: N local ranks)
 //! cargo xtask bench-compare .. criterion benches beside PyTorch references -> BENCHMARKS.md
+//! cargo xtask results [--check | add RUN TABLE]  docs/results.md's tables from kept reports
 //! ```
 
 mod bench;
 mod launch;
+mod results;
 mod setup;
 mod tasks;
 
@@ -36,7 +39,9 @@ fn main() -> Result<()> {
         "finetune-text" => tasks::finetune_text(&rest),
         "train-audio" => tasks::train_audio(&rest),
         "gen-keywords" => tasks::gen_keywords(&rest),
+        "gen-topics" => tasks::gen_topics(&rest),
         "bench-compare" => bench::bench_compare(&rest),
+        "results" => results::results(&rest),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -60,7 +65,10 @@ fn print_help() {
          finetune-text  setup, then fine-tune a pretrained text encoder against one from scratch\n  \
          train-audio    setup, then pretrain an audio encoder (cola, byol-a, msm) and evaluate it against random init\n  \
          gen-keywords   synthesise spoken keywords with espeak-ng (how datasets/keywords is made)\n  \
-         bench-compare  criterion benches and their PyTorch references on the same cores; writes BENCHMARKS.md\n\n\
+         gen-topics     generate the topic text task (a corpus holding what few labels lack)\n  \
+         bench-compare  criterion benches and their PyTorch references on the same cores; writes BENCHMARKS.md\n  \
+         results        rewrite docs/results.md's tables from the reports kept in docs/results/\n  \
+                        (`results add RUN_DIR TABLE [NAME]` keeps a run's reports; `--check` for CI)\n\n\
          train-vision, train-text and train-audio take --nproc-per-node N: N ranks on this machine\n  \
          (data-parallel; --batch-size stays the global batch), as torchrun --nproc-per-node N would\n\n\
          environment:\n  \

@@ -92,6 +92,15 @@ pub fn train_audio(args: &[String]) -> Result<()> {
     train("ssl-audio", "train-audio", args)
 }
 
+/// `cargo xtask gen-topics [ARGS]`: writes the generated topic task (the
+/// `make-topics` binary), a text task where pretraining has something to
+/// add.
+pub fn gen_topics(args: &[String]) -> Result<()> {
+    let torch = setup()?;
+    run(cargo(&torch, &["run", "--quiet", "--release", "-p", "ssl-text", "--bin", "make-topics", "--"])
+        .args(args))
+}
+
 /// `cargo xtask gen-keywords [ARGS]`: synthesises spoken keywords with
 /// espeak-ng (the `make-keywords` binary; the bundled set comes from it).
 pub fn gen_keywords(args: &[String]) -> Result<()> {

@@ -14,6 +14,7 @@ use crate::encoder::{AudioCnnConfig, AudioEncoderConfig};
 use crate::views::{AudioInput, ViewRecipe};
 use crate::{Error, Result};
 use serde::Serialize;
+use ssl_core::config::{self, Override};
 use ssl_core::mae::{Mae, MaeConfig};
 use ssl_core::method::{Batch, Method, Output};
 use ssl_core::optim::OptimizerConfig;
@@ -96,20 +97,41 @@ fn unknown(method: &str) -> Error {
     Error::Config(format!("unknown method `{method}` (expected one of {})", METHODS.join(", ")))
 }
 
-/// Builds `method` with `encoder` in `vs`.
-pub fn build(method: &str, vs: &nn::VarStore, encoder: &AudioEncoderConfig) -> Result<Box<dyn Method>> {
+/// Builds `method` with `encoder` in `vs`, after `overrides` (`--set
+/// key=value`) replace fields of its config. Returns the method and its
+/// resolved config.
+pub fn build(
+    method: &str,
+    vs: &nn::VarStore,
+    encoder: &AudioEncoderConfig,
+    overrides: &[Override],
+) -> Result<(Box<dyn Method>, serde_json::Value)> {
+    let what = format!("{method}'s config");
+    let json = |v: serde_json::Result<serde_json::Value>| v.unwrap_or(serde_json::Value::Null);
     Ok(match method {
-        "cola" => Box::new(Cola::new(&vs.root(), &ColaConfig { encoder: encoder.clone(), projection: 512 })),
-        "byol-a" => Box::new(ByolA::new(
-            vs,
-            &ByolAConfig { encoder: encoder.clone(), hidden: 2048, out: 256, base_momentum: 0.99 },
-        )?),
+        "cola" => {
+            let cfg =
+                config::apply(ColaConfig { encoder: encoder.clone(), projection: 512 }, overrides, &what)?;
+            (Box::new(Cola::new(&vs.root(), &cfg)), json(serde_json::to_value(&cfg)))
+        }
+        "byol-a" => {
+            let cfg = config::apply(
+                ByolAConfig { encoder: encoder.clone(), hidden: 2048, out: 256, base_momentum: 0.99 },
+                overrides,
+                &what,
+            )?;
+            (Box::new(ByolA::new(vs, &cfg)?), json(serde_json::to_value(&cfg)))
+        }
         "msm" => {
             let AudioEncoderConfig::Transformer(vit) = encoder else {
                 return Err(Error::Config("msm masks patches: it needs --encoder transformer".into()));
             };
-            let cfg = MaeConfig { norm_pix_loss: false, ..MaeConfig::light(vit.clone()) };
-            Box::new(Msm(Mae::new(&vs.root(), &cfg)))
+            let cfg = config::apply(
+                MaeConfig { norm_pix_loss: false, ..MaeConfig::light(vit.clone()) },
+                overrides,
+                &what,
+            )?;
+            (Box::new(Msm(Mae::new(&vs.root(), &cfg))), json(serde_json::to_value(&cfg)))
         }
         other => return Err(unknown(other)),
     })
@@ -133,7 +155,7 @@ mod tests {
                 AudioEncoderConfig::Transformer(_) => AudioEncoderConfig::transformer(64, 96, 16, 32, 1),
             };
             let vs = nn::VarStore::new(Device::Cpu);
-            let m = build(method, &vs, &enc).unwrap();
+            let (m, _) = build(method, &vs, &enc, &[]).unwrap();
             assert_eq!(m.name(), method);
             let x = Tensor::randn([4, 1, 64, 96], (Kind::Float, Device::Cpu));
             let batch = Batch { views: vec![x.copy(), x.flip([3])], labels: None };
@@ -155,8 +177,12 @@ mod tests {
             assert!(recipe(method, &input).is_ok());
         }
         let vs = nn::VarStore::new(Device::Cpu);
-        let err = build("msm", &vs, &cnn(&input)).err().unwrap().to_string();
+        let err = build("msm", &vs, &cnn(&input), &[]).err().unwrap().to_string();
         assert!(err.contains("--encoder transformer"), "{err}");
-        assert!(build("wav2vec", &vs, &cnn(&input)).err().unwrap().to_string().contains("unknown method"));
+        assert!(build("wav2vec", &vs, &cnn(&input), &[])
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("unknown method"));
     }
 }

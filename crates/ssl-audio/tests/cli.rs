@@ -93,6 +93,11 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
         }
         let log = std::fs::read_to_string(d.join("run/metrics.jsonl")).unwrap();
         assert!(log.contains("knn_top1"), "{method}: the kNN monitor logs");
+        // The collapse figures of the last epoch, and the label fractions.
+        let c = &r["train"]["collapse"];
+        assert!(c["rankme"].as_f64().is_some() && c["normalized_std"].as_f64().is_some(), "{method}: {r}");
+        assert!(r["train"]["collapse_warnings"].is_array(), "{method}");
+        assert!(r["ssl"]["linear_top1_1pct"].as_f64().is_some(), "{method}");
     }
 
     // Resume the last run (msm) for a third epoch.
@@ -124,9 +129,19 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
     assert!(o.status.success(), "{}", stderr(&o));
     let r = report(d);
     assert_eq!((r["pretrain_clips"].as_u64(), r["train_clips"].as_u64()), (Some(16), Some(12)));
-    assert!(
-        r["ssl"]["finetune_top1"].as_f64().is_some() && r["random_init"]["finetune_top1"].as_f64().is_some()
-    );
+    for side in ["ssl", "random_init"] {
+        for key in [
+            "finetune_top1",
+            "finetune_top1_1pct",
+            "finetune_top1_10pct",
+            "linear_top1_1pct",
+            "linear_top1_10pct",
+        ] {
+            assert!(r[side][key].as_f64().is_some(), "{side}.{key} in {}", r[side]);
+        }
+    }
+    // 1% and 10% of 6 clips per class: one clip per class.
+    assert_eq!(r["finetune"]["fractions"][0]["plan"]["labels"], 2);
 }
 
 fn fails_with(dir: &Path, data: &str, extra: &[&str], expected: &[&str]) {

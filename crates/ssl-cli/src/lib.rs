@@ -12,6 +12,8 @@
 use clap::Args;
 use serde::Serialize;
 use ssl_core::device::{device_name, parse_device, seed_everything};
+use ssl_core::metrics::write_json_atomic;
+use ssl_core::seeds::SeedSpec;
 use ssl_core::{Error, Result};
 use ssl_dist::{CudaBackend, Group, GroupOptions, Launch};
 use std::path::PathBuf;
@@ -34,6 +36,13 @@ pub struct RunArgs {
     /// Seed for weights, shuffling, augmentation and masks.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Repeat the run with seeds SEED, SEED+1, …, SEED+N-1, one after
+    /// another, each in `OUT/seed-S/`; `OUT/report.json` then gives each
+    /// figure's mean and standard deviation over the seeds, and of the
+    /// paired difference to the baseline (random initialisation, or
+    /// training from scratch) with the same seed.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub seeds: u64,
     /// Checkpoint every N epochs (the last one always).
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
@@ -60,6 +69,14 @@ pub struct RunArgs {
     /// built with it, else Gloo), nccl, or gloo (lets ranks share a GPU).
     #[arg(long, default_value = "auto")]
     pub dist_backend: String,
+    /// Replace a field of the method's config (as written under `model` in
+    /// config.json), e.g. `--set out=256 --set head_batch_norm=true`;
+    /// repeatable; nested fields by dots. Values are JSON, or a string. An
+    /// unknown field is an error listing the known ones. The encoder's own
+    /// fields are set by the binary's flags, not here (the random-init
+    /// baseline must match it).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<ssl_core::config::Override>,
 }
 
 /// A started run: where this rank trains and with whom.
@@ -106,9 +123,15 @@ impl RunArgs {
                 )))
             }
         };
-        let group = match &launch {
-            None => Group::single(),
-            Some(l) => {
+        let group = match (&launch, ssl_dist::initialized_world()) {
+            // A later seed of `--seeds`: the ranks are already joined.
+            (_, Some(world)) => {
+                ssl_core::modules::set_sync_batch_norm(self.sync_bn);
+                seed_everything(self.seed);
+                return Ok(Run { device, group: world, seed: self.seed });
+            }
+            (None, None) => Group::single(),
+            (Some(l), None) => {
                 let cuda_device = match device {
                     Device::Cuda(i) => Some(i),
                     _ => None,
@@ -146,8 +169,164 @@ impl RunArgs {
         }
     }
 
+    /// The run folder: `--out`, else `default`; with `--seeds` above 1,
+    /// its `seed-S` folder.
+    pub fn run_dir(&self, default: impl FnOnce() -> PathBuf) -> PathBuf {
+        let base = self.out.clone().unwrap_or_else(default);
+        if self.seeds > 1 {
+            base.join(format!("seed-{}", self.seed))
+        } else {
+            base
+        }
+    }
+
     /// `--checkpoint-every`, or the binary's default.
     pub fn checkpoint_every_or(&self, default: usize) -> usize {
         self.checkpoint_every.unwrap_or(default)
     }
+}
+
+/// Refuses `--set` keys under `fields` (e.g. the encoder's own config,
+/// which the baselines are built from); `why` says what to use instead.
+pub fn refuse_set(sets: &[ssl_core::config::Override], fields: &[&str], why: &str) -> Result<()> {
+    for o in sets {
+        let top = o.key.split('.').next().unwrap_or_default();
+        if fields.contains(&top) {
+            return Err(Error::Config(format!("--set {}: {why}", o.key)));
+        }
+    }
+    Ok(())
+}
+
+/// A finished run, on rank 0: its folder and its report.
+pub struct Finished {
+    /// The run folder ([`RunArgs::run_dir`]).
+    pub dir: PathBuf,
+    /// What was written to its `report.json`.
+    pub report: serde_json::Value,
+}
+
+/// Runs `train` once per seed of `--seeds` (once, as given, without it).
+/// `train` gets the options with the seed set and returns its report on
+/// rank 0 (`None` on the other ranks). With several seeds, rank 0 writes
+/// the summary ([`ssl_core::seeds::summarize`]) to the runs' parent
+/// folder's `report.json` and prints each figure's mean ± sd.
+pub fn over_seeds<E: From<Error>>(
+    args: &RunArgs,
+    spec: &SeedSpec,
+    mut train: impl FnMut(&RunArgs) -> std::result::Result<Option<Finished>, E>,
+) -> std::result::Result<(), E> {
+    if args.seeds <= 1 {
+        train(args)?;
+        return Ok(());
+    }
+    if args.seed.checked_add(args.seeds - 1).is_none() {
+        return Err(Error::Config(format!(
+            "--seed {} with --seeds {} runs past the largest seed",
+            args.seed, args.seeds
+        ))
+        .into());
+    }
+    let mut runs = Vec::new();
+    let mut base = None;
+    for k in 0..args.seeds {
+        let a = RunArgs { seed: args.seed + k, ..args.clone() };
+        if ssl_dist::world().is_main() && std::env::var("RANK").map_or(true, |r| r == "0") {
+            eprintln!("== seed {} ({} of {}) ==", a.seed, k + 1, args.seeds);
+        }
+        if let Some(f) = train(&a)? {
+            let name = f.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            base = f.dir.parent().map(PathBuf::from);
+            runs.push((a.seed, name, f.report));
+        }
+    }
+    let Some(base) = base else { return Ok(()) };
+    let summary = ssl_core::seeds::summarize(&runs, spec);
+    let path = base.join("report.json");
+    write_json_atomic(&path, &summary)?;
+    println!("\n{}", seed_table(&summary));
+    println!("summary over {} seeds: {}", runs.len(), path.display());
+    Ok(())
+}
+
+/// The figures of a seed summary as `name  mean ± sd` lines (percentages
+/// for the `top1` and `f1` figures).
+pub fn seed_table(summary: &serde_json::Value) -> String {
+    let n = summary["seeds"].as_array().map_or(0, Vec::len);
+    let mut out = format!("over {n} seeds (mean ± sd; difference: paired, same seed)\n");
+    if let Some(figures) = summary["figures"].as_object() {
+        let width = figures.keys().map(String::len).max().unwrap_or(0);
+        for (k, v) in figures {
+            let (m, s) = (v["mean"].as_f64().unwrap_or(f64::NAN), v["sd"].as_f64().unwrap_or(f64::NAN));
+            let pct = k.contains("top1") || k.contains("f1");
+            let line = if pct {
+                format!("  {k:<width$}  {:>7.2}% ± {:.2}", 100.0 * m, 100.0 * s)
+            } else {
+                format!("  {k:<width$}  {m:>8.4} ± {s:.4}")
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The printed comparison of a pretrained encoder with random
+/// initialisation: kNN, linear probe, and linear probes on fractions of
+/// the labels (the columns `linear 1%`, `linear 10%`).
+pub fn encoder_table(ssl: &ssl_core::eval::EvalReport, random: &ssl_core::eval::EvalReport) -> String {
+    let mut out = String::from("                 kNN top-1   linear top-1");
+    for f in &ssl.label_efficiency {
+        out.push_str(&format!("  {:>11}", format!("linear {}%", ssl_core::eval::percent(f.fraction))));
+    }
+    out.push('\n');
+    for (name, r) in [("SSL", ssl), ("random init", random)] {
+        out.push_str(&format!("  {name:<15}{:>8.2}%   {:>10.2}%", 100.0 * r.knn_top1, 100.0 * r.linear_top1));
+        for f in &r.label_efficiency {
+            out.push_str(&format!("  {:>10.2}%", 100.0 * f.linear_top1));
+        }
+        out.push('\n');
+    }
+    if !ssl.label_efficiency.is_empty() {
+        let counts: Vec<String> = ssl
+            .label_efficiency
+            .iter()
+            .map(|f| format!("{}% = {}", ssl_core::eval::percent(f.fraction), f.labels))
+            .collect();
+        out.push_str(&format!(
+            "  (labelled samples of the linear {}: class-balanced, fixed by the seed)\n",
+            counts.join(", ")
+        ));
+    }
+    out
+}
+
+/// `--finetune-fractions`, checked: each in (0, 1].
+pub fn check_fractions(fractions: &[f64]) -> Result<()> {
+    match fractions.iter().find(|f| !(**f > 0.0 && **f <= 1.0)) {
+        Some(f) => Err(Error::Config(format!("--finetune-fractions: {f} is not a fraction in (0, 1]"))),
+        None if fractions.is_empty() => Err(Error::Config("--finetune-fractions: give at least one".into())),
+        None if fractions.iter().enumerate().any(|(i, f)| fractions[..i].contains(f)) => {
+            Err(Error::Config("--finetune-fractions: a fraction is given twice".into()))
+        }
+        None => Ok(()),
+    }
+}
+
+/// The printed fine-tuning results, one line per fraction of the labels.
+pub fn finetune_lines(rows: &[ssl_core::finetune::FractionResult]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        let p = &r.plan;
+        out.push_str(&format!(
+            "  fine-tuned, {}% of the labels ({} samples, {} epochs of {}): SSL {:.2}%, random init {:.2}%\n",
+            ssl_core::eval::percent(p.fraction),
+            p.labels,
+            p.epochs,
+            p.batch_size,
+            100.0 * r.ssl.test_top1,
+            100.0 * r.random_init.test_top1
+        ));
+    }
+    out
 }

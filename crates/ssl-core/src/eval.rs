@@ -372,7 +372,8 @@ impl crate::trainer::EpochMonitor for KnnMonitor<'_> {
     }
 }
 
-/// kNN (`k` from [`knn_k`], T = 0.1) and linear-probe accuracy of one encoder.
+/// kNN (`k` from [`knn_k`], T = 0.1) and linear-probe accuracy of one
+/// encoder, with all training labels and with fractions of them.
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalReport {
     /// Weighted kNN top-1 on the test split.
@@ -381,23 +382,138 @@ pub struct EvalReport {
     pub linear_top1: f64,
     /// Linear-probe details.
     pub linear: LinearProbeResult,
+    /// Linear probes trained on [`LABEL_FRACTIONS`] of the training labels.
+    pub label_efficiency: Vec<FractionScore>,
     /// Feature dimension.
     pub feature_dim: i64,
 }
 
-/// Both evaluations on precomputed features.
+impl EvalReport {
+    /// The figures for a report's `ssl` or `random_init` section:
+    /// `knn_top1`, `linear_top1` and `linear_top1_1pct`, `linear_top1_10pct`.
+    pub fn summary(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({"knn_top1": self.knn_top1, "linear_top1": self.linear_top1});
+        for f in &self.label_efficiency {
+            v[format!("linear_top1_{}", fraction_name(f.fraction))] = serde_json::json!(f.linear_top1);
+        }
+        v
+    }
+}
+
+/// Both evaluations on precomputed features; the label subsets are drawn
+/// with `seed` (the same subsets for every encoder evaluated with it).
 pub fn evaluate_features(
     train_f: &Tensor,
     train_y: &Tensor,
     test_f: &Tensor,
     test_y: &Tensor,
     num_classes: usize,
+    seed: u64,
 ) -> Result<EvalReport> {
     let k = knn_k(train_f.size()[0] as usize, num_classes);
     let knn = knn_top1(train_f, train_y, test_f, test_y, k, 0.1, num_classes)?;
     let (linear, _) =
         linear_probe(train_f, train_y, test_f, test_y, num_classes, &LinearProbeConfig::default())?;
-    Ok(EvalReport { knn_top1: knn, linear_top1: linear.test_top1, linear, feature_dim: train_f.size()[1] })
+    let label_efficiency =
+        label_efficiency(train_f, train_y, test_f, test_y, num_classes, &LABEL_FRACTIONS, seed)?;
+    Ok(EvalReport {
+        knn_top1: knn,
+        linear_top1: linear.test_top1,
+        linear,
+        label_efficiency,
+        feature_dim: train_f.size()[1],
+    })
+}
+
+/// The label fractions below 100% that every report gives: 1% and 10%.
+pub const LABEL_FRACTIONS: [f64; 2] = [0.01, 0.1];
+
+/// A class-balanced subset of `labels`: of each class, `fraction` of its
+/// samples (rounded, at least `min_per_class` and at most all of them),
+/// drawn with `seed`. The indices are returned in increasing order.
+pub fn balanced_subset(labels: &[i64], fraction: f64, min_per_class: usize, seed: u64) -> Vec<usize> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let classes = labels.iter().copied().max().map_or(0, |m| m + 1);
+    let mut chosen = Vec::new();
+    for c in 0..classes {
+        let mut ids: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
+        ids.shuffle(&mut rng);
+        let n = ((ids.len() as f64 * fraction).round() as usize).max(min_per_class).min(ids.len());
+        chosen.extend_from_slice(&ids[..n]);
+    }
+    chosen.sort_unstable();
+    chosen
+}
+
+/// The labelled subset that a report's `fraction` figures use, for both
+/// the linear probes and fine-tuning: [`balanced_subset`] with at least
+/// one sample per class, drawn with (a function of) the run's `seed`.
+pub fn label_subset(labels: &[i64], fraction: f64, seed: u64) -> Vec<usize> {
+    balanced_subset(labels, fraction, 1, seed ^ 0x4c41_4245_4c53)
+}
+
+/// A linear probe trained on a fraction of the training labels.
+#[derive(Clone, Debug, Serialize)]
+pub struct FractionScore {
+    /// The fraction of each class's training labels used.
+    pub fraction: f64,
+    /// The labelled samples that gives.
+    pub labels: usize,
+    /// Linear-probe top-1 on the (whole) test split.
+    pub linear_top1: f64,
+    /// Linear-probe macro-F1 on the test split.
+    pub linear_macro_f1: f64,
+}
+
+/// A fraction as a report key: `1pct`, `10pct`, `0.5pct`.
+pub fn fraction_name(fraction: f64) -> String {
+    format!("{}pct", percent(fraction))
+}
+
+/// A fraction as a percentage without float noise: 0.3 → `30`, 0.005 →
+/// `0.5`.
+pub fn percent(fraction: f64) -> String {
+    let pct = (100.0 * fraction * 1e6).round() / 1e6;
+    format!("{pct}")
+}
+
+/// Linear probes trained on class-balanced `fractions` of the training
+/// features ([`balanced_subset`], at least one sample per class), each
+/// scored on the whole test split.
+///
+/// # Shapes
+/// `train_f: [N, F]`, `train_y: [N]`, `test_f: [M, F]`, `test_y: [M]`
+pub fn label_efficiency(
+    train_f: &Tensor,
+    train_y: &Tensor,
+    test_f: &Tensor,
+    test_y: &Tensor,
+    num_classes: usize,
+    fractions: &[f64],
+    seed: u64,
+) -> Result<Vec<FractionScore>> {
+    check(train_f, train_y, test_f, test_y)?;
+    let labels: Vec<i64> = Vec::try_from(train_y.to_kind(Kind::Int64).to_device(Device::Cpu))?;
+    fractions
+        .iter()
+        .map(|&fraction| {
+            if !(fraction > 0.0 && fraction <= 1.0) {
+                return Err(Error::Config(format!("a label fraction must lie in (0, 1], not {fraction}")));
+            }
+            let ids: Vec<i64> = label_subset(&labels, fraction, seed).into_iter().map(|i| i as i64).collect();
+            let idx = Tensor::from_slice(&ids).to_device(train_f.device());
+            let (f, y) = (train_f.index_select(0, &idx), train_y.index_select(0, &idx));
+            let (r, _) = linear_probe(&f, &y, test_f, test_y, num_classes, &LinearProbeConfig::default())?;
+            Ok(FractionScore {
+                fraction,
+                labels: ids.len(),
+                linear_top1: r.test_top1,
+                linear_macro_f1: r.test_macro_f1,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -430,7 +546,7 @@ mod tests {
     fn knn_and_probe_separate_blobs() {
         let (x, y) = blobs(300, 0);
         let (xt, yt) = blobs(90, 1);
-        let r = evaluate_features(&x, &y, &xt, &yt, 3).unwrap();
+        let r = evaluate_features(&x, &y, &xt, &yt, 3, 0).unwrap();
         assert!(r.knn_top1 > 0.95, "{}", r.knn_top1);
         assert!(r.linear_top1 > 0.95, "{}", r.linear_top1);
         // Labels drawn independently of the blobs (a seeded Rust RNG, not
@@ -438,9 +554,57 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let noise: Vec<i64> = (0..300).map(|_| rng.gen_range(0..3)).collect();
-        let r = evaluate_features(&x, &Tensor::from_slice(&noise), &xt, &yt, 3).unwrap();
+        let r = evaluate_features(&x, &Tensor::from_slice(&noise), &xt, &yt, 3, 0).unwrap();
         assert!(r.knn_top1 < 0.6, "{}", r.knn_top1);
         assert!(r.linear_top1 < 0.6, "{}", r.linear_top1);
+    }
+
+    #[test]
+    fn balanced_subsets_take_each_class_share_and_follow_the_seed() {
+        // Class 0: 50 samples, class 1: 30, class 2: 20.
+        let labels: Vec<i64> = (0..100)
+            .map(|i| {
+                if i < 50 {
+                    0
+                } else if i < 80 {
+                    1
+                } else {
+                    2
+                }
+            })
+            .collect();
+        let count = |ids: &[usize], c: i64| ids.iter().filter(|&&i| labels[i] == c).count();
+        let a = balanced_subset(&labels, 0.1, 1, 7);
+        assert_eq!((count(&a, 0), count(&a, 1), count(&a, 2)), (5, 3, 2));
+        assert!(a.windows(2).all(|w| w[0] < w[1]), "sorted and distinct");
+        assert_eq!(balanced_subset(&labels, 0.1, 1, 7), a, "fixed by the seed");
+        assert_ne!(balanced_subset(&labels, 0.1, 1, 8), a);
+        // 1% rounds to 0 or 1: at least one per class.
+        let b = balanced_subset(&labels, 0.01, 1, 7);
+        assert_eq!((count(&b, 0), count(&b, 1), count(&b, 2)), (1, 1, 1));
+        assert_eq!(balanced_subset(&labels, 1.0, 1, 7).len(), 100);
+    }
+
+    #[test]
+    fn fewer_labels_score_lower_on_a_hard_problem_and_are_reported_by_name() {
+        // Overlapping blobs: 1% of the labels (one per class) is not enough.
+        tch::manual_seed(1);
+        let n = 900;
+        let y = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(3);
+        let centers = Tensor::eye(3, (Kind::Float, Device::Cpu)).repeat([1, 8]) * 0.8;
+        let x = centers.index_select(0, &y) + Tensor::randn([n, 24], (Kind::Float, Device::Cpu));
+        let (xt, yt) = (x.narrow(0, 600, 300), y.narrow(0, 600, 300));
+        let (x, y) = (x.narrow(0, 0, 600), y.narrow(0, 0, 600));
+        let r = evaluate_features(&x, &y, &xt, &yt, 3, 0).unwrap();
+        let fe = &r.label_efficiency;
+        assert_eq!(fe.iter().map(|f| f.labels).collect::<Vec<_>>(), [6, 60]);
+        assert!(fe[0].linear_top1 < r.linear_top1 - 0.05, "{} vs {}", fe[0].linear_top1, r.linear_top1);
+        let s = r.summary();
+        assert_eq!(s["linear_top1_1pct"].as_f64(), Some(fe[0].linear_top1));
+        assert_eq!(s["linear_top1_10pct"].as_f64(), Some(fe[1].linear_top1));
+        assert_eq!(fraction_name(0.005), "0.5pct");
+        assert_eq!((fraction_name(0.3), percent(0.07)), ("30pct".to_string(), "7".to_string()));
+        assert!(label_efficiency(&x, &y, &xt, &yt, 3, &[0.0], 0).is_err());
     }
 
     #[test]

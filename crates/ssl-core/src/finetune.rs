@@ -30,6 +30,74 @@ pub struct FineTuneResult {
     pub final_train_loss: f64,
 }
 
+/// Fine-tuning on a fraction of the labels: the batch (at most the
+/// labelled samples) and the epochs that give the same number of optimizer
+/// steps as the run on all labels, so that fewer labels mean fewer
+/// distinct samples, not less training.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct FractionPlan {
+    /// The fraction of the labels.
+    pub fraction: f64,
+    /// Labelled samples.
+    pub labels: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Epochs over the labelled samples.
+    pub epochs: usize,
+}
+
+impl FractionPlan {
+    /// The plan for `labels` of `all` samples, when all of them train for
+    /// `epochs` of `batch_size` (full batches only, as the data sources
+    /// drop the last partial one).
+    pub fn new(fraction: f64, labels: usize, all: usize, batch_size: usize, epochs: usize) -> Self {
+        Self::with_batches(fraction, labels, all, batch_size, epochs, |n, b| (n / b).max(1))
+    }
+
+    /// The same for a source whose epoch over `n` samples in batches of
+    /// `b` has `batches(n, b)` batches.
+    pub fn with_batches(
+        fraction: f64,
+        labels: usize,
+        all: usize,
+        batch_size: usize,
+        epochs: usize,
+        batches: impl Fn(usize, usize) -> usize,
+    ) -> Self {
+        let full_steps = epochs * batches(all, batch_size.max(1)).max(1);
+        let batch = batch_size.min(labels).max(1);
+        let per_epoch = batches(labels, batch).max(1);
+        Self { fraction, labels, batch_size: batch, epochs: full_steps.div_ceil(per_epoch).max(1) }
+    }
+}
+
+/// Fine-tuning of the pretrained encoder and of random initialisation on
+/// one fraction of the labels.
+#[derive(Clone, Debug, Serialize)]
+pub struct FractionResult {
+    /// Labels, batch and epochs.
+    pub plan: FractionPlan,
+    /// The pretrained encoder.
+    pub ssl: FineTuneResult,
+    /// Random initialisation.
+    pub random_init: FineTuneResult,
+}
+
+/// Writes `rows` into a report: `finetune_top1` (all labels) and
+/// `finetune_top1_1pct`, `finetune_top1_10pct`, … into its `ssl` and
+/// `random_init` sections.
+pub fn add_to_report(report: &mut serde_json::Value, rows: &[FractionResult]) {
+    for r in rows {
+        let key = if r.plan.fraction >= 1.0 {
+            "finetune_top1".to_string()
+        } else {
+            format!("finetune_top1_{}", crate::eval::fraction_name(r.plan.fraction))
+        };
+        report["ssl"][&key] = serde_json::json!(r.ssl.test_top1);
+        report["random_init"][&key] = serde_json::json!(r.random_init.test_top1);
+    }
+}
+
 /// Fine-tunes `encoder` (its variables in `encoder_vs`, `feature_dim` wide)
 /// with a new head for `num_classes` for `epochs` over `source` (labelled
 /// batches; the first view is used), then scores it on `test_x`/`test_y`.
@@ -107,4 +175,22 @@ pub fn copy_encoder(method_vs: &nn::VarStore, encoder_vs: &nn::VarStore, prefixe
         tch::no_grad(|| dst.shallow_clone().copy_(t));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fraction_of_the_labels_trains_for_as_many_steps() {
+        // 4000 samples, batch 256: 15 steps per epoch, 10 epochs = 150 steps.
+        assert_eq!(FractionPlan::new(1.0, 4000, 4000, 256, 10).epochs, 10);
+        let p = FractionPlan::new(0.1, 400, 4000, 256, 10);
+        assert_eq!((p.batch_size, p.epochs), (256, 150));
+        let p = FractionPlan::new(0.01, 40, 4000, 256, 10);
+        assert_eq!((p.batch_size, p.epochs), (40, 150));
+        // Partial batches kept: 100 samples in 32s are 4 batches an epoch.
+        let p = FractionPlan::with_batches(0.1, 100, 1000, 32, 8, usize::div_ceil);
+        assert_eq!(p.epochs, 8 * 32 / 4);
+    }
 }

@@ -11,6 +11,9 @@
 //! - [`modules`]: MLP projection and prediction heads, transformer blocks;
 //!   [`vit`]: the patch transformer and [`mae`]: masked autoencoding, shared
 //!   by images and spectrograms.
+//! - [`seeds`]: a run's figures over several seeds (mean, sd, paired
+//!   differences).
+//! - [`config`]: `--set key=value` overrides of a config's fields.
 //! - [`augment`]: seeded per-sample randomness and batch parallelism;
 //!   [`signal`]: 1-D signal operations (centring, speed, noise at an SNR).
 
@@ -18,6 +21,7 @@ pub mod amp;
 pub mod augment;
 pub mod checkpoint;
 pub mod collapse;
+pub mod config;
 pub mod device;
 pub mod dist_check;
 pub mod ema;
@@ -31,6 +35,7 @@ pub mod metrics;
 pub mod modules;
 pub mod optim;
 pub mod schedule;
+pub mod seeds;
 pub mod signal;
 pub mod trainer;
 pub mod vit;

@@ -269,9 +269,11 @@ pub struct DinoHeadConfig {
     pub hidden: i64,
     /// Bottleneck width (256).
     pub bottleneck: i64,
+    /// Linear layers of the MLP (3; lightly's CIFAR-10 benchmark uses 2).
+    pub layers: usize,
     /// Prototypes, the softmax's width (65536).
     pub out: i64,
-    /// BatchNorm in the MLP (off for ViTs; lightly's default off).
+    /// BatchNorm in the MLP (the paper: off for ViTs).
     pub batch_norm: bool,
     /// Fix the last layer's norms (`weight_g`) at 1, as the paper does for
     /// stability.
@@ -295,7 +297,10 @@ impl DinoHead {
         let mlp = MlpHead::new(
             p,
             &MlpHeadConfig {
-                dims: vec![cfg.input, cfg.hidden, cfg.hidden, cfg.bottleneck],
+                dims: std::iter::once(cfg.input)
+                    .chain(std::iter::repeat_n(cfg.hidden, cfg.layers.max(1) - 1))
+                    .chain([cfg.bottleneck])
+                    .collect(),
                 batch_norm: cfg.batch_norm,
                 last_batch_norm: false,
                 activation: Activation::Gelu,

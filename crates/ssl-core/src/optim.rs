@@ -41,6 +41,13 @@ pub enum OptimizerKind {
         trust_coefficient: f64,
         /// Added to the denominator of the trust ratio.
         eps: f64,
+        /// solo-learn's `clip_lr`: the ratio becomes `min(ratio / lr, 1)`
+        /// (with `lr` the scheduled rate of the step), so a parameter moves
+        /// by at most `lr` times its adapted gradient. This makes the step
+        /// `min(η‖w‖/…, lr)` instead of `lr · η‖w‖/…`: with η = 0.02,
+        /// solo-learn's setting, steps are far larger than lightly's.
+        #[serde(default)]
+        clip_lr: bool,
     },
 }
 
@@ -90,10 +97,10 @@ impl OptimizerConfig {
             lr_scales: Vec::new(),
         }
     }
-    /// LARS with momentum 0.9 and trust coefficient 0.001.
+    /// LARS with momentum 0.9 and trust coefficient 0.001 (lightly's).
     pub fn lars(lr: f64, weight_decay: f64) -> Self {
         Self {
-            kind: OptimizerKind::Lars { momentum: 0.9, trust_coefficient: 1e-3, eps: 1e-8 },
+            kind: OptimizerKind::Lars { momentum: 0.9, trust_coefficient: 1e-3, eps: 1e-8, clip_lr: false },
             lr,
             weight_decay,
             exclude_bias_and_norm: true,
@@ -236,14 +243,18 @@ impl Optimizer {
                         let denom = v.sqrt() / bc2.sqrt() + eps;
                         let _ = p.value.g_sub_(&(&p.buf1 / denom * (lr / bc1)));
                     }
-                    OptimizerKind::Lars { momentum, trust_coefficient, eps } => {
+                    OptimizerKind::Lars { momentum, trust_coefficient, eps, clip_lr } => {
                         // lightly's LARS: decay and the trust ratio apply
                         // together, and only when both norms are non-zero.
                         let mut d = grad.shallow_clone();
                         if wd != 0.0 {
                             let w_norm = p.value.norm();
                             let g_norm = grad.norm();
-                            let ratio = (&w_norm * trust_coefficient) / (&g_norm + &w_norm * wd + eps);
+                            let mut ratio = (&w_norm * trust_coefficient) / (&g_norm + &w_norm * wd + eps);
+                            if clip_lr {
+                                // At lr 0 the ratio is infinite and clipped to 1.
+                                ratio = (ratio / lr).clamp_max(1.0);
+                            }
                             let scaled = (&grad + &p.value * wd) * &ratio;
                             let both = w_norm.gt(0.0).logical_and(&g_norm.gt(0.0));
                             d = scaled.where_self(&both, &grad);

@@ -56,8 +56,15 @@ fn teacher_temperature_warmup_matches_lightly() {
 fn head(prefix: &str, batch_norm: bool) -> (nn::VarStore, DinoHead) {
     let fx = fixtures();
     let vs = nn::VarStore::new(Device::Cpu);
-    let cfg =
-        DinoHeadConfig { input: 6, hidden: 10, bottleneck: 5, out: 12, batch_norm, norm_last_layer: true };
+    let cfg = DinoHeadConfig {
+        input: 6,
+        hidden: 10,
+        bottleneck: 5,
+        layers: 3,
+        out: 12,
+        batch_norm,
+        norm_last_layer: true,
+    };
     let h = DinoHead::new(&vs.root(), &cfg);
     let mut vs = vs;
     vs.double();

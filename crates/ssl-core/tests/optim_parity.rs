@@ -1,5 +1,6 @@
-//! Three steps of each optimizer against `torch.optim.SGD`, `AdamW` and
-//! lightly's `LARS`, from fixtures written by `tools/golden/optim.py`.
+//! Three steps of each optimizer against `torch.optim.SGD`, `AdamW`,
+//! lightly's `LARS` and solo-learn's (clipped) LARS, from fixtures written
+//! by `tools/golden/optim.py`.
 
 use ssl_core::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use std::collections::HashMap;
@@ -64,6 +65,16 @@ fn adamw_matches_torch() {
 fn lars_matches_lightly_with_bias_excluded() {
     // The fixture puts the bias in a group with weight_decay=0, which in
     // lightly's LARS skips decay and adaptation: our 1-D exclusion.
-    let kind = OptimizerKind::Lars { momentum: 0.9, trust_coefficient: 1e-3, eps: 1e-8 };
+    let kind = OptimizerKind::Lars { momentum: 0.9, trust_coefficient: 1e-3, eps: 1e-8, clip_lr: false };
     run("lars", config(kind, 0.1, 1e-4, true));
+}
+
+#[test]
+fn lars_with_clipped_ratio_matches_solo_learn() {
+    // solo-learn's CIFAR recipes: eta 0.02, clip_lr, biases excluded. At lr
+    // 0.1 the clip is inactive for these tensors, at 0.001 it binds.
+    for (key, lr) in [("lars_solo", 0.1), ("lars_solo_clipped", 1e-3)] {
+        let kind = OptimizerKind::Lars { momentum: 0.9, trust_coefficient: 0.02, eps: 1e-8, clip_lr: true };
+        run(key, config(kind, lr, 1e-4, true));
+    }
 }

@@ -171,6 +171,11 @@ pub fn world() -> &'static Group {
     WORLD.get().unwrap_or(&SINGLE)
 }
 
+/// The process-wide group, if [`init_world`] has set it.
+pub fn initialized_world() -> Option<&'static Group> {
+    WORLD.get()
+}
+
 /// Makes `group` the process-wide group that [`world`] returns. It can be
 /// set once per process.
 pub fn init_world(group: Group) -> Result<&'static Group> {

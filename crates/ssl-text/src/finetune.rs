@@ -99,6 +99,15 @@ fn pad_batch(set: &LabeledSet, idx: &[usize], pad: i64) -> (Tensor, Tensor) {
     (Tensor::from_slice(&ids).view(shape), Tensor::from_slice(&mask).view(shape))
 }
 
+/// How many batches [`length_grouped_batches`] makes of `n` rows: each
+/// mega-batch of `16 bs` rows is cut into batches of `bs`, the last one of
+/// each partial.
+pub fn grouped_batch_count(n: usize, bs: usize) -> usize {
+    let bs = bs.max(1);
+    let full = n / (16 * bs);
+    full * 16 + (n % (16 * bs)).div_ceil(bs)
+}
+
 /// One epoch's batches of `bs` indices into `rows`, grouped by length as
 /// transformers' `group_by_length` does: the shuffled indices are cut into
 /// mega-batches of 16 batches, each sorted by length and cut into batches,

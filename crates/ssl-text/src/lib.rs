@@ -17,6 +17,8 @@
 //!   tokenizer).
 //! - [`masking`]: BERT's 80/10/10 rule, token- or whole-word, redrawn
 //!   every epoch.
+//! - [`topics`]: a generated task whose corpus holds what a small labelled
+//!   set lacks (`cargo xtask gen-topics`).
 
 pub mod bert;
 pub mod bundled;
@@ -28,6 +30,7 @@ pub mod masking;
 pub mod pack;
 pub mod pretrain;
 pub mod tokenizer;
+pub mod topics;
 
 pub use error::{Error, Result};
 pub use masking::{mask_sequence, mask_tokens, MaskingConfig, IGNORE_INDEX};

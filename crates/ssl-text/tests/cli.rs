@@ -70,7 +70,7 @@ fn stderr(o: &Output) -> String {
 fn train_text_reports_and_exports_a_loadable_model() {
     let dir = tempfile::tempdir().unwrap();
     write_data(dir.path());
-    let o = train_text(dir.path(), &[]);
+    let o = train_text(dir.path(), &["--finetune-fractions", "0.1"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let run = dir.path().join("run");
     let r: serde_json::Value =
@@ -94,6 +94,17 @@ fn train_text_reports_and_exports_a_loadable_model() {
         assert_eq!(r["downstream"][enc]["finetune"]["curve"].as_array().unwrap().len(), 1, "{enc}");
     }
     assert!(r["finetune_pretrained_ahead"].as_u64().unwrap() <= 2);
+    // Label efficiency: linear probes with 1% and 10% of the labels, and
+    // fine-tuning on 10% where asked (--finetune-fractions 0.1).
+    for enc in ["pretrained", "from_scratch"] {
+        for key in ["linear_top1_1pct", "linear_top1_10pct", "finetune_top1_10pct"] {
+            assert!(r[enc][key].as_f64().is_some(), "{enc}.{key} in {}", r[enc]);
+        }
+        assert!(r[enc].get("finetune_top1_1pct").is_none(), "1% was not fine-tuned");
+    }
+    assert_eq!(r["label_efficiency"].as_array().unwrap().len(), 2);
+    let c = &r["train"]["collapse"];
+    assert!(c["rankme"].as_f64().is_some() && c["normalized_std"].as_f64().is_some(), "{r}");
     for f in
         ["hf/config.json", "hf/model.safetensors", "hf/tokenizer.json", "metrics.jsonl", "tokenizer.json"]
     {

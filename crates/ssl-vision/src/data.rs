@@ -21,6 +21,13 @@ pub struct ImageSet {
 }
 
 impl ImageSet {
+    /// The images at `ids` (in that order), copied.
+    pub fn subset(&self, ids: &[usize]) -> ImageSet {
+        ImageSet {
+            images: ids.iter().map(|&i| self.images[i].clone()).collect(),
+            labels: ids.iter().map(|&i| self.labels[i]).collect(),
+        }
+    }
     /// Number of images.
     pub fn len(&self) -> usize {
         self.images.len()
@@ -50,23 +57,16 @@ impl ImageData {
     /// test split's place, and the rest, which trains. Recipes are chosen on
     /// it, never on the test split. The name gains `-val`.
     pub fn validation_split(self, fraction: f64, seed: u64) -> Result<ImageData> {
-        use rand::seq::SliceRandom;
-        use rand::SeedableRng;
         if !(fraction > 0.0 && fraction < 1.0) {
             return Err(Error::Config(format!(
                 "the validation fraction must lie strictly between 0 and 1, not {fraction}"
             )));
         }
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5641_4c49_4441_5445);
-        let classes = self.train.labels.iter().copied().max().map_or(0, |m| m + 1);
         let mut held = vec![false; self.train.len()];
-        for c in 0..classes {
-            let mut ids: Vec<usize> = (0..self.train.len()).filter(|&i| self.train.labels[i] == c).collect();
-            ids.shuffle(&mut rng);
-            let n = (ids.len() as f64 * fraction).round() as usize;
-            for &i in &ids[..n.min(ids.len())] {
-                held[i] = true;
-            }
+        for i in
+            ssl_core::eval::balanced_subset(&self.train.labels, fraction, 0, seed ^ 0x5641_4c49_4441_5445)
+        {
+            held[i] = true;
         }
         let (mut train, mut val) =
             (ImageSet { images: vec![], labels: vec![] }, ImageSet { images: vec![], labels: vec![] });
@@ -395,30 +395,17 @@ fn class_names(path: &Path, n: usize) -> Vec<String> {
 
 const STL_SIDE: usize = 96;
 
-/// One STL-10 split: images stored channel by channel, each channel in
-/// column-major order; labels 1..=10.
-fn stl10_split(dir: &Path, split: &str) -> Result<ImageSet> {
-    let xp = dir.join(format!("{split}_X.bin"));
-    let yp = dir.join(format!("{split}_y.bin"));
-    let (x, y) = (read_file(&xp)?, read_file(&yp)?);
+/// STL-10 images: stored channel by channel, each channel in column-major
+/// order (torchvision transposes them the same way).
+fn stl10_images(xp: &Path, x: &[u8]) -> Result<Vec<ImageU8>> {
     let per = 3 * STL_SIDE * STL_SIDE;
     if x.is_empty() || !x.len().is_multiple_of(per) {
         return Err(Error::format(
-            &xp,
+            xp,
             format!("STL-10 images file is {} bytes, not a positive multiple of {per}", x.len()),
         ));
     }
-    if y.len() != x.len() / per {
-        return Err(Error::format(
-            &yp,
-            format!("{} labels for {} images in {}", y.len(), x.len() / per, xp.display()),
-        ));
-    }
-    if let Some(bad) = y.iter().find(|&&l| !(1..=10).contains(&l)) {
-        return Err(Error::format(&yp, format!("label {bad} outside 1..=10")));
-    }
-    let images = x
-        .chunks(per)
+    Ok(x.chunks(per)
         .map(|img| {
             let mut data = vec![0u8; per];
             for c in 0..3 {
@@ -431,14 +418,31 @@ fn stl10_split(dir: &Path, split: &str) -> Result<ImageSet> {
             }
             ImageU8 { c: 3, h: STL_SIDE, w: STL_SIDE, data }
         })
-        .collect();
+        .collect())
+}
+
+/// One labelled STL-10 split; labels 1..=10 become 0..=9.
+fn stl10_split(dir: &Path, split: &str) -> Result<ImageSet> {
+    let xp = dir.join(format!("{split}_X.bin"));
+    let yp = dir.join(format!("{split}_y.bin"));
+    let (x, y) = (read_file(&xp)?, read_file(&yp)?);
+    let images = stl10_images(&xp, &x)?;
+    if y.len() != images.len() {
+        return Err(Error::format(
+            &yp,
+            format!("{} labels for {} images in {}", y.len(), images.len(), xp.display()),
+        ));
+    }
+    if let Some(bad) = y.iter().find(|&&l| !(1..=10).contains(&l)) {
+        return Err(Error::format(&yp, format!("label {bad} outside 1..=10")));
+    }
     Ok(ImageSet { images, labels: y.iter().map(|&l| l as i64 - 1).collect() })
 }
 
 /// STL-10 binary version (the folder `stl10_binary` of the archive): the
 /// labelled `train` and `test` splits, 96×96 RGB. Class names come from
-/// `class_names.txt` when present. (The 100k-image `unlabeled` split is not
-/// read yet.)
+/// `class_names.txt` when present. The unlabelled split is read by
+/// [`unlabeled`].
 pub fn stl10(dir: &Path) -> Result<ImageData> {
     check_dir(dir)?;
     let classes = class_names(&dir.join("class_names.txt"), 10);
@@ -448,6 +452,26 @@ pub fn stl10(dir: &Path) -> Result<ImageData> {
         train: stl10_split(dir, "train")?,
         test: stl10_split(dir, "test")?,
     })
+}
+
+/// The unlabelled images of a data set, for pretraining beside its
+/// training split: STL-10's `unlabeled_X.bin` (100,000 images of 96×96,
+/// 2.8 GB in memory). Labels are -1. Other data sets have none: an error
+/// says so.
+pub fn unlabeled(spec: &DataSpec) -> Result<ImageSet> {
+    match spec {
+        DataSpec::Stl10(dir) => {
+            let xp = dir.join("unlabeled_X.bin");
+            let images = stl10_images(&xp, &read_file(&xp)?)?;
+            let labels = vec![-1; images.len()];
+            Ok(ImageSet { images, labels })
+        }
+        _ => Err(Error::Config(
+            "this data set has no unlabelled split (only stl10:DIR's unlabeled_X.bin is read); \
+             to pretrain on more images, put them in the training split"
+                .into(),
+        )),
+    }
 }
 
 /// Decodes one image file (PNG or JPEG) to 1 or 3 channels.

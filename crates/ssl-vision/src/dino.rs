@@ -39,10 +39,14 @@ pub struct DinoConfig {
     pub hidden: i64,
     /// Head bottleneck (256).
     pub bottleneck: i64,
+    /// Linear layers of the head's MLP (3).
+    pub head_layers: usize,
     /// Prototypes (65536).
     pub out: i64,
-    /// BatchNorm in the head (the paper: off; lightly's ResNet examples: off).
+    /// BatchNorm in the head (the paper: off; lightly's CIFAR-10 benchmark: on).
     pub head_batch_norm: bool,
+    /// The last layer's norms fixed at 1 (the paper and solo-learn: on).
+    pub norm_last_layer: bool,
     /// Global crops: the batch's first views (2).
     pub global_views: usize,
     /// Student temperature (0.1).
@@ -69,8 +73,10 @@ impl DinoConfig {
             backbone,
             hidden: 2048,
             bottleneck: 256,
+            head_layers: 3,
             out: 65536,
             head_batch_norm: false,
+            norm_last_layer: true,
             global_views: 2,
             student_temp: 0.1,
             teacher_temp: 0.07,
@@ -87,9 +93,10 @@ impl DinoConfig {
             input,
             hidden: self.hidden,
             bottleneck: self.bottleneck,
+            layers: self.head_layers,
             out: self.out,
             batch_norm: self.head_batch_norm,
-            norm_last_layer: true,
+            norm_last_layer: self.norm_last_layer,
         }
     }
 
@@ -151,6 +158,9 @@ impl Dino {
     /// Builds the networks in `vs`; the teacher starts as a copy of the
     /// student, the centre at 0.
     pub fn new(vs: &nn::VarStore, cfg: &DinoConfig) -> ssl_core::Result<Self> {
+        if cfg.head_layers < 1 {
+            return Err(ssl_core::Error::Config("dino's head_layers must be at least 1".into()));
+        }
         if cfg.global_views < 1 {
             return Err(ssl_core::Error::Config("dino needs at least one global view".into()));
         }

@@ -119,7 +119,7 @@ mod tests {
         for method in ["simclr", "byol"] {
             tch::manual_seed(1);
             let vs = nn::VarStore::new(Device::Cpu);
-            let _ = crate::methods::build(method, &vs, &cfg, None).unwrap();
+            let _ = crate::methods::build(method, &vs, &cfg, None, &[]).unwrap();
             let copy = nn::VarStore::new(Device::Cpu);
             let _ = Backbone::new(&copy.root(), &cfg);
             copy_backbone(&vs, &copy).unwrap();

@@ -12,8 +12,9 @@
 //!   bundled MNIST-5k set; [`source`]: the batch source feeding the trainer;
 //!   [`stream`]: image folders larger than memory, decoded batch by batch.
 //! - [`simclr`], [`moco`] (MoCo v2, v3), [`byol`] (BYOL, SimSiam),
-//!   [`redundancy`] (Barlow Twins, VICReg) and [`mae`]; [`methods`] finds
-//!   them by name.
+//!   [`redundancy`] (Barlow Twins, VICReg), [`mae`] and [`dino`];
+//!   [`methods`] finds them by name, and [`anchors`] holds solo-learn's and
+//!   lightly's published recipes by name.
 //!
 //! ```no_run
 //! use ssl_core::trainer::{TrainConfig, Trainer};
@@ -31,6 +32,7 @@
 //! }
 //! ```
 
+pub mod anchors;
 pub mod augment;
 pub mod backbone;
 pub mod branch;

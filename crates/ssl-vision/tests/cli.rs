@@ -32,7 +32,7 @@ fn unknown_names_are_refused_with_the_choices() {
     );
     fails_with(&["--val-fraction", "1.5", "--device", "cpu"], &["between 0 and 1, not 1.5"]);
     fails_with(
-        &["--method", "dino", "--augment-on", "device", "--device", "cpu"],
+        &["--method", "dino", "--local-crops", "2", "--augment-on", "device", "--device", "cpu"],
         &["multi-crop (--local-crops) runs on the CPU"],
     );
 }
@@ -159,4 +159,184 @@ fn inconsistent_launch_variables_are_refused_naming_them() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("MASTER_ADDR is not set"), "{err}");
+}
+
+#[test]
+fn seeds_overrides_and_label_fractions_reach_the_reports() {
+    let data = tempfile::tempdir().unwrap();
+    tiny_folder(data.path());
+    let out = data.path().join("run");
+    let spec = format!("folder:{}", data.path().display());
+    let o = Command::new(env!("CARGO_BIN_EXE_train-vision"))
+        .args(["--data", &spec, "--device", "cpu", "--epochs", "1", "--batch-size", "8", "--knn-every", "0"])
+        .args(["--seeds", "2", "--seed", "5", "--set", "head_out=16", "--set", "temperature=0.3"])
+        .args(["--finetune-epochs", "1", "--finetune-fractions", "0.5,1", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = |p: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    for seed in [5, 6] {
+        let dir = out.join(format!("seed-{seed}"));
+        let config = read(&dir.join("config.json"));
+        assert_eq!(config["seed"], seed);
+        assert_eq!(config["model"]["head_out"], 16, "--set reaches the method's config");
+        assert_eq!(config["model"]["temperature"], 0.3);
+        let r = read(&dir.join("report.json"));
+        // 1% and 10% of 8 images per class: one image per class each.
+        assert_eq!(r["label_efficiency"]["ssl"][0]["labels"], 2, "{r}");
+        for side in ["ssl", "random_init"] {
+            for key in ["linear_top1_1pct", "linear_top1_10pct", "finetune_top1_50pct", "finetune_top1"] {
+                assert!(r[side][key].as_f64().is_some(), "{side}.{key} in {r}");
+            }
+        }
+        assert_eq!(r["finetune"]["fractions"][0]["plan"]["labels"], 8);
+        let c = &r["train"]["collapse"];
+        assert!(c["rankme"].as_f64().is_some() && c["normalized_std"].as_f64().is_some(), "{r}");
+    }
+    let summary = read(&out.join("report.json"));
+    assert_eq!(summary["seeds"], serde_json::json!([5, 6]));
+    let f = &summary["figures"];
+    for key in ["ssl.knn_top1", "random_init.linear_top1_1pct", "difference.finetune_top1_50pct", "wall_s"] {
+        assert_eq!(f[key]["values"].as_array().map(Vec::len), Some(2), "{key} in {summary}");
+    }
+    assert!(stdout.contains("over 2 seeds") && stdout.contains("difference.knn_top1"), "{stdout}");
+    assert!(stdout.contains("linear 1%") && stdout.contains("fine-tuned, 50% of the labels"), "{stdout}");
+}
+
+#[test]
+fn bad_overrides_and_fractions_are_refused_naming_them() {
+    fails_with(
+        &["--set", "head_outs=16", "--device", "cpu"],
+        &["--set head_outs", "no field `head_outs`", "head_out"],
+    );
+    fails_with(&["--set", "head_out=wide", "--device", "cpu"], &["--set head_out", "does not take"]);
+    fails_with(&["--set", "head_out", "--device", "cpu"], &["not key=value"]);
+    fails_with(&["--set", "backbone.width=8", "--device", "cpu"], &["--set backbone.width", "--backbone"]);
+    fails_with(&["--finetune-fractions", "0.1,0.1", "--device", "cpu"], &["given twice"]);
+    fails_with(
+        &["--finetune-fractions", "0,1", "--device", "cpu"],
+        &["--finetune-fractions", "0 is not a fraction"],
+    );
+    fails_with(&["--seeds", "0", "--device", "cpu"], &["--seeds"]);
+    fails_with(&["--unlabeled", "--device", "cpu"], &["--unlabeled", "no unlabelled split"]);
+}
+
+#[test]
+fn stl10s_unlabelled_split_joins_pretraining_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let img: Vec<u8> = (0..3 * 96 * 96).map(|i| (i * 7 % 251) as u8).collect();
+    let imgs = |n: usize| img.repeat(n);
+    for (split, n) in [("train", 4), ("test", 2)] {
+        std::fs::write(dir.path().join(format!("{split}_X.bin")), imgs(n)).unwrap();
+        std::fs::write(
+            dir.path().join(format!("{split}_y.bin")),
+            (0..n).map(|i| 1 + (i % 2) as u8).collect::<Vec<_>>(),
+        )
+        .unwrap();
+    }
+    let spec = format!("stl10:{}", dir.path().display());
+    let out = dir.path().join("run");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_train-vision"))
+            .args([
+                "--data",
+                &spec,
+                "--device",
+                "cpu",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "4",
+                "--knn-every",
+                "0",
+            ])
+            .args(["--image-size", "32", "--allow-upscale", "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--unlabeled"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unlabeled_X.bin"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::write(dir.path().join("unlabeled_X.bin"), imgs(8)).unwrap();
+    let o = run(&["--unlabeled"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!((r["pretrain_images"].as_u64(), r["train_images"].as_u64()), (Some(12), Some(4)), "{r}");
+    // 12 images in batches of 4: three steps; without them, one.
+    assert_eq!(r["train"]["steps"], 3, "{r}");
+    let o = run(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!((r["pretrain_images"].as_u64(), r["train"]["steps"].as_u64()), (Some(4), Some(1)), "{r}");
+}
+
+#[test]
+fn a_named_recipe_sets_its_flags_and_the_command_line_overrides_them() {
+    let list = Command::new(env!("CARGO_BIN_EXE_train-vision")).args(["--recipe", "list"]).output().unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.contains("solo-learn/cifar/byol") && text.contains("lightly/cifar10/dino"), "{text}");
+    fails_with(
+        &["--recipe", "solo-learn/cifar/swav", "--device", "cpu"],
+        &["unknown recipe", "solo-learn/cifar/simclr"],
+    );
+
+    let data = tempfile::tempdir().unwrap();
+    tiny_folder(data.path());
+    let out = data.path().join("run");
+    let spec = format!("folder:{}", data.path().display());
+    // The recipe's ResNet-18 at 32 px, 1000 epochs and batch 256 are
+    // overridden to fit the tiny set; its optimizer and heads stay.
+    let o = Command::new(env!("CARGO_BIN_EXE_train-vision"))
+        .args([
+            "--recipe",
+            "solo-learn/cifar/simclr",
+            "--data",
+            &spec,
+            "--device",
+            "cpu",
+            "--backbone",
+            "small",
+        ])
+        .args([
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--image-size",
+            "12",
+            "--knn-every",
+            "0",
+            "--set",
+            "head_out=64",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["recipe"], "solo-learn/cifar/simclr");
+    assert_eq!(config["batch_size"], 8, "the command line wins");
+    assert_eq!(config["model"]["head_hidden"], 2048, "the recipe's head");
+    assert_eq!(config["model"]["head_out"], 64, "a later --set wins");
+    assert_eq!(config["model"]["temperature"], 0.2);
+    let opt = &config["train"]["optimizer"];
+    assert!(opt.to_string().contains("\"clip_lr\":true") && opt.to_string().contains("0.02"), "{opt}");
+    // 0.4 per 256, scaled to the command line's batch of 8.
+    assert!((opt["lr"].as_f64().unwrap() - 0.4 * 8.0 / 256.0).abs() < 1e-12, "{opt}");
+    assert_eq!(config["train"]["warmup_epochs"], 1, "the recipe's 10, capped at the epochs");
+    assert_eq!(config["augment"]["preset"], "simclr");
 }

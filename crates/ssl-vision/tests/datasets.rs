@@ -136,6 +136,20 @@ fn stl10_images_are_transposed_from_column_major() {
     std::fs::write(dir.path().join("test_y.bin"), [11u8]).unwrap();
     let err = data::stl10(dir.path()).unwrap_err().to_string();
     assert!(err.contains("test_y.bin") && err.contains("label 11"), "{err}");
+
+    // The unlabelled split: the same layout, no labels.
+    let spec = data::DataSpec::Stl10(dir.path().to_path_buf());
+    let err = data::unlabeled(&spec).unwrap_err().to_string();
+    assert!(err.contains("unlabeled_X.bin"), "a missing file is named: {err}");
+    std::fs::write(dir.path().join("unlabeled_X.bin"), [img.clone(), img.clone()].concat()).unwrap();
+    let u = data::unlabeled(&spec).unwrap();
+    assert_eq!((u.len(), u.labels.clone()), (2, vec![-1, -1]));
+    assert_eq!(u.images[1].data[5 * 96 + 9], 9);
+    std::fs::write(dir.path().join("unlabeled_X.bin"), &img[..100]).unwrap();
+    let err = data::unlabeled(&spec).unwrap_err().to_string();
+    assert!(err.contains("unlabeled_X.bin") && err.contains("not a positive multiple"), "{err}");
+    let err = data::unlabeled(&data::DataSpec::Bundled).unwrap_err().to_string();
+    assert!(err.contains("no unlabelled split"), "{err}");
 }
 
 #[test]

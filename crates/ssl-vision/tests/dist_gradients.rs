@@ -68,7 +68,7 @@ fn case(name: &str, backbone: BackboneConfig, sync_bn: bool, draws: i64, wrong: 
         build: Box::new(move || {
             tch::manual_seed(7);
             let mut vs = VarStore::new(Device::Cpu);
-            let (m, _) = methods::build(&method, &vs, &backbone, None).expect("building the method");
+            let (m, _) = methods::build(&method, &vs, &backbone, None, &[]).expect("building the method");
             vs.double();
             (vs, m)
         }),
@@ -93,11 +93,12 @@ fn cases() -> Vec<Case> {
         case("mae", vit(), false, 9, vec![SkipGradSync]),
         Case {
             // Multi-crop: 2 global views and 2 local 8-px crops (the ViT
-            // resamples its position embeddings). No BatchNorm anywhere, so
-            // statistics that are not all-reduced break only the centre,
-            // which is compared too (a variable).
+            // resamples its position embeddings). The default head has
+            // BatchNorm (synchronised here); statistics that are not
+            // all-reduced also break the centre, which is compared too (a
+            // variable).
             batches: multi_crop(batches()),
-            ..case("dino", vit(), false, 0, vec![LocalStatistics, SkipGradSync])
+            ..case("dino", vit(), true, 0, vec![LocalStatistics, SkipGradSync])
         },
         Case {
             // Per-rank BatchNorm sub-batches and shuffle-BN of the keys; the

@@ -17,8 +17,9 @@ use ssl_audio::frontend::LogMelConfig;
 use ssl_audio::methods::{self, ENCODER_PREFIXES};
 use ssl_audio::views::{AudioInput, AudioViewSource, ViewRecipe};
 use ssl_core::device::{device_name, seed_everything};
+use ssl_core::eval::label_subset;
 use ssl_core::eval::{evaluate_features, extract_features, EvalReport, KnnMonitor};
-use ssl_core::finetune::{copy_encoder, fine_tune, FineTuneResult};
+use ssl_core::finetune::{copy_encoder, fine_tune, FractionPlan, FractionResult};
 use ssl_core::metrics::write_json_atomic;
 use ssl_core::optim::OptimizerConfig;
 use ssl_core::trainer::{TrainConfig, Trainer};
@@ -27,7 +28,7 @@ use std::time::Instant;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(
     version,
     about = "Self-supervised pretraining and evaluation of an audio encoder",
@@ -85,6 +86,11 @@ struct Args {
     /// Peak learning rate of fine-tuning (AdamW).
     #[arg(long, default_value_t = 1e-3)]
     finetune_lr: f64,
+    /// Fractions of the training labels to fine-tune on (class-balanced,
+    /// fixed by the seed, the linear probes' subsets); each trains for as
+    /// many steps as the run on all labels.
+    #[arg(long, value_delimiter = ',', default_value = "0.01,0.1,1")]
+    finetune_fractions: Vec<f64>,
     /// Shared run options.
     #[command(flatten)]
     run: ssl_cli::RunArgs,
@@ -119,20 +125,28 @@ fn decode(set: &ClipSet, rate: u32, what: &str) -> Result<Vec<Vec<f32>>> {
 
 fn evaluate(
     features: &dyn Fn(&Tensor) -> Tensor,
-    train_x: &Tensor,
-    train_y: &Tensor,
-    test_x: &Tensor,
-    test_y: &Tensor,
+    (train_x, train_y): (&Tensor, &Tensor),
+    (test_x, test_y): (&Tensor, &Tensor),
     classes: usize,
     device: tch::Device,
+    seed: u64,
 ) -> Result<EvalReport> {
     let tr = extract_features(features, train_x, 256, device);
     let te = extract_features(features, test_x, 256, device);
-    Ok(evaluate_features(&tr, train_y, &te, test_y, classes)?)
+    Ok(evaluate_features(&tr, train_y, &te, test_y, classes, seed)?)
 }
+
+/// What `--seeds` summarises.
+const SEED_SPEC: ssl_core::seeds::SeedSpec =
+    ssl_core::seeds::SeedSpec { figures: &["ssl", "random_init", "wall_s"], paired: ("ssl", "random_init") };
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    ssl_cli::over_seeds(&args.run, &SEED_SPEC, |run| train(&Args { run: run.clone(), ..args.clone() }))
+}
+
+/// One run (one seed); its folder and report on rank 0.
+fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     let started = Instant::now();
     let run = args.run.start()?;
     let device = run.device;
@@ -143,6 +157,12 @@ fn main() -> Result<()> {
     if args.n_mels <= 0 || args.n_mels % 8 != 0 {
         bail!("--n-mels {} must be a positive multiple of 8", args.n_mels);
     }
+    ssl_cli::check_fractions(&args.finetune_fractions)?;
+    ssl_cli::refuse_set(
+        &args.run.set,
+        &["encoder"],
+        "the encoder is chosen with --encoder and its flags (its random-init baseline must match)",
+    )?;
     if args.frames < 16 {
         bail!("--frames {} is too short (at least 16)", args.frames);
     }
@@ -201,7 +221,7 @@ fn main() -> Result<()> {
         bail!("{}: need at least two training clips, found {}", args.data, pretrain_clips.len());
     }
 
-    let out = args.run.out.clone().unwrap_or_else(|| {
+    let out = args.run.run_dir(|| {
         PathBuf::from("runs").join(format!("{}-{}", args.method, dataset.replace([':', '/', ','], "_")))
     });
     if run.is_main() {
@@ -221,6 +241,8 @@ fn main() -> Result<()> {
         monitor_every: args.knn_every.max(1),
         accumulate: args.run.accumulate as usize,
     };
+    let mut vs = nn::VarStore::new(device);
+    let (mut method, model_cfg) = methods::build(&args.method, &vs, &encoder, &args.run.set)?;
     let config = json!({
         "method": args.method,
         "dataset": dataset,
@@ -229,6 +251,7 @@ fn main() -> Result<()> {
         "seed": seed,
         "input": input,
         "encoder": encoder,
+        "model": model_cfg,
         "views": recipe.views,
         "train": train_cfg,
         "batch_size": batch_size,
@@ -238,8 +261,6 @@ fn main() -> Result<()> {
         write_json_atomic(&out.join("config.json"), &config)?;
     }
 
-    let mut vs = nn::VarStore::new(device);
-    let mut method = methods::build(&args.method, &vs, &encoder)?;
     let source = AudioViewSource::new(
         &pretrain_clips,
         &pretrain_labels,
@@ -278,38 +299,77 @@ fn main() -> Result<()> {
     let summary = trainer.fit_with_monitor(method.as_mut(), &mut vs, &source, args.run.resume, monitor)?;
     if !run.is_main() {
         // Rank 0 evaluates and reports; the other ranks are done.
-        return Ok(());
+        return Ok(None);
     }
     ssl_core::checkpoint::save_weights(&vs, &out.join("model.safetensors"))?;
 
     eprintln!("evaluating (kNN k=min(200, train per class) T=0.1, linear probe) ...");
-    let ssl = evaluate(&|x| method.features(x), &train_x, &train_y, &test_x, &test_y, classes, device)?;
+    let ssl =
+        evaluate(&|x| method.features(x), (&train_x, &train_y), (&test_x, &test_y), classes, device, seed)?;
     // The same architecture, freshly initialised with the same seed.
     seed_everything(seed);
     let random_vs = nn::VarStore::new(device);
     let random = AudioEncoder::new(&random_vs.root(), &encoder);
-    let rnd =
-        evaluate(&|x| random.forward_t(x, false), &train_x, &train_y, &test_x, &test_y, classes, device)?;
+    let rnd = evaluate(
+        &|x| random.forward_t(x, false),
+        (&train_x, &train_y),
+        (&test_x, &test_y),
+        classes,
+        device,
+        seed,
+    )?;
 
-    let finetune: Option<(FineTuneResult, FineTuneResult)> = if args.finetune_epochs > 0 {
-        eprintln!("fine-tuning both encoders for {} epochs ...", args.finetune_epochs);
-        let ft_source = AudioViewSource::new(
-            &train_clips,
-            &data.train.labels,
-            &input,
-            ViewRecipe::single(input.clip_len),
-            batch_size.min(train_clips.len()),
-            seed,
-        );
+    let finetune: Option<Vec<FractionResult>> = if args.finetune_epochs > 0 {
         let opt = OptimizerConfig::adamw(args.finetune_lr, 0.05);
-        let ssl_vs = nn::VarStore::new(device);
-        let ssl_encoder = AudioEncoder::new(&ssl_vs.root(), &encoder);
-        copy_encoder(&vs, &ssl_vs, &ENCODER_PREFIXES)?;
         let dim = encoder.feature_dim();
-        let run = |e: &AudioEncoder, evs: &nn::VarStore| {
-            fine_tune(e, evs, dim, &ft_source, classes, &test_x, &test_y, args.finetune_epochs, &opt)
-        };
-        Some((run(&ssl_encoder, &ssl_vs)?, run(&random, &random_vs)?))
+        let n = train_clips.len();
+        let full_batch = batch_size.min(n);
+        let mut rows = Vec::new();
+        for &fraction in &args.finetune_fractions {
+            use std::borrow::Cow;
+            let (clips, labels, plan): (Cow<[Vec<f32>]>, Cow<[i64]>, _) = if fraction >= 1.0 {
+                let plan = FractionPlan::new(1.0, n, n, full_batch, args.finetune_epochs);
+                (Cow::Borrowed(&train_clips), Cow::Borrowed(&data.train.labels), plan)
+            } else {
+                let ids = label_subset(&data.train.labels, fraction, seed);
+                let plan = FractionPlan::new(fraction, ids.len(), n, full_batch, args.finetune_epochs);
+                (
+                    Cow::Owned(ids.iter().map(|&i| train_clips[i].clone()).collect()),
+                    Cow::Owned(ids.iter().map(|&i| data.train.labels[i]).collect()),
+                    plan,
+                )
+            };
+            eprintln!(
+                "fine-tuning both encoders on {}% of the labels ({} clips, {} epochs) ...",
+                ssl_core::eval::percent(fraction),
+                plan.labels,
+                plan.epochs
+            );
+            let ft_source = AudioViewSource::new(
+                &clips,
+                &labels,
+                &input,
+                ViewRecipe::single(input.clip_len),
+                plan.batch_size,
+                seed,
+            );
+            // Fresh copies each time: fine-tuning changes the weights.
+            let ssl_vs = nn::VarStore::new(device);
+            let ssl_encoder = AudioEncoder::new(&ssl_vs.root(), &encoder);
+            copy_encoder(&vs, &ssl_vs, &ENCODER_PREFIXES)?;
+            seed_everything(seed);
+            let rnd_vs = nn::VarStore::new(device);
+            let rnd_encoder = AudioEncoder::new(&rnd_vs.root(), &encoder);
+            let run = |e: &AudioEncoder, evs: &nn::VarStore| {
+                fine_tune(e, evs, dim, &ft_source, classes, &test_x, &test_y, plan.epochs, &opt)
+            };
+            rows.push(FractionResult {
+                plan,
+                ssl: run(&ssl_encoder, &ssl_vs)?,
+                random_init: run(&rnd_encoder, &rnd_vs)?,
+            });
+        }
+        Some(rows)
     } else {
         None
     };
@@ -318,8 +378,8 @@ fn main() -> Result<()> {
     let mut report = json!({
         "method": args.method,
         "dataset": dataset,
-        "ssl": {"knn_top1": ssl.knn_top1, "linear_top1": ssl.linear_top1},
-        "random_init": {"knn_top1": rnd.knn_top1, "linear_top1": rnd.linear_top1},
+        "ssl": ssl.summary(),
+        "random_init": rnd.summary(),
         "epochs": summary.epochs,
         "wall_s": wall,
         "device": device_name(device),
@@ -327,14 +387,15 @@ fn main() -> Result<()> {
         "encoder": encoder,
         "feature_dim": ssl.feature_dim,
         "linear_probe": {"ssl": ssl.linear, "random_init": rnd.linear},
+        "label_efficiency": {"ssl": ssl.label_efficiency, "random_init": rnd.label_efficiency},
         "pretrain_clips": pretrain_clips.len(),
         "train_clips": train_clips.len(),
         "test_clips": test_clips.len(),
     });
-    if let Some((ft_ssl, ft_rnd)) = &finetune {
-        report["ssl"]["finetune_top1"] = json!(ft_ssl.test_top1);
-        report["random_init"]["finetune_top1"] = json!(ft_rnd.test_top1);
-        report["finetune"] = json!({"epochs": args.finetune_epochs, "lr": args.finetune_lr, "ssl": ft_ssl, "random_init": ft_rnd});
+    if let Some(rows) = &finetune {
+        ssl_core::finetune::add_to_report(&mut report, rows);
+        report["finetune"] =
+            json!({"epochs": args.finetune_epochs, "lr": args.finetune_lr, "fractions": rows});
     }
     write_json_atomic(&out.join("report.json"), &report)?;
     println!(
@@ -345,17 +406,10 @@ fn main() -> Result<()> {
         wall,
         device_name(device)
     );
-    println!("                 kNN top-1   linear top-1");
-    println!("  SSL            {:>8.2}%   {:>10.2}%", 100.0 * ssl.knn_top1, 100.0 * ssl.linear_top1);
-    println!("  random init    {:>8.2}%   {:>10.2}%", 100.0 * rnd.knn_top1, 100.0 * rnd.linear_top1);
-    if let Some((ft_ssl, ft_rnd)) = &finetune {
-        println!(
-            "  fine-tuned ({} epochs): SSL {:.2}%, random init {:.2}%",
-            args.finetune_epochs,
-            100.0 * ft_ssl.test_top1,
-            100.0 * ft_rnd.test_top1
-        );
+    print!("{}", ssl_cli::encoder_table(&ssl, &rnd));
+    if let Some(rows) = &finetune {
+        print!("{}", ssl_cli::finetune_lines(rows));
     }
     println!("report: {}", out.join("report.json").display());
-    Ok(())
+    Ok(Some(ssl_cli::Finished { dir: out, report }))
 }

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn;
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(
     version,
     args_override_self = true,
@@ -109,6 +109,11 @@ struct Args {
     /// semi-supervised evaluations do; 1: all.
     #[arg(long, default_value_t = 1.0)]
     label_fraction: f64,
+    /// Fractions of all downstream training labels below 1 to fine-tune on
+    /// as well (e.g. 0.01,0.1; each for as many steps as the run on all
+    /// labels). Linear probes with 1% and 10% of the labels always run.
+    #[arg(long, value_delimiter = ',')]
+    finetune_fractions: Vec<f64>,
     /// Use at most this many documents of the corpus (0: all).
     #[arg(long, default_value_t = 0)]
     max_docs: usize,
@@ -135,8 +140,19 @@ fn model_config(name: &str, vocab: i64, positions: i64, pre_ln: bool) -> Result<
     })
 }
 
+/// What `--seeds` summarises.
+const SEED_SPEC: ssl_core::seeds::SeedSpec = ssl_core::seeds::SeedSpec {
+    figures: &["mlm_top1", "heldout_loss", "pretrained", "from_scratch", "wall_s"],
+    paired: ("pretrained", "from_scratch"),
+};
+
 fn main() -> Result<()> {
     let args = Args::parse();
+    ssl_cli::over_seeds(&args.run, &SEED_SPEC, |run| train(&Args { run: run.clone(), ..args.clone() }))
+}
+
+/// One run (one seed); its folder and report on rank 0.
+fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     let started = Instant::now();
     let objective: Objective = args.objective.parse()?;
     let head_init: ssl_text::finetune::HeadInit = args.head_init.parse()?;
@@ -151,9 +167,7 @@ fn main() -> Result<()> {
         .and_then(|p| p.file_stem())
         .map_or("fortunes".to_string(), |s| s.to_string_lossy().into_owned());
     let out =
-        args.run.out.clone().unwrap_or_else(|| {
-            PathBuf::from("runs").join(format!("text-{}-{}", args.objective, corpus_name))
-        });
+        args.run.run_dir(|| PathBuf::from("runs").join(format!("text-{}-{}", args.objective, corpus_name)));
     if main {
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     }
@@ -225,6 +239,14 @@ fn main() -> Result<()> {
         );
     }
 
+    ssl_cli::refuse_set(
+        &args.run.set,
+        &["hidden_dropout_prob", "attention_probs_dropout_prob"],
+        "pretraining's dropout is --dropout; the exported model and fine-tuning keep BERT's 0.1",
+    )?;
+    if args.finetune_fractions.iter().any(|f| !(*f > 0.0 && *f <= 1.0)) {
+        bail!("--finetune-fractions: each must be a fraction in (0, 1]");
+    }
     if args.finetune_seeds < 1 {
         bail!("--finetune-seeds must be at least 1");
     }
@@ -237,6 +259,7 @@ fn main() -> Result<()> {
         tie_word_embeddings: args.tie_decoder,
         ..model_config(&args.model, tok.vocab_size(), args.seq_len as i64, args.pre_ln)?
     };
+    let cfg = ssl_core::config::apply(cfg, &args.run.set, "the BERT config")?;
     let pretrain_cfg = BertConfig {
         hidden_dropout_prob: args.dropout,
         attention_probs_dropout_prob: args.dropout,
@@ -285,7 +308,7 @@ fn main() -> Result<()> {
     let summary = trainer.fit_with_monitor(&mut method, &mut vs, &source, args.run.resume, Some(&monitor))?;
     if !main {
         // Rank 0 evaluates, exports and reports; the other ranks are done.
-        return Ok(());
+        return Ok(None);
     }
     let (heldout_top1, heldout_loss) = monitor.measure(&method)?;
 
@@ -316,6 +339,41 @@ fn main() -> Result<()> {
         }
         None => None,
     };
+    // Label efficiency: linear probes (and fine-tuning where asked) on
+    // class-balanced fractions of all the training labels.
+    let mut fractions: Vec<(f64, usize, ssl_text::finetune::Downstream)> = Vec::new();
+    if let Some(dir) = &labeled {
+        let all = ssl_text::corpus::read_labeled(&ssl_text::finetune::labeled_files(dir)?.0)?;
+        let full = ssl_text::finetune::subsample(&all, args.label_fraction, seed).len();
+        let mut wanted: Vec<f64> = ssl_core::eval::LABEL_FRACTIONS.to_vec();
+        wanted.extend(args.finetune_fractions.iter().filter(|f| **f < 1.0));
+        wanted.sort_by(f64::total_cmp);
+        wanted.dedup();
+        for f in wanted {
+            let n = ssl_text::finetune::subsample(&all, f, seed).len();
+            let tuned = args.finetune_fractions.contains(&f) && args.finetune_epochs > 0;
+            let epochs = if tuned {
+                ssl_core::finetune::FractionPlan::with_batches(
+                    f,
+                    n,
+                    full,
+                    ft.batch_size,
+                    ft.epochs,
+                    ssl_text::finetune::grouped_batch_count,
+                )
+                .epochs
+            } else {
+                0
+            };
+            eprintln!(
+                "downstream with {}% of the labels ({n} texts): linear probes{} ...",
+                ssl_core::eval::percent(f),
+                if tuned { format!(" and {epochs} fine-tuning epochs") } else { String::new() }
+            );
+            let cfg_f = FineTuneConfig { label_fraction: f, epochs, ..ft.clone() };
+            fractions.push((f, n, compare(&vs, &cfg, &tok, dir, &cfg_f)?));
+        }
+    }
     let wall = started.elapsed().as_secs_f64();
     let mut report = json!({
         "objective": objective,
@@ -335,6 +393,19 @@ fn main() -> Result<()> {
         report["from_scratch"] = d.from_scratch.summary();
         report["finetune_pretrained_ahead"] = json!(d.finetune_wins());
         report["downstream"] = json!(d);
+        let mut rows = Vec::new();
+        for (f, n, df) in &fractions {
+            let name = ssl_core::eval::fraction_name(*f);
+            for (key, scores) in [("pretrained", &df.pretrained), ("from_scratch", &df.from_scratch)] {
+                report[key][format!("linear_top1_{name}")] = json!(scores.linear.top1);
+                if let Some(ft) = &scores.finetune {
+                    report[key][format!("finetune_top1_{name}")] = json!(ft.top1);
+                }
+            }
+            rows.push(json!({"fraction": f, "train_examples": n, "pretrained": df.pretrained.summary(),
+                             "from_scratch": df.from_scratch.summary(), "finetune_config": df.finetune_config}));
+        }
+        report["label_efficiency"] = json!(rows);
     }
     write_json_atomic(&out.join("report.json"), &report)?;
 
@@ -352,8 +423,20 @@ fn main() -> Result<()> {
     if let Some(d) = &downstream {
         print!("{}", d.table("  "));
     }
+    for (f, n, df) in &fractions {
+        let tuned = match (&df.pretrained.finetune, &df.from_scratch.finetune) {
+            (Some(p), Some(s)) => format!("; fine-tuned {:.2}% / {:.2}%", 100.0 * p.top1, 100.0 * s.top1),
+            _ => String::new(),
+        };
+        println!(
+            "  {}% of the labels ({n} texts): linear probe pretrained {:.2}%, from scratch {:.2}%{tuned}",
+            ssl_core::eval::percent(*f),
+            100.0 * df.pretrained.linear.top1,
+            100.0 * df.from_scratch.linear.top1
+        );
+    }
     println!("report: {}", out.join("report.json").display());
-    Ok(())
+    Ok(Some(ssl_cli::Finished { dir: out, report }))
 }
 
 /// Rust's MLM logits for the first two held-out (or training) sequences,

@@ -10,9 +10,11 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde_json::json;
 use ssl_core::device::{device_name, seed_everything};
+use ssl_core::eval::label_subset;
 use ssl_core::eval::{
     evaluate_features, extract_features_from, pca_2d, scatter_png, EvalReport, InputChunks, KnnMonitor,
 };
+use ssl_core::finetune::{FractionPlan, FractionResult};
 use ssl_core::metrics::write_json_atomic;
 use ssl_core::trainer::{TrainConfig, Trainer};
 use ssl_core::BatchSource;
@@ -30,10 +32,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::{self, ModuleT};
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(
     version,
     about = "Self-supervised pretraining and evaluation of an image encoder",
+    // A later flag replaces an earlier one: `--recipe` expands into flags
+    // that the command line's own then override.
+    args_override_self = true,
     mut_arg("out", |a| a.help("Run folder (config.json, metrics.jsonl, checkpoints/, report.json). Default: runs/<method>-<dataset>")),
     mut_arg("resume", |a| a.help("Continue from the run folder's latest checkpoint (weights, optimizer, momentum targets, MoCo's queue)")),
     mut_arg("checkpoint_every", |a| a.help("Checkpoint every N epochs (the last one always) [default: 5]"))
@@ -45,13 +50,26 @@ struct Args {
     /// Data: bundled | mnist-idx:DIR | cifar10:DIR | cifar100:DIR | stl10:DIR | folder:DIR.
     #[arg(long, default_value = "bundled")]
     data: String,
+    /// A published recipe by name (solo-learn's and lightly's CIFAR and
+    /// ImageNet-100 settings, `--recipe list` for all): it sets the method,
+    /// backbone, epochs, batch, optimizer, augmentation and method config,
+    /// and the flags given beside it override them. Pass the data with
+    /// --data. See docs/recipes.md.
+    #[arg(long)]
+    recipe: Option<String>,
+    /// Pretrain on the data set's unlabelled split too (STL-10's 100,000
+    /// unlabelled images), beside its training split; the evaluations use
+    /// the labelled splits only. Turns the online probe off.
+    #[arg(long)]
+    unlabeled: bool,
     /// Pretraining epochs (default: the method's recipe; 15 for simclr).
     #[arg(long)]
     epochs: Option<usize>,
     /// Batch size: the samples of one optimizer step, over all ranks (at
-    /// least 2: BatchNorm needs two samples).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(2..))]
-    batch_size: u64,
+    /// least 2: BatchNorm needs two samples). Default: the method's recipe
+    /// (256; dino 64).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(2..))]
+    batch_size: Option<u64>,
     /// Backbone: small (ResNet-18 layout, width 16), resnet18, resnet34,
     /// resnet50, vit-mini, vit-tiny, vit-small (default: small, or vit-mini
     /// for moco-v3 and mae).
@@ -63,7 +81,8 @@ struct Args {
     /// Stem: cifar (3x3, no pool) or imagenet (7x7 and max-pool).
     #[arg(long, default_value = "cifar")]
     stem: String,
-    /// Optimizer: lars | sgd | adamw (default: the method's recipe).
+    /// Optimizer: lars (lightly's) | lars-clip (solo-learn's) | sgd | adamw
+    /// (default: the method's recipe).
     #[arg(long)]
     optimizer: Option<String>,
     /// Peak learning rate (default: the method's recipe, scaled by batch/256).
@@ -91,7 +110,9 @@ struct Args {
     #[arg(long, default_value = "auto")]
     augment: String,
     /// Multi-crop: local crops per image besides the two global views
-    /// (DINO: 6 by default; the other methods take none).
+    /// (DINO: 6 by default for views of 64 pixels or more, none for smaller
+    /// ones, as solo-learn's and lightly's CIFAR recipes; the other methods
+    /// take none).
     #[arg(long)]
     local_crops: Option<usize>,
     /// Side of the local crops (default: 96/224 of --image-size, a
@@ -121,6 +142,11 @@ struct Args {
     /// Peak learning rate of fine-tuning (AdamW).
     #[arg(long, default_value_t = 1e-3)]
     finetune_lr: f64,
+    /// Fractions of the training labels to fine-tune on (class-balanced,
+    /// fixed by the seed, the linear probes' subsets); each trains for as
+    /// many steps as the run on all labels.
+    #[arg(long, value_delimiter = ',', default_value = "0.01,0.1,1")]
+    finetune_fractions: Vec<f64>,
     /// Layer-wise learning-rate decay of ViT fine-tuning (MAE's recipe;
     /// 1 disables it; ResNets ignore it).
     #[arg(long, default_value_t = 0.75)]
@@ -248,6 +274,36 @@ fn check_image_sizes(data: &Loaded, spec: &DataSpec, size: usize) -> Result<()> 
     Ok(())
 }
 
+/// The flags a recipe stands for.
+fn recipe_flags(r: &ssl_vision::anchors::AnchorRecipe) -> Vec<String> {
+    let mut f: Vec<String> = [
+        ("--method", r.method.to_string()),
+        ("--backbone", r.backbone.to_string()),
+        ("--stem", r.stem.to_string()),
+        ("--image-size", r.image_size.to_string()),
+        ("--epochs", r.epochs.to_string()),
+        ("--batch-size", r.batch_size.to_string()),
+        ("--optimizer", r.optimizer.to_string()),
+        ("--weight-decay", r.weight_decay.to_string()),
+        ("--warmup-epochs", r.warmup_epochs.to_string()),
+        ("--augment", r.augment.to_string()),
+        ("--local-crops", r.local_crops.to_string()),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_string(), v])
+    .collect();
+    if let Some(p) = r.patch_size {
+        f.extend(["--patch-size".into(), p.to_string()]);
+    }
+    if let Some(t) = r.temperature {
+        f.extend(["--temperature".into(), t.to_string()]);
+    }
+    for s in r.sets.iter().chain(r.more_sets) {
+        f.extend(["--set".into(), s.to_string()]);
+    }
+    f
+}
+
 /// kNN and linear probe of an encoder, and a PCA plot of its test
 /// embeddings written to `plot`.
 fn evaluate(
@@ -257,6 +313,7 @@ fn evaluate(
     test_x: &dyn InputChunks,
     device: tch::Device,
     plot: &std::path::Path,
+    seed: u64,
 ) -> Result<EvalReport> {
     let tr = extract_features_from(features, train_x, 512, device)?;
     let te = extract_features_from(features, test_x, 512, device)?;
@@ -264,14 +321,52 @@ fn evaluate(
     let ty = tch::Tensor::from_slice(train_labels);
     let ey = tch::Tensor::from_slice(test_labels);
     scatter_png(plot, &pca_2d(&te), &ey)?;
-    Ok(evaluate_features(&tr, &ty, &te, &ey, data.classes().len())?)
+    Ok(evaluate_features(&tr, &ty, &te, &ey, data.classes().len(), seed)?)
 }
 
+/// What `--seeds` summarises.
+const SEED_SPEC: ssl_core::seeds::SeedSpec =
+    ssl_core::seeds::SeedSpec { figures: &["ssl", "random_init", "wall_s"], paired: ("ssl", "random_init") };
+
 fn main() -> Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(name) = &args.recipe {
+        if name == "list" {
+            for r in ssl_vision::anchors::recipes() {
+                println!("{:<36} {} ({})", r.name, r.method, r.data);
+            }
+            return Ok(());
+        }
+        let recipe = ssl_vision::anchors::recipe(name)?;
+        let mut argv: Vec<std::ffi::OsString> = std::env::args_os().take(1).collect();
+        argv.extend(recipe_flags(&recipe).into_iter().map(Into::into));
+        argv.extend(std::env::args_os().skip(1));
+        args = Args::parse_from(argv);
+        // The learning rate follows the batch (the command line's, if given).
+        let batch = args.batch_size.map_or(recipe.batch_size, |b| b as usize);
+        let lr = *args.lr.get_or_insert(recipe.lr_per_256 * batch as f64 / 256.0);
+        if std::env::var("RANK").map_or(true, |r| r == "0") {
+            let flags = recipe_flags(&recipe).join(" ");
+            eprintln!("recipe {} ({}): {flags}, lr {lr} at batch {batch}", recipe.name, recipe.source);
+            let common = recipe
+                .name
+                .starts_with("solo-learn/")
+                .then(ssl_vision::anchors::solo_learn_common_differences);
+            let differs: Vec<&str> =
+                [Some(recipe.differences), common].into_iter().flatten().filter(|d| !d.is_empty()).collect();
+            if !differs.is_empty() {
+                eprintln!("  where ssl-rs differs: {}", differs.join("; "));
+            }
+        }
+    }
+    ssl_cli::over_seeds(&args.run, &SEED_SPEC, |run| train(&Args { run: run.clone(), ..args.clone() }))
+}
+
+/// One run (one seed); its folder and report on rank 0.
+fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     let started = Instant::now();
     let recipe = methods::recipe(&args.method)?;
-    let batch_size = args.batch_size as usize;
+    let batch_size = args.batch_size.map_or(recipe.batch_size, |b| b as usize);
     if args.method == "moco-v2" && !batch_size.is_multiple_of(8) {
         bail!("moco-v2 splits each batch into 8 for its split BatchNorm: --batch-size {batch_size} is not a multiple of 8");
     }
@@ -291,15 +386,34 @@ fn main() -> Result<()> {
         (Loaded::Streamed(_), Some(_)) => bail!("--val-fraction needs the data in memory; drop --stream"),
         (d, None) => d,
     };
+    // The pretraining images: the training split, and the unlabelled one
+    // when asked.
+    let pretrain = match (&data, args.unlabeled) {
+        (Loaded::Memory(d), true) => {
+            let extra =
+                data::unlabeled(&spec).with_context(|| format!("--unlabeled with --data {}", args.data))?;
+            let mut set = d.train.clone();
+            set.images.extend(extra.images);
+            set.labels.extend(extra.labels);
+            Some(set)
+        }
+        (Loaded::Streamed(_), true) => {
+            bail!("--unlabeled reads STL-10's unlabelled split into memory; drop --stream")
+        }
+        (_, false) => None,
+    };
     let (train_n, test_n) = (data.labels().0.len(), data.labels().1.len());
-    if train_n < batch_size {
-        bail!(
-            "--batch-size {} is larger than the {} training images of {}",
-            batch_size,
-            train_n,
-            data.name()
-        );
+    let pretrain_n = pretrain.as_ref().map_or(train_n, |p| p.len());
+    if pretrain_n < batch_size {
+        let what = if pretrain.is_some() { "pretraining" } else { "training" };
+        bail!("--batch-size {batch_size} is larger than the {pretrain_n} {what} images of {}", data.name());
     }
+    ssl_cli::check_fractions(&args.finetune_fractions)?;
+    ssl_cli::refuse_set(
+        &args.run.set,
+        &["backbone", "encoder"],
+        "the encoder is chosen with --backbone, --patch-size and --stem (its random-init baseline must match)",
+    )?;
     if args.stream && args.finetune_epochs > 0 {
         bail!("--finetune-epochs needs the data in memory; drop --stream or --finetune-epochs");
     }
@@ -346,10 +460,9 @@ fn main() -> Result<()> {
         );
     }
 
-    let backbone = backbone_config(&args, channels, size as i64)?;
-    let default_local = methods::default_local_crops(&args.method);
-    let local_crops = args.local_crops.unwrap_or(default_local);
-    if local_crops > 0 && default_local == 0 {
+    let backbone = backbone_config(args, channels, size as i64)?;
+    let local_crops = args.local_crops.unwrap_or(methods::default_local_crops(&args.method, size));
+    if local_crops > 0 && !methods::takes_local_crops(&args.method) {
         bail!("--local-crops {local_crops}: {} trains on two views; multi-crop is for dino", args.method);
     }
     let mut views = views;
@@ -359,7 +472,7 @@ fn main() -> Result<()> {
             BackboneConfig::ResNet(_) => 1,
         };
         let local = args.local_size.map_or_else(|| ViewAugment::local_size(size, patch), |s| s as usize);
-        if local % patch != 0 {
+        if !local.is_multiple_of(patch) {
             bail!("--local-size {local} is not a multiple of the ViT's patch size {patch}");
         }
         views.extend(ViewAugment::local_crops(&views[0], local_crops, local));
@@ -377,27 +490,25 @@ fn main() -> Result<()> {
         checkpoint_every: args.run.checkpoint_every_or(5),
         keep_checkpoints: 2,
         log_every: 10,
-        online_probe_classes: Some(data.classes().len()),
+        online_probe_classes: (!args.unlabeled).then_some(data.classes().len()),
         monitor_every: args.knn_every.max(1),
         accumulate: args.run.accumulate as usize,
     };
-    let out = args
-        .run
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", args.method, data.name())));
+    let out = args.run.run_dir(|| PathBuf::from("runs").join(format!("{}-{}", args.method, data.name())));
     if run.is_main() {
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     }
     let mut config = json!({
-        "method": args.method, "data": args.data, "dataset": data.name(), "stream": args.stream,
+        "recipe": args.recipe, "method": args.method, "data": args.data, "dataset": data.name(), "stream": args.stream,
+        "pretrain_images": pretrain_n,
         "image_size": size, "device": device_name(device),
         "world_size": run.group.world_size(), "sync_bn": args.run.sync_bn,
         "seed": seed, "batch_size": batch_size, "train": train_cfg,
         "augment": {"preset": preset, "views": views}, "torch_threads": tch::get_num_threads(),
     });
     let mut vs = nn::VarStore::new(device);
-    let (mut method, model_cfg) = methods::build(&args.method, &vs, &backbone, args.temperature)?;
+    let (mut method, model_cfg) =
+        methods::build(&args.method, &vs, &backbone, args.temperature, &args.run.set)?;
     let channels_last = match args.channels_last.as_str() {
         "auto" | "on" => true,
         "off" => false,
@@ -429,10 +540,11 @@ fn main() -> Result<()> {
                     "--augment-on device makes views of one size; multi-crop (--local-crops) runs on the CPU"
                 );
             }
+            let set = pretrain.as_ref().unwrap_or(&d.train);
             let source: Box<dyn BatchSource> = if on_device {
-                Box::new(GpuViewSource::with_views(&d.train, views.clone(), batch_size, seed, device)?)
+                Box::new(GpuViewSource::with_views(set, views.clone(), batch_size, seed, device)?)
             } else {
-                Box::new(ViewSource::with_views(&d.train, views.clone(), batch_size, seed))
+                Box::new(ViewSource::with_views(set, views.clone(), batch_size, seed))
             };
             (source, Box::new(eval_tensor(&d.train, &aug)), Box::new(eval_tensor(&d.test, &aug)))
         }
@@ -465,7 +577,7 @@ fn main() -> Result<()> {
         trainer.fit_with_monitor(method.as_mut(), &mut vs, source.as_ref(), args.run.resume, monitor)?;
     if !run.is_main() {
         // Rank 0 evaluates and reports; the other ranks are done.
-        return Ok(());
+        return Ok(None);
     }
     ssl_core::checkpoint::save_weights(&vs, &out.join("model.safetensors"))?;
 
@@ -477,6 +589,7 @@ fn main() -> Result<()> {
         test_x.as_ref(),
         device,
         &out.join("pca_ssl.png"),
+        seed,
     )?;
     // The same architecture, freshly initialised with the same seed.
     seed_everything(seed);
@@ -492,6 +605,7 @@ fn main() -> Result<()> {
         test_x.as_ref(),
         device,
         &out.join("pca_random_init.png"),
+        seed,
     )?;
 
     let finetune = if let (Loaded::Memory(data), true) = (&data, args.finetune_epochs > 0) {
@@ -505,40 +619,65 @@ fn main() -> Result<()> {
         };
         let test_y = tch::Tensor::from_slice(&data.test.labels);
         let classes = data.classes.len();
-        eprintln!("fine-tuning both encoders for {} epochs ...", cfg.epochs);
-        let ssl_vs = nn::VarStore::new(device);
-        let ssl_backbone = Backbone::new(&ssl_vs.root(), &backbone);
-        copy_backbone(&vs, &ssl_vs)?;
-        if channels_last {
-            channels_last_(&ssl_vs);
-        }
         let test_x = eval_tensor(&data.test, &aug);
-        let ft_ssl = fine_tune(&ssl_backbone, &ssl_vs, &data.train, &aug, classes, &test_x, &test_y, &cfg)?;
-        let ft_rnd = fine_tune(&random, &random_vs, &data.train, &aug, classes, &test_x, &test_y, &cfg)?;
-        Some((ft_ssl, ft_rnd, cfg))
+        let n = data.train.len();
+        let mut rows = Vec::new();
+        for &fraction in &args.finetune_fractions {
+            let subset;
+            let (set, plan) = if fraction >= 1.0 {
+                (&data.train, FractionPlan::new(1.0, n, n, cfg.batch_size, cfg.epochs))
+            } else {
+                subset = data.train.subset(&label_subset(&data.train.labels, fraction, seed));
+                (&subset, FractionPlan::new(fraction, subset.len(), n, cfg.batch_size, cfg.epochs))
+            };
+            let cfg = FineTuneConfig { epochs: plan.epochs, batch_size: plan.batch_size, ..cfg.clone() };
+            eprintln!(
+                "fine-tuning both encoders on {}% of the labels ({} images, {} epochs) ...",
+                ssl_core::eval::percent(fraction),
+                plan.labels,
+                plan.epochs
+            );
+            // Fresh copies each time: fine-tuning changes the weights.
+            let ssl_vs = nn::VarStore::new(device);
+            let ssl_backbone = Backbone::new(&ssl_vs.root(), &backbone);
+            copy_backbone(&vs, &ssl_vs)?;
+            seed_everything(seed);
+            let rnd_vs = nn::VarStore::new(device);
+            let rnd_backbone = Backbone::new(&(rnd_vs.root() / "backbone"), &backbone);
+            if channels_last {
+                channels_last_(&ssl_vs);
+                channels_last_(&rnd_vs);
+            }
+            let ft_ssl = fine_tune(&ssl_backbone, &ssl_vs, set, &aug, classes, &test_x, &test_y, &cfg)?;
+            let ft_rnd = fine_tune(&rnd_backbone, &rnd_vs, set, &aug, classes, &test_x, &test_y, &cfg)?;
+            rows.push(FractionResult { plan, ssl: ft_ssl, random_init: ft_rnd });
+        }
+        Some((rows, cfg))
     } else {
         None
     };
 
     let wall = started.elapsed().as_secs_f64();
     let mut report = json!({
+        "recipe": args.recipe,
         "method": args.method,
         "dataset": data.name(),
-        "ssl": {"knn_top1": ssl.knn_top1, "linear_top1": ssl.linear_top1},
-        "random_init": {"knn_top1": rnd.knn_top1, "linear_top1": rnd.linear_top1},
+        "ssl": ssl.summary(),
+        "random_init": rnd.summary(),
         "epochs": summary.epochs,
         "wall_s": wall,
         "device": device_name(device),
         "train": summary,
         "feature_dim": ssl.feature_dim,
         "linear_probe": {"ssl": ssl.linear, "random_init": rnd.linear},
+        "label_efficiency": {"ssl": ssl.label_efficiency, "random_init": rnd.label_efficiency},
         "train_images": train_n,
+        "pretrain_images": pretrain_n,
         "test_images": test_n,
     });
-    if let Some((ft_ssl, ft_rnd, cfg)) = &finetune {
-        report["ssl"]["finetune_top1"] = json!(ft_ssl.test_top1);
-        report["random_init"]["finetune_top1"] = json!(ft_rnd.test_top1);
-        report["finetune"] = json!({"config": cfg, "ssl": ft_ssl, "random_init": ft_rnd});
+    if let Some((rows, cfg)) = &finetune {
+        ssl_core::finetune::add_to_report(&mut report, rows);
+        report["finetune"] = json!({"config": cfg, "fractions": rows});
     }
     write_json_atomic(&out.join("report.json"), &report)?;
     println!(
@@ -549,17 +688,10 @@ fn main() -> Result<()> {
         wall,
         device_name(device)
     );
-    println!("                 kNN top-1   linear top-1");
-    println!("  SSL            {:>8.2}%   {:>10.2}%", 100.0 * ssl.knn_top1, 100.0 * ssl.linear_top1);
-    println!("  random init    {:>8.2}%   {:>10.2}%", 100.0 * rnd.knn_top1, 100.0 * rnd.linear_top1);
-    if let Some((ft_ssl, ft_rnd, cfg)) = &finetune {
-        println!(
-            "  fine-tuned ({} epochs): SSL {:.2}%, random init {:.2}%",
-            cfg.epochs,
-            100.0 * ft_ssl.test_top1,
-            100.0 * ft_rnd.test_top1
-        );
+    print!("{}", ssl_cli::encoder_table(&ssl, &rnd));
+    if let Some((rows, _)) = &finetune {
+        print!("{}", ssl_cli::finetune_lines(rows));
     }
     println!("report: {}", out.join("report.json").display());
-    Ok(())
+    Ok(Some(ssl_cli::Finished { dir: out, report }))
 }
