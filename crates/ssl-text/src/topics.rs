@@ -4,14 +4,14 @@
 //! Documents are bags of pseudo-words (syllable strings, so no licence
 //! and no prior knowledge in any tokenizer) about one of `topics` topics.
 //! Each topic owns a vocabulary split in two halves: the labelled training
-//! documents use mostly the first half, the test documents mostly the
+//! documents use only the first half, the test documents mostly (95%) the
 //! second, and the unlabelled corpus both. A classifier trained from
-//! scratch on the labels sees few of the words the test documents are
-//! made of; an encoder pretrained on the corpus has seen both halves
+//! scratch on the labels never sees most of the words the test documents
+//! are made of; an encoder pretrained on the corpus has seen both halves
 //! together in the same documents, which is what masked-token prediction
-//! learns from. Half of each document's words come from a filler
-//! vocabulary shared by every topic; words are drawn with Zipf-like
-//! frequencies.
+//! learns from. 40% of each document's words come from a filler
+//! vocabulary shared by every topic, drawn with Zipf-like frequencies;
+//! topic words are drawn uniformly.
 
 use rand::distributions::{Distribution, WeightedIndex};
 use rand::seq::SliceRandom;
@@ -39,8 +39,10 @@ pub struct TopicSpec {
     /// Share of a document's words drawn from its topic (the rest: filler).
     pub topic_share: f64,
     /// Share of a labelled training document's topic words drawn from the
-    /// first half (a test document's from the second half).
-    pub half_share: f64,
+    /// first half.
+    pub train_first_share: f64,
+    /// Share of a test document's topic words drawn from the first half.
+    pub test_first_share: f64,
     /// Seed of every draw.
     pub seed: u64,
 }
@@ -49,14 +51,15 @@ impl Default for TopicSpec {
     fn default() -> Self {
         Self {
             topics: 4,
-            words_per_topic: 160,
-            filler_words: 400,
+            words_per_topic: 24,
+            filler_words: 200,
             corpus_docs: 20_000,
             train_docs: 2_000,
             test_docs: 1_000,
             doc_len: (12, 28),
-            topic_share: 0.5,
-            half_share: 0.9,
+            topic_share: 0.6,
+            train_first_share: 1.0,
+            test_first_share: 0.05,
             seed: 0,
         }
     }
@@ -119,7 +122,7 @@ pub fn generate(spec: &TopicSpec) -> TopicTask {
             [a, b]
         })
         .collect();
-    let (half_zipf, filler_zipf) = (zipf(half), zipf(filler.len()));
+    let filler_zipf = zipf(filler.len());
     // `first`: the share of topic words from the first half.
     let doc = |topic: usize, first: f64, rng: &mut ChaCha8Rng| -> String {
         let len = rng.gen_range(spec.doc_len.0..=spec.doc_len.1);
@@ -127,7 +130,7 @@ pub fn generate(spec: &TopicSpec) -> TopicTask {
             .map(|_| {
                 if rng.gen_bool(spec.topic_share) {
                     let h = usize::from(!rng.gen_bool(first));
-                    halves[topic][h][half_zipf.sample(rng)].as_str()
+                    halves[topic][h][rng.gen_range(0..half)].as_str()
                 } else {
                     filler[filler_zipf.sample(rng)].as_str()
                 }
@@ -140,10 +143,10 @@ pub fn generate(spec: &TopicSpec) -> TopicTask {
     // held-out stream takes every 20th.
     let corpus = (0..spec.corpus_docs).map(|_| doc(rng.gen_range(0..spec.topics), 0.5, &mut rng)).collect();
     let mut train: Vec<(String, String)> = (0..spec.train_docs)
-        .map(|i| (doc(i % spec.topics, spec.half_share, &mut rng), label(i % spec.topics)))
+        .map(|i| (doc(i % spec.topics, spec.train_first_share, &mut rng), label(i % spec.topics)))
         .collect();
     let mut test: Vec<(String, String)> = (0..spec.test_docs)
-        .map(|i| (doc(i % spec.topics, 1.0 - spec.half_share, &mut rng), label(i % spec.topics)))
+        .map(|i| (doc(i % spec.topics, spec.test_first_share, &mut rng), label(i % spec.topics)))
         .collect();
     train.shuffle(&mut rng);
     test.shuffle(&mut rng);
@@ -205,7 +208,12 @@ mod tests {
         let (tr, te) = (vocab(&task.train, "topic-0"), vocab(&task.test, "topic-0"));
         // Test words that training never shows, but the corpus does.
         let unseen: Vec<&String> = te.difference(&tr).collect();
-        assert!(unseen.len() > 20, "{} test words unseen in training", unseen.len());
+        // The test documents' second-half words: never in training.
+        assert!(
+            unseen.len() >= spec.words_per_topic / 2 - 2,
+            "{} test words unseen in training",
+            unseen.len()
+        );
         assert!(unseen.iter().filter(|w| corpus.contains(**w)).count() * 10 > unseen.len() * 9);
     }
 }
