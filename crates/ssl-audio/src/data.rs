@@ -29,6 +29,39 @@ pub struct AudioData {
     pub test: ClipSet,
 }
 
+impl AudioData {
+    /// Holds out `fraction` of each class's training clips (seeded, the
+    /// same rule as `train-vision --val-fraction`) as the evaluation split,
+    /// for choosing recipes without the test split, which is dropped.
+    pub fn validation_split(self, fraction: f64, seed: u64) -> Result<AudioData> {
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(Error::Config(format!(
+                "the validation fraction must lie strictly between 0 and 1, not {fraction}"
+            )));
+        }
+        let mut held = vec![false; self.train.files.len()];
+        for i in
+            ssl_core::eval::balanced_subset(&self.train.labels, fraction, 0, seed ^ 0x5641_4c49_4441_5445)
+        {
+            held[i] = true;
+        }
+        let (mut train, mut val) = (ClipSet::default(), ClipSet::default());
+        for ((file, label), h) in self.train.files.into_iter().zip(self.train.labels).zip(held) {
+            let set = if h { &mut val } else { &mut train };
+            set.files.push(file);
+            set.labels.push(label);
+        }
+        if val.files.is_empty() || train.files.is_empty() {
+            return Err(Error::Config(format!(
+                "a validation fraction of {fraction} leaves {} training and {} validation clips",
+                train.files.len(),
+                val.files.len()
+            )));
+        }
+        Ok(AudioData { classes: self.classes, train, test: val })
+    }
+}
+
 fn wav_err(path: &Path, msg: impl Into<String>) -> Error {
     Error::Wav { path: path.to_path_buf(), msg: msg.into() }
 }
@@ -190,6 +223,24 @@ pub fn load_clips(files: &[PathBuf], rate: u32) -> Result<Vec<Vec<f32>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_validation_split_is_carved_per_class_from_training_clips() {
+        let files = |n: usize| (0..n).map(|i| PathBuf::from(format!("{i}.wav"))).collect::<Vec<_>>();
+        let d = AudioData {
+            classes: vec!["a".into(), "b".into()],
+            train: ClipSet { files: files(20), labels: (0..20).map(|i| i % 2).collect() },
+            test: ClipSet { files: vec!["t.wav".into()], labels: vec![0] },
+        };
+        let v = d.clone().validation_split(0.2, 3).unwrap();
+        assert_eq!((v.train.files.len(), v.test.files.len()), (16, 4));
+        assert_eq!(v.test.labels.iter().filter(|&&l| l == 0).count(), 2, "two of each class");
+        assert!(v.test.files.iter().all(|f| !v.train.files.contains(f)), "disjoint");
+        assert!(!v.test.files.contains(&PathBuf::from("t.wav")), "the test split is not used");
+        assert_eq!(d.clone().validation_split(0.2, 3).unwrap(), v, "fixed by the seed");
+        assert!(d.clone().validation_split(1.0, 3).unwrap_err().to_string().contains("between 0 and 1"));
+        assert!(d.validation_split(0.01, 3).unwrap_err().to_string().contains("leaves"));
+    }
 
     fn wav(path: &Path, rate: u32, n: usize) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -166,6 +166,7 @@ fn bad_input_is_refused_naming_the_file() {
     // A truncated file.
     std::fs::write(&clip, &good[..good.len() - 1001]).unwrap();
     fails_with(d, &folder, &[], &["3.wav", "truncated"]);
+    fails_with(d, &folder, &["--val-fraction", "1.5"], &["between 0 and 1, not 1.5"]);
     // An encoding hound cannot decode (mu-law).
     let mut mulaw = b"RIFF\x28\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x07\x00\x01\x00\x40\x1f\x00\x00".to_vec();
     mulaw.extend(b"\x40\x1f\x00\x00\x01\x00\x08\x00data\x04\x00\x00\x00\x01\x02\x03\x04");

@@ -50,6 +50,11 @@ struct Args {
     /// only.
     #[arg(long)]
     unlabeled: Option<PathBuf>,
+    /// Hold out this fraction of each class's training clips and evaluate
+    /// on them instead of the test split (for choosing recipes; the
+    /// bundled set's validation clips share the training voices).
+    #[arg(long)]
+    val_fraction: Option<f64>,
     /// Pretraining epochs (default: the method's recipe).
     #[arg(long)]
     epochs: Option<usize>,
@@ -168,6 +173,10 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     }
 
     let (data, dataset) = load_data(&args.data)?;
+    let (data, dataset) = match args.val_fraction {
+        Some(f) => (data.validation_split(f, seed)?, format!("{dataset}-val")),
+        None => (data, dataset),
+    };
     let classes = data.classes.len();
     if classes < 2 {
         bail!("{}: need at least two classes, found {classes}", args.data);
