@@ -34,17 +34,7 @@ impl AudioData {
     /// same rule as `train-vision --val-fraction`) as the evaluation split,
     /// for choosing recipes without the test split, which is dropped.
     pub fn validation_split(self, fraction: f64, seed: u64) -> Result<AudioData> {
-        if !(fraction > 0.0 && fraction < 1.0) {
-            return Err(Error::Config(format!(
-                "the validation fraction must lie strictly between 0 and 1, not {fraction}"
-            )));
-        }
-        let mut held = vec![false; self.train.files.len()];
-        for i in
-            ssl_core::eval::balanced_subset(&self.train.labels, fraction, 0, seed ^ 0x5641_4c49_4441_5445)
-        {
-            held[i] = true;
-        }
+        let held = ssl_core::eval::validation_mask(&self.train.labels, fraction, seed)?;
         let (mut train, mut val) = (ClipSet::default(), ClipSet::default());
         for ((file, label), h) in self.train.files.into_iter().zip(self.train.labels).zip(held) {
             let set = if h { &mut val } else { &mut train };

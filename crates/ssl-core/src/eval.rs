@@ -447,6 +447,22 @@ pub fn balanced_subset(labels: &[i64], fraction: f64, min_per_class: usize, seed
     chosen
 }
 
+/// Which training samples a validation split of `fraction` of each class
+/// holds out (`train-vision` and `train-audio --val-fraction`): a
+/// [`balanced_subset`] drawn with (a function of) `seed`, as a mask.
+pub fn validation_mask(labels: &[i64], fraction: f64, seed: u64) -> Result<Vec<bool>> {
+    if !(fraction > 0.0 && fraction < 1.0) {
+        return Err(Error::Config(format!(
+            "the validation fraction must lie strictly between 0 and 1, not {fraction}"
+        )));
+    }
+    let mut held = vec![false; labels.len()];
+    for i in balanced_subset(labels, fraction, 0, seed ^ 0x5641_4c49_4441_5445) {
+        held[i] = true;
+    }
+    Ok(held)
+}
+
 /// The labelled subset that a report's `fraction` figures use, for both
 /// the linear probes and fine-tuning: [`balanced_subset`] with at least
 /// one sample per class, drawn with (a function of) the run's `seed`.

@@ -57,17 +57,7 @@ impl ImageData {
     /// test split's place, and the rest, which trains. Recipes are chosen on
     /// it, never on the test split. The name gains `-val`.
     pub fn validation_split(self, fraction: f64, seed: u64) -> Result<ImageData> {
-        if !(fraction > 0.0 && fraction < 1.0) {
-            return Err(Error::Config(format!(
-                "the validation fraction must lie strictly between 0 and 1, not {fraction}"
-            )));
-        }
-        let mut held = vec![false; self.train.len()];
-        for i in
-            ssl_core::eval::balanced_subset(&self.train.labels, fraction, 0, seed ^ 0x5641_4c49_4441_5445)
-        {
-            held[i] = true;
-        }
+        let held = ssl_core::eval::validation_mask(&self.train.labels, fraction, seed)?;
         let (mut train, mut val) =
             (ImageSet { images: vec![], labels: vec![] }, ImageSet { images: vec![], labels: vec![] });
         for ((img, label), h) in self.train.images.into_iter().zip(self.train.labels).zip(held) {

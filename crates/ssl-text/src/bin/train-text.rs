@@ -244,8 +244,9 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         &["hidden_dropout_prob", "attention_probs_dropout_prob"],
         "pretraining's dropout is --dropout; the exported model and fine-tuning keep BERT's 0.1",
     )?;
-    if args.finetune_fractions.iter().any(|f| !(*f > 0.0 && *f <= 1.0)) {
-        bail!("--finetune-fractions: each must be a fraction in (0, 1]");
+    // Optional here (vision and audio default to 0.01,0.1,1).
+    if !args.finetune_fractions.is_empty() {
+        ssl_cli::check_fractions(&args.finetune_fractions)?;
     }
     if args.finetune_seeds < 1 {
         bail!("--finetune-seeds must be at least 1");
