@@ -27,6 +27,10 @@ Writes (all float32) into crates/ssl-vision/tests/fixtures/:
                         features [2,48] (forward_head(pre_logits=True)),
                         logits [2,10]
   vit_keys.json         same layout as resnet18_keys.json
+  vit_drop_path.safetensors  the ViT with 3 blocks and drop_path_rate 0.4 in
+                        train mode after torch.manual_seed(5): input
+                        [8,3,32,32], tokens [8,65,48], and tokens_eval
+                        (the same weights in eval mode)
 
 The forward passes run on CPU in float32 with one thread so re-running gives
 byte-identical files. Each model output is also cross-checked against a
@@ -195,6 +199,26 @@ def build_vit():
     return tensors, keys
 
 
+def build_vit_drop_path():
+    """The same ViT, 3 blocks, drop_path_rate 0.4 (rates 0, 0.2, 0.4), in
+    train mode after torch.manual_seed(5): which samples lose which branch
+    comes from torch's generator, which the Rust side seeds the same way."""
+    model = VisionTransformer(
+        img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=48, depth=3,
+        num_heads=3, mlp_ratio=4.0, qkv_bias=True, class_token=True, global_pool="token",
+        drop_path_rate=0.4)
+    fill_model(model)
+    model.train()
+    x = make_input((8, 3, 32, 32))
+    with torch.no_grad():
+        torch.manual_seed(5)
+        tokens = model.forward_features(x)
+        model.eval()
+        plain = model.forward_features(x)
+    assert (tokens - plain).abs().max() > 1e-3, "no branch was dropped"
+    return {"input": x, "tokens": tokens, "tokens_eval": plain}
+
+
 def write(stem, tensors, keys):
     print(f"{stem}:")
     for k, v in tensors.items():
@@ -211,6 +235,9 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     write("resnet18", *build_resnet18())
     write("vit", *build_vit())
+    t = build_vit_drop_path()
+    save_file({k: v.contiguous() for k, v in t.items()}, str(OUT / "vit_drop_path.safetensors"))
+    print("  wrote vit_drop_path.safetensors")
 
 
 if __name__ == "__main__":

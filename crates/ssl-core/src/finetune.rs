@@ -1,8 +1,9 @@
 //! Full fine-tuning of an encoder with labels, for any modality: a new
 //! linear head on the encoder, both trained end to end (AdamW or any
 //! [`OptimizerConfig`], linear warmup for a tenth of the steps then cosine
-//! decay) on the first view of labelled batches, then scored on a held-out
-//! split. Run on a pretrained encoder and on the same architecture at
+//! decay) on the first view of labelled batches, optionally mixed and with
+//! smoothed labels ([`crate::mixup`], MAE's ViT recipe), then scored on a
+//! held-out split. Run on a pretrained encoder and on the same architecture at
 //! random initialisation, it tells how much pretraining helps when labels
 //! are used end to end.
 //!
@@ -14,6 +15,7 @@
 
 use crate::eval::InputChunks;
 use crate::method::BatchSource;
+use crate::mixup::{soft_cross_entropy, MixupConfig};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::schedule::WarmupCosine;
 use crate::{Error, Result};
@@ -28,6 +30,27 @@ pub struct FineTuneResult {
     pub test_top1: f64,
     /// Mean training loss of the last epoch.
     pub final_train_loss: f64,
+}
+
+/// How to fine-tune, besides the data.
+#[derive(Clone, Debug, Serialize)]
+pub struct FineTuneRecipe {
+    /// Epochs over the labelled batches.
+    pub epochs: usize,
+    /// The optimizer; its `lr` is the peak of the schedule.
+    pub optimizer: OptimizerConfig,
+    /// Mixup, CutMix and label smoothing
+    /// ([`MixupConfig::smoothing_only`]`(0.0)`: plain cross-entropy).
+    pub mixup: MixupConfig,
+    /// Seed of the mixing draws.
+    pub seed: u64,
+}
+
+impl FineTuneRecipe {
+    /// Plain cross-entropy with `optimizer` for `epochs`.
+    pub fn plain(epochs: usize, optimizer: OptimizerConfig) -> Self {
+        Self { epochs, optimizer, mixup: MixupConfig::smoothing_only(0.0), seed: 0 }
+    }
 }
 
 /// Fine-tuning on a fraction of the labels: the batch (at most the
@@ -99,9 +122,10 @@ pub fn add_to_report(report: &mut serde_json::Value, rows: &[FractionResult]) {
 }
 
 /// Fine-tunes `encoder` (its variables in `encoder_vs`, `feature_dim` wide)
-/// with a new head for `num_classes` for `epochs` over `source` (labelled
-/// batches; the first view is used), then scores it on `test_x`/`test_y`.
-/// The encoder's weights change.
+/// with a new head for `num_classes` as `recipe` says over `source`
+/// (labelled batches; the first view is used), then scores it on
+/// `test_x`/`test_y`. The encoder's weights change. CutMix needs
+/// `[B, C, H, W]` inputs; other inputs with it are an error.
 #[allow(clippy::too_many_arguments)]
 pub fn fine_tune(
     encoder: &dyn ModuleT,
@@ -111,9 +135,12 @@ pub fn fine_tune(
     num_classes: usize,
     test_x: &dyn InputChunks,
     test_y: &Tensor,
-    epochs: usize,
-    optimizer: &OptimizerConfig,
+    recipe: &FineTuneRecipe,
 ) -> Result<FineTuneResult> {
+    use rand::SeedableRng;
+    recipe.mixup.check()?;
+    let (epochs, optimizer) = (recipe.epochs, &recipe.optimizer);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(recipe.seed);
     let device = encoder_vs.device();
     let head_vs = nn::VarStore::new(device);
     let bn = nn::BatchNormConfig { affine: false, ..Default::default() };
@@ -140,8 +167,22 @@ pub fn fine_tune(
                 .labels
                 .as_ref()
                 .ok_or_else(|| Error::Config("fine-tuning needs labelled batches".into()))?;
+            let x = &batch.views[0];
+            let mix = if recipe.mixup.mixes() {
+                let size = x.size();
+                if recipe.mixup.cutmix_alpha > 0.0 && size.len() != 4 {
+                    return Err(Error::Config(format!(
+                        "CutMix needs [B, C, H, W] inputs, got {size:?}; set its alpha to 0"
+                    )));
+                }
+                let (h, w) = (size.get(2).copied().unwrap_or(1), size.get(3).copied().unwrap_or(1));
+                recipe.mixup.sample(h, w, &mut rng)
+            } else {
+                crate::mixup::Mix::None
+            };
+            let (x, targets) = mix.apply(x, y, num_classes as i64, recipe.mixup.label_smoothing);
             opt.zero_grad();
-            let loss = head(&encoder.forward_t(&batch.views[0], true), true).cross_entropy_for_logits(y);
+            let loss = soft_cross_entropy(&head(&encoder.forward_t(&x, true), true), &targets);
             loss.backward();
             opt.step(schedule.lr(step));
             step += 1;

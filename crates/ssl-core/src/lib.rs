@@ -7,7 +7,8 @@
 //! - [`method`], [`trainer`], [`checkpoint`], [`metrics`]: the training loop
 //!   that knows nothing of images, tokens or waveforms.
 //! - [`eval`]: feature extraction, weighted kNN and a linear probe;
-//!   [`finetune`]: end-to-end fine-tuning with a new head.
+//!   [`finetune`]: end-to-end fine-tuning with a new head, with
+//!   [`mixup`]: Mixup, CutMix and label smoothing.
 //! - [`modules`]: MLP projection and prediction heads, transformer blocks;
 //!   [`vit`]: the patch transformer and [`mae`]: masked autoencoding, shared
 //!   by images and spectrograms.
@@ -32,6 +33,7 @@ pub mod losses;
 pub mod mae;
 pub mod method;
 pub mod metrics;
+pub mod mixup;
 pub mod modules;
 pub mod optim;
 pub mod schedule;

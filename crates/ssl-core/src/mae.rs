@@ -16,7 +16,7 @@ use crate::method::{Batch, Method, Output};
 use crate::modules::{sincos_pos_embed_hw, Block, BlockConfig};
 use crate::vit::{patchify, random_masking, Vit, VitConfig};
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module, ModuleT};
+use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 /// MAE's configuration.
@@ -120,7 +120,8 @@ impl Mae {
         let tokens = Tensor::cat(&[latent.narrow(1, 1, k1 - 1), masks], 1);
         let tokens = tokens.gather(1, &ids_restore.unsqueeze(-1).expand([b, n, d], true), false);
         let y = Tensor::cat(&[latent.narrow(1, 0, 1), tokens], 1) + &self.decoder_pos_embed;
-        let y = self.decoder_blocks.iter().fold(y, |y, blk| blk.forward(&y)).apply(&self.decoder_norm);
+        let y =
+            self.decoder_blocks.iter().fold(y, |y, blk| blk.forward_t(&y, false)).apply(&self.decoder_norm);
         let pred = y.apply(&self.decoder_pred).narrow(1, 1, n);
         let mut target = patchify(x, self.cfg.encoder.patch_size);
         if self.cfg.norm_pix_loss {
@@ -189,6 +190,7 @@ mod tests {
             mlp_ratio: 2.0,
             fixed_pos_embed: true,
             pool: crate::vit::Pool::Cls,
+            drop_path_rate: 0.0,
             image_width: Some(16),
         };
         let mae = Mae::new(&vs.root(), &MaeConfig::light(enc));

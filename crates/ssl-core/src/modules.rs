@@ -389,7 +389,9 @@ impl Module for Attention {
 
 /// Pre-norm transformer block: `x + attn(norm1(x))`, then
 /// `x + mlp(norm2(x))` with an exact-GELU MLP. Names: `norm1`, `attn.qkv`,
-/// `attn.proj`, `norm2`, `mlp.fc1`, `mlp.fc2` (timm's `Block`).
+/// `attn.proj`, `norm2`, `mlp.fc1`, `mlp.fc2` (timm's `Block`). In training
+/// each branch can be dropped per sample ([`drop_path`], stochastic depth;
+/// off unless [`Block::with_drop_path`] sets a rate).
 #[derive(Debug)]
 pub struct Block {
     norm1: nn::LayerNorm,
@@ -397,6 +399,7 @@ pub struct Block {
     norm2: nn::LayerNorm,
     fc1: nn::Linear,
     fc2: nn::Linear,
+    drop_path: f64,
 }
 
 impl Block {
@@ -411,17 +414,48 @@ impl Block {
             norm2: nn::layer_norm(p / "norm2", vec![cfg.dim], ln),
             fc1: nn::linear(&mlp / "fc1", cfg.dim, hidden, Default::default()),
             fc2: nn::linear(&mlp / "fc2", hidden, cfg.dim, Default::default()),
+            drop_path: 0.0,
         }
+    }
+
+    /// The same block dropping each branch (attention, MLP) of a sample
+    /// with probability `rate` in training (timm's `drop_path`).
+    pub fn with_drop_path(self, rate: f64) -> Self {
+        Self { drop_path: rate, ..self }
     }
 }
 
-impl Module for Block {
+impl ModuleT for Block {
     /// # Shapes
     /// `[B, N, D]` → `[B, N, D]`
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let x = x + x.apply(&self.norm1).apply(&self.attn);
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let a = x.apply(&self.norm1).apply(&self.attn);
+        let x = x + drop_path(&a, self.drop_path, train);
         let h = x.apply(&self.norm2).apply(&self.fc1).gelu("none").apply(&self.fc2);
-        x + h
+        &x + drop_path(&h, self.drop_path, train)
+    }
+}
+
+/// Stochastic depth (Huang et al. 2016, <https://arxiv.org/abs/1603.09382>)
+/// as timm's `drop_path`: in training each sample's `x` is zeroed with
+/// probability `rate` and otherwise scaled by `1 / (1 - rate)`; the identity
+/// at evaluation or at rate 0. The draws come from torch's generator, one
+/// Bernoulli per sample, so a seeded run repeats them.
+///
+/// # Shapes
+/// `[B, …]` → `[B, …]`
+pub fn drop_path(x: &Tensor, rate: f64, train: bool) -> Tensor {
+    if rate == 0.0 || !train {
+        return x.shallow_clone();
+    }
+    let keep = 1.0 - rate;
+    let mut shape = vec![1i64; x.dim()];
+    shape[0] = x.size()[0];
+    let mask = Tensor::empty(shape.as_slice(), (x.kind(), x.device())).bernoulli_float_(keep);
+    if keep > 0.0 {
+        x * (mask / keep)
+    } else {
+        x * mask
     }
 }
 
@@ -496,12 +530,13 @@ mod tests {
             assert!(names.contains(k), "missing {k}");
         }
         let x = Tensor::randn([2, 5, 12], (Kind::Float, Device::Cpu));
-        let y = block.forward(&x);
+        let y = block.forward_t(&x, false);
         assert_eq!(y.size(), [2, 5, 12]);
         // Changing token 4 changes token 0's output: attention mixes tokens.
         let x2 = x.copy();
         let _ = x2.narrow(1, 4, 1).fill_(3.0);
-        let diff = (block.forward(&x2).narrow(1, 0, 1) - y.narrow(1, 0, 1)).abs().max().double_value(&[]);
+        let diff =
+            (block.forward_t(&x2, false).narrow(1, 0, 1) - y.narrow(1, 0, 1)).abs().max().double_value(&[]);
         assert!(diff > 1e-4);
     }
 

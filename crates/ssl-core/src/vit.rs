@@ -10,7 +10,7 @@
 
 use crate::modules::{sincos_pos_embed_hw, Block, BlockConfig};
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module, ModuleT};
+use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
 /// How [`Vit`] pools its output tokens into one vector.
@@ -51,6 +51,16 @@ pub struct VitConfig {
     /// Output pooling.
     #[serde(default)]
     pub pool: Pool,
+    /// Stochastic depth in training: block `i` of `depth` drops its
+    /// branches per sample with a rate rising linearly from 0 to this
+    /// (timm's `drop_path_rate`; MAE fine-tunes with 0.1). Weights do not
+    /// depend on it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub drop_path_rate: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl VitConfig {
@@ -83,6 +93,7 @@ impl VitConfig {
             mlp_ratio: 4.0,
             fixed_pos_embed: true,
             pool: Pool::Cls,
+            drop_path_rate: 0.0,
         }
     }
     /// ViT-Small (384 wide, 12 blocks, 6 heads).
@@ -100,6 +111,20 @@ impl VitConfig {
     /// Same network for `height × width` inputs.
     pub fn with_input(self, height: i64, width: i64) -> Self {
         Self { image_size: height, image_width: (width != height).then_some(width), ..self }
+    }
+    /// Same network with stochastic depth up to `rate` (see
+    /// [`VitConfig::drop_path_rate`]).
+    pub fn with_drop_path(self, rate: f64) -> Self {
+        Self { drop_path_rate: rate, ..self }
+    }
+    /// The drop-path rate of each block: `0 … drop_path_rate` in `depth`
+    /// even steps, in f32 as timm's `torch.linspace`.
+    pub fn drop_path_rates(&self) -> Vec<f64> {
+        if self.depth <= 0 {
+            return Vec::new();
+        }
+        let r = Tensor::linspace(0.0, self.drop_path_rate, self.depth, (Kind::Float, tch::Device::Cpu));
+        Vec::<f32>::try_from(&r).map(|v| v.into_iter().map(f64::from).collect()).unwrap_or_default()
     }
     /// Same network with another output pooling.
     pub fn with_pool(self, pool: Pool) -> Self {
@@ -151,7 +176,12 @@ impl Vit {
         let pos = sincos_pos_embed_hw(cfg.dim, gh, gw).to_device(p.device());
         let pos_embed = p.add("pos_embed", pos, !cfg.fixed_pos_embed);
         let block_cfg = BlockConfig { dim: cfg.dim, heads: cfg.heads, mlp_ratio: cfg.mlp_ratio, eps: 1e-6 };
-        let blocks = (0..cfg.depth).map(|i| Block::new(&(p / "blocks" / i), &block_cfg)).collect();
+        let blocks = cfg
+            .drop_path_rates()
+            .into_iter()
+            .enumerate()
+            .map(|(i, rate)| Block::new(&(p / "blocks" / i), &block_cfg).with_drop_path(rate))
+            .collect();
         let norm = nn::layer_norm(
             p / "norm",
             vec![cfg.dim],
@@ -197,23 +227,35 @@ impl Vit {
     }
 
     /// The class token (with its position embedding) prepended, the blocks
-    /// and the final norm, on already embedded (possibly masked) patches.
+    /// and the final norm, on already embedded (possibly masked) patches;
+    /// no stochastic depth.
     ///
     /// # Shapes
     /// `[B, M, D]` → `[B, M + 1, D]`
     pub fn encode_tokens(&self, patches: &Tensor) -> Tensor {
+        self.encode_tokens_t(patches, false)
+    }
+
+    /// [`Vit::encode_tokens`], with stochastic depth when `train` (and a
+    /// drop-path rate is set).
+    pub fn encode_tokens_t(&self, patches: &Tensor, train: bool) -> Tensor {
         let b = patches.size()[0];
         let cls = (&self.cls_token + self.pos_embed.narrow(1, 0, 1)).expand([b, 1, self.cfg.dim], true);
         let x = Tensor::cat(&[cls, patches.shallow_clone()], 1);
-        self.blocks.iter().fold(x, |x, blk| blk.forward(&x)).apply(&self.norm)
+        self.blocks.iter().fold(x, |x, blk| blk.forward_t(&x, train)).apply(&self.norm)
     }
 
-    /// All output tokens (timm's `forward_features`).
+    /// All output tokens (timm's `forward_features`), in evaluation mode.
     ///
     /// # Shapes
     /// `[B, C, H, W]` → `[B, N + 1, D]`
     pub fn forward_tokens(&self, x: &Tensor) -> Tensor {
-        self.encode_tokens(&self.embed_patches(x))
+        self.forward_tokens_t(x, false)
+    }
+
+    /// All output tokens, with stochastic depth when `train`.
+    pub fn forward_tokens_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.encode_tokens_t(&self.embed_patches(x), train)
     }
 
     /// Token width.
@@ -228,8 +270,8 @@ impl ModuleT for Vit {
     ///
     /// # Shapes
     /// `[B, C, H, W]` → `[B, D]`
-    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
-        self.pool_tokens(&self.forward_tokens(xs))
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.pool_tokens(&self.forward_tokens_t(xs, train))
     }
 }
 
@@ -297,6 +339,7 @@ mod tests {
             mlp_ratio: 4.0,
             fixed_pos_embed: true,
             pool: Pool::Cls,
+            drop_path_rate: 0.0,
             image_width: None,
         };
         let vit = Vit::new(&vs.root(), &cfg);

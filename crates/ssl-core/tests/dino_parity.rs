@@ -117,6 +117,7 @@ fn position_embeddings_resample_as_torch_interpolate() {
         fixed_pos_embed: false,
         image_width: None,
         pool: Default::default(),
+        drop_path_rate: 0.0,
     };
     let mut vs = nn::VarStore::new(Device::Cpu);
     let vit = Vit::new(&vs.root(), &cfg);

@@ -10,6 +10,8 @@ use crate::data::ImageSet;
 use crate::source::ViewSource;
 use crate::Result;
 use serde::Serialize;
+use ssl_core::finetune::FineTuneRecipe;
+use ssl_core::mixup::MixupConfig;
 use ssl_core::optim::OptimizerConfig;
 use tch::nn;
 use tch::Tensor;
@@ -30,6 +32,16 @@ pub struct FineTuneConfig {
     /// Layer-wise learning-rate decay for ViT backbones (MAE fine-tunes
     /// with 0.75; 1 or `None`: off). Ignored for ResNets.
     pub layer_decay: Option<f64>,
+    /// Mixup, CutMix and label smoothing.
+    pub mixup: MixupConfig,
+    /// Stochastic depth of ViT backbones (timm's `drop_path_rate`; MAE:
+    /// 0.1): the caller builds the backbone with it
+    /// ([`ssl_core::vit::VitConfig::with_drop_path`]); recorded here for
+    /// the report.
+    pub drop_path: f64,
+    /// How a ViT's tokens are pooled (the caller builds the backbone with
+    /// it); `None` for ResNets. Recorded for the report.
+    pub pool: Option<ssl_core::vit::Pool>,
 }
 
 pub use ssl_core::finetune::FineTuneResult;
@@ -62,8 +74,7 @@ pub fn fine_tune(
         num_classes,
         test_x,
         test_y,
-        cfg.epochs,
-        &opt_cfg,
+        &FineTuneRecipe { epochs: cfg.epochs, optimizer: opt_cfg, mixup: cfg.mixup.clone(), seed: cfg.seed },
     )?;
     Ok(r)
 }
@@ -105,6 +116,9 @@ mod tests {
             weight_decay: 0.0,
             seed: 0,
             layer_decay: None,
+            mixup: MixupConfig::smoothing_only(0.0),
+            drop_path: 0.0,
+            pool: None,
         };
         let r = fine_tune(&backbone, &vs, &train, &aug, 10, &test_x, &test_y, &ft).unwrap();
         // Chance is 10%; 128 steps on 512 digits reach far above it.

@@ -296,6 +296,7 @@ mod tests {
             fixed_pos_embed: true,
             image_width: None,
             pool: Default::default(),
+            drop_path_rate: 0.0,
         }
         .into()
     }

@@ -208,6 +208,39 @@ fn seeds_overrides_and_label_fractions_reach_the_reports() {
 }
 
 #[test]
+fn vit_fine_tuning_takes_maes_regularisers_unless_told_otherwise() {
+    let data = tempfile::tempdir().unwrap();
+    tiny_folder(data.path());
+    let out = data.path().join("run");
+    let spec = format!("folder:{}", data.path().display());
+    let o = Command::new(env!("CARGO_BIN_EXE_train-vision"))
+        .args(["--data", &spec, "--device", "cpu", "--method", "mae", "--epochs", "1", "--batch-size", "8"])
+        .args([
+            "--knn-every",
+            "0",
+            "--finetune-epochs",
+            "1",
+            "--finetune-fractions",
+            "1",
+            "--finetune-cutmix",
+            "0",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let c = &r["finetune"]["config"];
+    assert_eq!(c["drop_path"], 0.1, "{c}");
+    assert_eq!(c["mixup"]["mixup_alpha"], 0.8, "{c}");
+    assert_eq!(c["mixup"]["label_smoothing"], 0.1, "{c}");
+    assert_eq!(c["mixup"]["cutmix_alpha"], 0.0, "the flag overrides the default: {c}");
+    assert!(r["ssl"]["finetune_top1"].as_f64().is_some(), "{r}");
+}
+
+#[test]
 fn bad_overrides_and_fractions_are_refused_naming_them() {
     fails_with(
         &["--set", "head_outs=16", "--device", "cpu"],
@@ -222,6 +255,18 @@ fn bad_overrides_and_fractions_are_refused_naming_them() {
         &["--finetune-fractions", "0 is not a fraction"],
     );
     fails_with(&["--seeds", "0", "--device", "cpu"], &["--seeds"]);
+    fails_with(
+        &["--finetune-drop-path", "0.1", "--device", "cpu"],
+        &["--finetune-drop-path", "ViT backbones only"],
+    );
+    fails_with(
+        &["--method", "mae", "--finetune-drop-path", "1.5", "--device", "cpu"],
+        &["--finetune-drop-path must be in [0, 1)"],
+    );
+    fails_with(
+        &["--finetune-label-smoothing", "1", "--device", "cpu"],
+        &["label smoothing must be in [0, 1)"],
+    );
     fails_with(&["--unlabeled", "--device", "cpu"], &["--unlabeled", "no unlabelled split"]);
 }
 

@@ -32,6 +32,7 @@ fn vit() -> BackboneConfig {
         fixed_pos_embed: true,
         image_width: None,
         pool: Default::default(),
+        drop_path_rate: 0.0,
     }
     .into()
 }

@@ -19,7 +19,7 @@ use ssl_audio::views::{AudioInput, AudioViewSource, ViewRecipe};
 use ssl_core::device::{device_name, seed_everything};
 use ssl_core::eval::label_subset;
 use ssl_core::eval::{evaluate_features, extract_features, EvalReport, KnnMonitor};
-use ssl_core::finetune::{copy_encoder, fine_tune, FractionPlan, FractionResult};
+use ssl_core::finetune::{copy_encoder, fine_tune, FineTuneRecipe, FractionPlan, FractionResult};
 use ssl_core::metrics::write_json_atomic;
 use ssl_core::optim::OptimizerConfig;
 use ssl_core::trainer::{TrainConfig, Trainer};
@@ -370,7 +370,8 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
             let rnd_vs = nn::VarStore::new(device);
             let rnd_encoder = AudioEncoder::new(&rnd_vs.root(), &encoder);
             let run = |e: &AudioEncoder, evs: &nn::VarStore| {
-                fine_tune(e, evs, dim, &ft_source, classes, &test_x, &test_y, plan.epochs, &opt)
+                let recipe = FineTuneRecipe { seed, ..FineTuneRecipe::plain(plan.epochs, opt.clone()) };
+                fine_tune(e, evs, dim, &ft_source, classes, &test_x, &test_y, &recipe)
             };
             rows.push(FractionResult {
                 plan,

@@ -142,6 +142,15 @@ struct Args {
     /// Peak learning rate of fine-tuning (AdamW).
     #[arg(long, default_value_t = 1e-3)]
     finetune_lr: f64,
+    /// How a ViT's tokens become the fine-tuned features: cls (the class
+    /// token) or mean (the mean of the patch tokens, MAE's fine-tuning
+    /// choice: its pretraining never trains the class token's output).
+    /// Default: mean for mae, the backbone's pooling otherwise.
+    #[arg(long)]
+    finetune_pool: Option<String>,
+    /// Batch size of fine-tuning (default: pretraining's).
+    #[arg(long)]
+    finetune_batch_size: Option<usize>,
     /// Fractions of the training labels to fine-tune on (class-balanced,
     /// fixed by the seed, the linear probes' subsets); each trains for as
     /// many steps as the run on all labels.
@@ -151,6 +160,22 @@ struct Args {
     /// 1 disables it; ResNets ignore it).
     #[arg(long, default_value_t = 0.75)]
     layer_decay: f64,
+    /// Mixup's alpha in fine-tuning (0: off). Default: 0.8 for ViTs (MAE's
+    /// fine-tuning recipe), 0 for ResNets.
+    #[arg(long)]
+    finetune_mixup: Option<f64>,
+    /// CutMix's alpha in fine-tuning (0: off; with Mixup on, each batch
+    /// takes one of the two). Default: 1.0 for ViTs (MAE's), 0 for ResNets.
+    #[arg(long)]
+    finetune_cutmix: Option<f64>,
+    /// Label smoothing in fine-tuning. Default: 0.1 for ViTs (MAE's), 0 for
+    /// ResNets.
+    #[arg(long)]
+    finetune_label_smoothing: Option<f64>,
+    /// Stochastic depth of a ViT in fine-tuning (the last block's drop-path
+    /// rate; ResNets refuse it). Default: 0.1 for ViTs (MAE's).
+    #[arg(long)]
+    finetune_drop_path: Option<f64>,
     /// Run the kNN monitor every N epochs (and after the last); 0 disables it.
     #[arg(long, default_value_t = 5)]
     knn_every: usize,
@@ -238,6 +263,51 @@ impl Loaded {
 /// Refuses images smaller than the `size`-px views (in memory: every image;
 /// streamed: the first of each split here, the rest as batches decode them),
 /// naming the file for image folders.
+/// Fine-tuning's Mixup, CutMix and label smoothing: the flags, else MAE's
+/// values for a ViT and none for a ResNet.
+fn finetune_mixup(args: &Args, backbone: &BackboneConfig) -> ssl_core::mixup::MixupConfig {
+    let vit = matches!(backbone, BackboneConfig::Vit(_));
+    let mae = ssl_core::mixup::MixupConfig::mae();
+    let pick = |flag: Option<f64>, vit_default: f64| flag.unwrap_or(if vit { vit_default } else { 0.0 });
+    ssl_core::mixup::MixupConfig {
+        mixup_alpha: pick(args.finetune_mixup, mae.mixup_alpha),
+        cutmix_alpha: pick(args.finetune_cutmix, mae.cutmix_alpha),
+        label_smoothing: pick(args.finetune_label_smoothing, mae.label_smoothing),
+        ..mae
+    }
+}
+
+/// Fine-tuning's pooling of a ViT's tokens: the flag, else the mean for
+/// MAE and `pool` (the backbone's) otherwise.
+fn finetune_pool(args: &Args, pool: ssl_core::vit::Pool) -> Result<ssl_core::vit::Pool> {
+    use ssl_core::vit::Pool;
+    Ok(match args.finetune_pool.as_deref() {
+        None if args.method == "mae" => Pool::Mean,
+        None => pool,
+        Some("cls") => Pool::Cls,
+        Some("mean") => Pool::Mean,
+        Some(o) => bail!("--finetune-pool {o}: expected cls or mean"),
+    })
+}
+
+/// Fine-tuning's drop-path rate: the flag, else 0.1 for a ViT (MAE's); a
+/// ResNet has none to set.
+fn finetune_drop_path(args: &Args, backbone: &BackboneConfig) -> Result<f64> {
+    match (backbone, args.finetune_drop_path) {
+        (BackboneConfig::Vit(_), rate) => {
+            let rate = rate.unwrap_or(0.1);
+            if !(0.0..1.0).contains(&rate) {
+                bail!("--finetune-drop-path must be in [0, 1), got {rate}");
+            }
+            Ok(rate)
+        }
+        (BackboneConfig::ResNet(_), Some(r)) if r != 0.0 => {
+            bail!("--finetune-drop-path {r}: stochastic depth is implemented for ViT backbones only")
+        }
+        (BackboneConfig::ResNet(_), _) => Ok(0.0),
+    }
+}
+
 fn check_image_sizes(data: &Loaded, spec: &DataSpec, size: usize) -> Result<()> {
     let too_small = |what: String, h: usize, w: usize| -> Result<()> {
         bail!(
@@ -461,6 +531,17 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     }
 
     let backbone = backbone_config(args, channels, size as i64)?;
+    // Fine-tuning's flags fail now, not after pretraining.
+    finetune_drop_path(args, &backbone)?;
+    if let BackboneConfig::Vit(v) = &backbone {
+        finetune_pool(args, v.pool)?;
+    } else if args.finetune_pool.is_some() {
+        bail!("--finetune-pool: only ViT backbones pool tokens");
+    }
+    if args.finetune_batch_size.is_some_and(|b| b < 2) {
+        bail!("--finetune-batch-size must be at least 2 (BatchNorm needs two samples)");
+    }
+    finetune_mixup(args, &backbone).check()?;
     let local_crops = args.local_crops.unwrap_or(methods::default_local_crops(&args.method, size));
     if local_crops > 0 && !methods::takes_local_crops(&args.method) {
         bail!("--local-crops {local_crops}: {} trains on two views; multi-crop is for dino", args.method);
@@ -611,11 +692,25 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     let finetune = if let (Loaded::Memory(data), true) = (&data, args.finetune_epochs > 0) {
         let cfg = FineTuneConfig {
             epochs: args.finetune_epochs,
-            batch_size,
+            batch_size: args.finetune_batch_size.unwrap_or(batch_size),
             lr: args.finetune_lr,
             weight_decay: 0.05,
             seed,
             layer_decay: Some(args.layer_decay),
+            mixup: finetune_mixup(args, &backbone),
+            drop_path: finetune_drop_path(args, &backbone)?,
+            pool: match &backbone {
+                BackboneConfig::Vit(v) => Some(finetune_pool(args, v.pool)?),
+                BackboneConfig::ResNet(_) => None,
+            },
+        };
+        // Stochastic depth and pooling change the forward pass only, not
+        // the weights.
+        let ft_backbone = match &backbone {
+            BackboneConfig::Vit(v) => BackboneConfig::Vit(
+                v.clone().with_drop_path(cfg.drop_path).with_pool(cfg.pool.unwrap_or(v.pool)),
+            ),
+            other => other.clone(),
         };
         let test_y = tch::Tensor::from_slice(&data.test.labels);
         let classes = data.classes.len();
@@ -639,11 +734,11 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
             );
             // Fresh copies each time: fine-tuning changes the weights.
             let ssl_vs = nn::VarStore::new(device);
-            let ssl_backbone = Backbone::new(&ssl_vs.root(), &backbone);
+            let ssl_backbone = Backbone::new(&ssl_vs.root(), &ft_backbone);
             copy_backbone(&vs, &ssl_vs)?;
             seed_everything(seed);
             let rnd_vs = nn::VarStore::new(device);
-            let rnd_backbone = Backbone::new(&(rnd_vs.root() / "backbone"), &backbone);
+            let rnd_backbone = Backbone::new(&(rnd_vs.root() / "backbone"), &ft_backbone);
             if channels_last {
                 channels_last_(&ssl_vs);
                 channels_last_(&rnd_vs);
