@@ -65,6 +65,16 @@ fn sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
+/// A folder walk's error: a symbolic-link loop names the link and the
+/// folder it leads back to.
+fn walk_err(root: &Path, e: walkdir::Error) -> Error {
+    let at = e.path().unwrap_or(root).to_path_buf();
+    match e.loop_ancestor() {
+        Some(a) => wav_err(&at, format!("a symbolic link loops back to {}", a.display())),
+        None => wav_err(&at, format!("cannot list: {e}")),
+    }
+}
+
 fn is_wav(p: &Path) -> bool {
     p.is_file() && p.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("wav"))
 }
@@ -181,19 +191,22 @@ pub fn manifest(path: &Path, classes: &mut Vec<String>) -> Result<ClipSet> {
     Ok(set)
 }
 
-/// Every `.wav` file under `dir`, recursively, in name order.
+/// Every `.wav` file under `dir`, recursively, in name order. Symbolic
+/// links are followed; a link back into a folder above it is an error
+/// naming both, and a file reached twice (through two links) counts once.
 pub fn unlabeled(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
     if !dir.is_dir() {
         return Err(wav_err(dir, "no such folder"));
     }
-    while let Some(d) = stack.pop() {
-        for p in sorted(&d)? {
-            if p.is_dir() {
-                stack.push(p);
-            } else if is_wav(&p) {
-                out.push(p);
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for entry in walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name() {
+        let entry = entry.map_err(|e| walk_err(dir, e))?;
+        let p = entry.path();
+        if entry.file_type().is_file() && is_wav(p) {
+            let real = std::fs::canonicalize(p).map_err(|e| wav_err(p, format!("cannot resolve: {e}")))?;
+            if seen.insert(real) {
+                out.push(p.to_path_buf());
             }
         }
     }
@@ -205,9 +218,33 @@ pub fn unlabeled(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Decodes and resamples clips to `rate` Hz in parallel (rayon); the first
-/// bad file's error is returned.
+/// bad file's error is returned, naming it.
 pub fn load_clips(files: &[PathBuf], rate: u32) -> Result<Vec<Vec<f32>>> {
-    files.par_iter().map(|f| Ok(read_wav(f)?.resampled(rate)?.samples)).collect()
+    files
+        .par_iter()
+        .map(|f| Ok(read_wav(f)?.resampled(rate).map_err(|e| wav_err(f, e.to_string()))?.samples))
+        .collect()
+}
+
+/// A data set from a training and a test manifest (see [`manifest`]);
+/// a label that only the test manifest has is an error naming it, since
+/// no encoder could be trained or probed for it.
+pub fn manifests(train: &Path, test: &Path) -> Result<AudioData> {
+    let mut classes = Vec::new();
+    let train_set = manifest(train, &mut classes)?;
+    let known = classes.len();
+    let test_set = manifest(test, &mut classes)?;
+    if classes.len() > known {
+        return Err(wav_err(
+            test,
+            format!(
+                "label(s) {} appear in the test manifest but not in the training manifest {}",
+                classes[known..].iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
+                train.display()
+            ),
+        ));
+    }
+    Ok(AudioData { classes, train: train_set, test: test_set })
 }
 
 #[cfg(test)]
@@ -299,6 +336,38 @@ mod tests {
         let u = unlabeled(&d.join("extra")).unwrap();
         assert_eq!(u.len(), 1);
         assert!(unlabeled(&d.join("train/yes/a.wav")).is_err());
+    }
+
+    #[test]
+    fn symlink_loops_rate_zero_and_test_only_labels_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        wav(&d.join("u/a/x.wav"), 16_000, 100);
+        // A second link to the same folder: its file counts once.
+        std::os::unix::fs::symlink(d.join("u/a"), d.join("u/also")).unwrap();
+        assert_eq!(unlabeled(&d.join("u")).unwrap().len(), 1, "one file, reached twice");
+        // A link back up: an error naming the link, not 41 copies.
+        std::os::unix::fs::symlink(d.join("u"), d.join("u/a/up")).unwrap();
+        let e = unlabeled(&d.join("u")).unwrap_err().to_string();
+        assert!(e.contains("up") && e.contains("loops back to"), "{e}");
+
+        // A header declaring 0 Hz (bytes 24..28 of a canonical WAV; the
+        // byte rate after it too, which hound checks against it).
+        let zero = d.join("zero.wav");
+        wav(&zero, 16_000, 100);
+        let mut bytes = std::fs::read(&zero).unwrap();
+        bytes[24..32].copy_from_slice(&[0; 8]);
+        std::fs::write(&zero, bytes).unwrap();
+        let e = load_clips(&[zero], 16_000).unwrap_err().to_string();
+        assert!(e.contains("zero.wav") && e.contains("sample rate of 0"), "{e}");
+
+        wav(&d.join("c/a.wav"), 16_000, 100);
+        std::fs::write(d.join("c/train.tsv"), "a.wav\tyes\n").unwrap();
+        std::fs::write(d.join("c/test.tsv"), "a.wav\tyes\na.wav\tmaybe\n").unwrap();
+        let e = manifests(&d.join("c/train.tsv"), &d.join("c/test.tsv")).unwrap_err().to_string();
+        assert!(e.contains("test.tsv") && e.contains("`maybe`") && e.contains("not in the training"), "{e}");
+        std::fs::write(d.join("c/test.tsv"), "a.wav\tyes\n").unwrap();
+        assert_eq!(manifests(&d.join("c/train.tsv"), &d.join("c/test.tsv")).unwrap().classes, ["yes"]);
     }
 
     #[test]

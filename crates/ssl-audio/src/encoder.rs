@@ -115,6 +115,20 @@ impl AudioEncoderConfig {
         Self::Transformer(cfg)
     }
 
+    /// An error when the encoder cannot be built for its input (a
+    /// transformer's `bands × frames` must split into whole patches).
+    pub fn check(&self) -> crate::Result<()> {
+        match self {
+            Self::Cnn(_) => Ok(()),
+            Self::Transformer(v) => v.check().map_err(|e| {
+                crate::Error::Config(format!(
+                    "{e}; set --frames and --n-mels to multiples of {}",
+                    v.patch_size
+                ))
+            }),
+        }
+    }
+
     /// Output width.
     pub fn feature_dim(&self) -> i64 {
         match self {
@@ -159,5 +173,18 @@ impl ModuleT for AudioEncoder {
             Self::Cnn(c) => c.forward_t(x, train),
             Self::Transformer(v) => v.forward_t(x, train),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transformer_whose_input_does_not_split_into_patches_is_an_error() {
+        // `--method msm --frames 100` used to panic in an assert.
+        let e = AudioEncoderConfig::transformer(64, 100, 8, 128, 4).check().unwrap_err().to_string();
+        assert!(e.contains("64 × 100") && e.contains("--frames"), "{e}");
+        AudioEncoderConfig::transformer(64, 96, 8, 128, 4).check().unwrap();
     }
 }

@@ -87,6 +87,9 @@ pub fn read_wav(path: &Path) -> Result<Waveform> {
         e => err(format!("cannot open as WAV: {e}")),
     })?;
     let spec = reader.spec();
+    if spec.sample_rate == 0 {
+        return Err(err("the header declares a sample rate of 0 Hz".into()));
+    }
     let expected = reader.len() as usize;
     let samples: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float if spec.bits_per_sample == 32 => {

@@ -130,6 +130,30 @@ impl VitConfig {
     pub fn with_pool(self, pool: Pool) -> Self {
         Self { pool, ..self }
     }
+    /// An error saying what to change when the shape cannot be built: an
+    /// input side that is not a multiple of the patch size, or a width not
+    /// divisible by the heads ([`Vit::new`] panics on them).
+    pub fn check(&self) -> crate::Result<()> {
+        let p = self.patch_size;
+        let (h, w) = (self.image_size, self.width());
+        if p <= 0 || h <= 0 || w <= 0 || h % p != 0 || w % p != 0 {
+            let hint = if p > 0 {
+                format!(" (e.g. {} × {})", (h / p).max(1) * p, (w / p).max(1) * p)
+            } else {
+                String::new()
+            };
+            return Err(crate::Error::Config(format!(
+                "a {h} × {w} input does not split into {p} × {p} patches: both sides must be positive multiples of {p}{hint}"
+            )));
+        }
+        if self.heads <= 0 || self.dim % self.heads != 0 {
+            return Err(crate::Error::Config(format!(
+                "a ViT {} wide cannot have {} attention heads (the width must be a multiple)",
+                self.dim, self.heads
+            )));
+        }
+        Ok(())
+    }
     /// Input width.
     pub fn width(&self) -> i64 {
         self.image_width.unwrap_or(self.image_size)

@@ -50,17 +50,27 @@ fn format_of(path: &Path, paragraphs: bool) -> Option<Format> {
     }
 }
 
+/// The corpus files under `dir`, depth first in name order. Symbolic links
+/// are followed; a link back into a folder above it is an error naming
+/// both, and a file reached twice (through two links) is read once.
 fn collect_files(dir: &Path, paragraphs: bool, out: &mut Vec<(PathBuf, Format)>) -> Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .map(|e| e.map(|e| e.path()).map_err(|e| Error::io(dir, e)))
-        .collect::<Result<_>>()?;
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            collect_files(&p, paragraphs, out)?;
-        } else if let Some(f) = format_of(&p, paragraphs) {
-            out.push((p, f));
+    let mut seen = std::collections::HashSet::new();
+    for entry in walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name() {
+        let entry = entry.map_err(|e| {
+            let at = e.path().unwrap_or(dir).to_path_buf();
+            match e.loop_ancestor() {
+                Some(a) => Error::file(&at, format!("a symbolic link loops back to {}", a.display())),
+                None => Error::file(&at, format!("cannot list: {e}")),
+            }
+        })?;
+        let p = entry.path();
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        if let Some(f) = format_of(p, paragraphs) {
+            if seen.insert(std::fs::canonicalize(p).map_err(|e| Error::io(p, e))?) {
+                out.push((p.to_path_buf(), f));
+            }
         }
     }
     Ok(())
@@ -356,6 +366,18 @@ mod tests {
         write(dir.path(), "notes.md", b"skipped\n");
         let c = Corpus::open(dir.path(), false).unwrap();
         assert_eq!(texts(&c), ["one", "two", "three"]);
+    }
+
+    #[test]
+    fn linked_folders_are_read_once_and_a_loop_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "b/z.txt", b"three\n");
+        std::os::unix::fs::symlink(dir.path().join("b"), dir.path().join("c")).unwrap();
+        let c = Corpus::open(dir.path(), false).unwrap();
+        assert_eq!(texts(&c), ["three"], "b/z.txt and c/z.txt are one file");
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("b/up")).unwrap();
+        let e = Corpus::open(dir.path(), false).unwrap_err().to_string();
+        assert!(e.contains("up") && e.contains("loops back to"), "{e}");
     }
 
     #[test]

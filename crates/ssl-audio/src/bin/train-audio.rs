@@ -115,10 +115,7 @@ fn load_data(spec: &str) -> Result<(AudioData, String)> {
         let Some((train, test)) = files.split_once(',') else {
             bail!("--data manifest:TRAIN,TEST needs two manifest files, got `{files}`");
         };
-        let mut classes = Vec::new();
-        let train = data::manifest(train.as_ref(), &mut classes)?;
-        let test = data::manifest(test.as_ref(), &mut classes)?;
-        return Ok((AudioData { classes, train, test }, spec.into()));
+        return Ok((data::manifests(train.as_ref(), test.as_ref())?, spec.into()));
     }
     bail!("unknown --data `{spec}` (expected bundled, bundled-clean, folder:DIR or manifest:TRAIN,TEST)")
 }
@@ -212,6 +209,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         Some("transformer") => methods::transformer(&input),
         Some(other) => bail!("unknown --encoder `{other}` (expected cnn or transformer)"),
     };
+    encoder.check()?;
     let recipe = methods::recipe(&args.method, &input)?;
     let epochs = args.epochs.unwrap_or(recipe.epochs);
     let mut optimizer = recipe.optimizer.clone();
