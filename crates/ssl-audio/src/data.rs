@@ -113,16 +113,48 @@ pub fn folder(dir: &Path) -> Result<AudioData> {
     Ok(AudioData { train: split("train")?, test: split("test")?, classes })
 }
 
-/// The bundled keyword set (`datasets/keywords` in the repository; see
-/// [`crate::synth`]), found from where this crate was built.
+/// The bundled keyword set in the repository (`datasets/keywords`; see
+/// [`crate::synth`]), where this crate was built: the source that
+/// [`write_keywords`] embeds.
 pub fn bundled_keywords_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/keywords")
 }
 
+/// `datasets/keywords`, compiled into the binary (5.3 MB) so that a copied
+/// binary needs no source tree.
+static KEYWORDS: include_dir::Dir<'static> =
+    include_dir::include_dir!("$CARGO_MANIFEST_DIR/../../datasets/keywords");
+
+/// Writes the bundled keyword set into `dir/keywords/` (a file already
+/// there with the right size is kept; others are written to a temporary
+/// name and renamed); returns that folder.
+pub fn write_keywords(dir: &Path) -> Result<PathBuf> {
+    let out = dir.join("keywords");
+    let mut stack = vec![&KEYWORDS];
+    while let Some(d) = stack.pop() {
+        stack.extend(d.dirs());
+        for f in d.files() {
+            let p = out.join(f.path());
+            if std::fs::metadata(&p).is_ok_and(|m| m.len() == f.contents().len() as u64) {
+                continue;
+            }
+            let parent = p.parent().unwrap_or(&out);
+            std::fs::create_dir_all(parent).map_err(|e| wav_err(parent, format!("cannot create: {e}")))?;
+            // Each process its own temporary name: ranks may write at once.
+            let name = f.path().file_name().unwrap_or_default().to_string_lossy();
+            let tmp = parent.join(format!(".{name}.{}.tmp", std::process::id()));
+            std::fs::write(&tmp, f.contents()).map_err(|e| wav_err(&tmp, format!("cannot write: {e}")))?;
+            std::fs::rename(&tmp, &p).map_err(|e| wav_err(&p, format!("cannot write: {e}")))?;
+        }
+    }
+    Ok(out)
+}
+
 /// The bundled keyword set as a data set (10 words; 400 training clips and
-/// 240 test clips by unseen voices).
-pub fn bundled_keywords() -> Result<AudioData> {
-    folder(&bundled_keywords_dir())
+/// 240 test clips by unseen voices), written into `dir/keywords/` first
+/// (see [`write_keywords`]).
+pub fn bundled_keywords(dir: &Path) -> Result<AudioData> {
+    folder(&write_keywords(dir)?)
 }
 
 /// Each clip centred in a window of `len` samples (see

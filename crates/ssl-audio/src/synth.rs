@@ -244,7 +244,13 @@ mod tests {
             assert_eq!(*row, want);
             assert!(dir.join(c.split).join(c.word).join(&c.file).is_file(), "{} is missing", c.file);
         }
-        let data = crate::data::bundled_keywords().unwrap();
+        // The embedded copy, written out, is the repository's folder.
+        let tmp = tempfile::tempdir().unwrap();
+        let data = crate::data::bundled_keywords(tmp.path()).unwrap();
+        assert_eq!(data, crate::data::folder(&tmp.path().join("keywords")).unwrap());
+        let (a, b) =
+            (std::fs::read(&data.test.files[7]).unwrap(), data.test.files[7].strip_prefix(tmp.path()));
+        assert_eq!(a, std::fs::read(dir.parent().unwrap().join(b.unwrap())).unwrap());
         assert_eq!(data.classes.len(), 10);
         assert_eq!((data.train.files.len(), data.test.files.len()), (400, 240));
         // Short, 16 kHz clips: every one fits a one-second window.

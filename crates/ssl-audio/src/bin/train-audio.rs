@@ -23,7 +23,7 @@ use ssl_core::finetune::{copy_encoder, fine_tune, FineTuneRecipe, FractionPlan, 
 use ssl_core::metrics::write_json_atomic;
 use ssl_core::optim::OptimizerConfig;
 use ssl_core::trainer::{TrainConfig, Trainer};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
@@ -41,8 +41,9 @@ struct Args {
     /// Method: cola, byol-a or msm (masked spectrogram modelling).
     #[arg(long, default_value = "cola")]
     method: String,
-    /// Data: bundled (the spoken keywords in white noise at 0-20 dB SNR) |
-    /// bundled-clean | folder:DIR (DIR/{train,test}/<class>/*.wav) |
+    /// Data: bundled (the spoken keywords in white noise at 0-20 dB SNR;
+    /// compiled into the binary and written to OUT/data/keywords, or
+    /// runs/data/keywords without --out) | bundled-clean | folder:DIR (DIR/{train,test}/<class>/*.wav) |
     /// manifest:TRAIN,TEST (files of `path<TAB or ,>label` lines).
     #[arg(long, default_value = "bundled")]
     data: String,
@@ -102,10 +103,12 @@ struct Args {
 }
 
 /// The labelled data and its name in the report.
-fn load_data(spec: &str) -> Result<(AudioData, String)> {
+/// The data set and its name; the bundled set is written out under
+/// `bundled_dir` first.
+fn load_data(spec: &str, bundled_dir: &Path) -> Result<(AudioData, String)> {
     match spec {
-        "bundled" => return Ok((data::bundled_keywords()?, "keywords-noisy".into())),
-        "bundled-clean" => return Ok((data::bundled_keywords()?, "keywords".into())),
+        "bundled" => return Ok((data::bundled_keywords(bundled_dir)?, "keywords-noisy".into())),
+        "bundled-clean" => return Ok((data::bundled_keywords(bundled_dir)?, "keywords".into())),
         _ => {}
     }
     if let Some(dir) = spec.strip_prefix("folder:") {
@@ -169,7 +172,10 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         bail!("--frames {} is too short (at least 16)", args.frames);
     }
 
-    let (data, dataset) = load_data(&args.data)?;
+    // The bundled clips are compiled in and written out beside the runs
+    // (OUT/data/, or runs/data/), once for all seeds.
+    let bundled_dir = args.run.out.clone().unwrap_or_else(|| PathBuf::from("runs")).join("data");
+    let (data, dataset) = load_data(&args.data, &bundled_dir)?;
     let (data, dataset) = match args.val_fraction {
         Some(f) => (data.validation_split(f, seed)?, format!("{dataset}-val")),
         None => (data, dataset),
