@@ -5,8 +5,8 @@
 //!   resampling ([`resample`], rubato; matches torchaudio), data sets
 //!   ([`data`]: Speech Commands folders, manifests, unlabelled files, the
 //!   bundled spoken keywords made by [`synth`] with espeak-ng).
-//! - Front end: log-mel on libtorch ([`frontend`], bit-exact with
-//!   torchaudio's `MelSpectrogram`); windows, normalisation and each
+//! - Front end: log-mel on libtorch ([`frontend`]; torchaudio's
+//!   `MelSpectrogram` to 1e-5 of its maximum, the log to 1e-4); windows, normalisation and each
 //!   method's views ([`views`]).
 //! - Augmentations ([`augment`]): speed, crop, gain, shift, noise at an SNR;
 //!   SpecAugment; BYOL-A's log-mixup-exp and random resized crop.
