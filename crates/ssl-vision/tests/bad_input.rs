@@ -111,6 +111,28 @@ fn corrupt_png() {
 }
 
 #[test]
+fn png_declaring_enormous_dimensions_is_an_error_not_an_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    for split in ["train", "test"] {
+        png(&dir.path().join(split).join("a").join("ok.png"), 8, 8);
+    }
+    // A valid 8x8 PNG whose header then claims 100000 x 100000 pixels (10 GB
+    // decoded), with the header's checksum fixed so only the size is wrong.
+    let huge = dir.path().join("train").join("a").join("huge.png");
+    png(&huge, 8, 8);
+    let mut b = std::fs::read(&huge).unwrap();
+    assert_eq!(&b[12..16], b"IHDR");
+    b[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    b[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let mut crc = flate2::Crc::new();
+    crc.update(&b[12..29]);
+    b[29..33].copy_from_slice(&crc.sum().to_be_bytes());
+    std::fs::write(&huge, b).unwrap();
+    let err = load_err(&format!("folder:{}", dir.path().display()));
+    assert!(err.contains("huge.png") && err.contains("cannot decode") && err.contains("limit"), "{err}");
+}
+
+#[test]
 fn empty_class_folder() {
     let dir = tempfile::tempdir().unwrap();
     png(&dir.path().join("train").join("a").join("x.png"), 8, 8);
