@@ -208,7 +208,7 @@ fn seeds_overrides_and_label_fractions_reach_the_reports() {
 }
 
 #[test]
-fn vit_fine_tuning_takes_maes_regularisers_unless_told_otherwise() {
+fn vit_fine_tuning_regularisers_are_off_unless_asked_for() {
     let data = tempfile::tempdir().unwrap();
     tiny_folder(data.path());
     let out = data.path().join("run");
@@ -222,10 +222,10 @@ fn vit_fine_tuning_takes_maes_regularisers_unless_told_otherwise() {
             "1",
             "--finetune-fractions",
             "1",
-            "--finetune-cutmix",
-            "0",
+            "--finetune-mixup",
+            "0.8",
         ])
-        .arg("--out")
+        .args(["--finetune-drop-path", "0.1", "--out"])
         .arg(&out)
         .output()
         .unwrap();
@@ -235,8 +235,9 @@ fn vit_fine_tuning_takes_maes_regularisers_unless_told_otherwise() {
     let c = &r["finetune"]["config"];
     assert_eq!(c["drop_path"], 0.1, "{c}");
     assert_eq!(c["mixup"]["mixup_alpha"], 0.8, "{c}");
-    assert_eq!(c["mixup"]["label_smoothing"], 0.1, "{c}");
-    assert_eq!(c["mixup"]["cutmix_alpha"], 0.0, "the flag overrides the default: {c}");
+    assert_eq!(c["mixup"]["label_smoothing"], 0.0, "off by default: {c}");
+    assert_eq!(c["mixup"]["cutmix_alpha"], 0.0, "off by default: {c}");
+    assert_eq!(c["pool"], "mean", "MAE fine-tunes on the mean of its patch tokens: {c}");
     assert!(r["ssl"]["finetune_top1"].as_f64().is_some(), "{r}");
 }
 

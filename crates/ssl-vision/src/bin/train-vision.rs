@@ -67,7 +67,7 @@ struct Args {
     epochs: Option<usize>,
     /// Batch size: the samples of one optimizer step, over all ranks (at
     /// least 2: BatchNorm needs two samples). Default: the method's recipe
-    /// (256; dino 64).
+    /// (256; dino and mae 64).
     #[arg(long, value_parser = clap::value_parser!(u64).range(2..))]
     batch_size: Option<u64>,
     /// Backbone: small (ResNet-18 layout, width 16), resnet18, resnet34,
@@ -160,20 +160,20 @@ struct Args {
     /// 1 disables it; ResNets ignore it).
     #[arg(long, default_value_t = 0.75)]
     layer_decay: f64,
-    /// Mixup's alpha in fine-tuning (0: off). Default: 0.8 for ViTs (MAE's
-    /// fine-tuning recipe), 0 for ResNets.
+    /// Mixup's alpha in fine-tuning (MAE's recipe: 0.8). Default 0 (off):
+    /// MAE's regularisers cost both encoders 6 points on the bundled
+    /// digits' validation split (docs/results.md).
     #[arg(long)]
     finetune_mixup: Option<f64>,
-    /// CutMix's alpha in fine-tuning (0: off; with Mixup on, each batch
-    /// takes one of the two). Default: 1.0 for ViTs (MAE's), 0 for ResNets.
+    /// CutMix's alpha in fine-tuning (MAE's: 1.0; with Mixup on too, each
+    /// batch takes one of the two). Default 0 (off).
     #[arg(long)]
     finetune_cutmix: Option<f64>,
-    /// Label smoothing in fine-tuning. Default: 0.1 for ViTs (MAE's), 0 for
-    /// ResNets.
+    /// Label smoothing in fine-tuning (MAE's: 0.1). Default 0.
     #[arg(long)]
     finetune_label_smoothing: Option<f64>,
-    /// Stochastic depth of a ViT in fine-tuning (the last block's drop-path
-    /// rate; ResNets refuse it). Default: 0.1 for ViTs (MAE's).
+    /// Stochastic depth of a ViT in fine-tuning: the last block's drop-path
+    /// rate (MAE's: 0.1; ResNets refuse it). Default 0.
     #[arg(long)]
     finetune_drop_path: Option<f64>,
     /// Run the kNN monitor every N epochs (and after the last); 0 disables it.
@@ -263,17 +263,15 @@ impl Loaded {
 /// Refuses images smaller than the `size`-px views (in memory: every image;
 /// streamed: the first of each split here, the rest as batches decode them),
 /// naming the file for image folders.
-/// Fine-tuning's Mixup, CutMix and label smoothing: the flags, else MAE's
-/// values for a ViT and none for a ResNet.
-fn finetune_mixup(args: &Args, backbone: &BackboneConfig) -> ssl_core::mixup::MixupConfig {
-    let vit = matches!(backbone, BackboneConfig::Vit(_));
-    let mae = ssl_core::mixup::MixupConfig::mae();
-    let pick = |flag: Option<f64>, vit_default: f64| flag.unwrap_or(if vit { vit_default } else { 0.0 });
+/// Fine-tuning's Mixup, CutMix and label smoothing: the flags, else none
+/// (MAE's values, 0.8 / 1.0 / 0.1, cost 6 points for both encoders on a
+/// validation split at 1000 steps: docs/results.md).
+fn finetune_mixup(args: &Args) -> ssl_core::mixup::MixupConfig {
     ssl_core::mixup::MixupConfig {
-        mixup_alpha: pick(args.finetune_mixup, mae.mixup_alpha),
-        cutmix_alpha: pick(args.finetune_cutmix, mae.cutmix_alpha),
-        label_smoothing: pick(args.finetune_label_smoothing, mae.label_smoothing),
-        ..mae
+        mixup_alpha: args.finetune_mixup.unwrap_or(0.0),
+        cutmix_alpha: args.finetune_cutmix.unwrap_or(0.0),
+        label_smoothing: args.finetune_label_smoothing.unwrap_or(0.0),
+        ..ssl_core::mixup::MixupConfig::mae()
     }
 }
 
@@ -290,12 +288,12 @@ fn finetune_pool(args: &Args, pool: ssl_core::vit::Pool) -> Result<ssl_core::vit
     })
 }
 
-/// Fine-tuning's drop-path rate: the flag, else 0.1 for a ViT (MAE's); a
-/// ResNet has none to set.
+/// Fine-tuning's drop-path rate: the flag, else 0 (off, as the other
+/// regularisers); a ResNet has none to set.
 fn finetune_drop_path(args: &Args, backbone: &BackboneConfig) -> Result<f64> {
     match (backbone, args.finetune_drop_path) {
         (BackboneConfig::Vit(_), rate) => {
-            let rate = rate.unwrap_or(0.1);
+            let rate = rate.unwrap_or(0.0);
             if !(0.0..1.0).contains(&rate) {
                 bail!("--finetune-drop-path must be in [0, 1), got {rate}");
             }
@@ -541,7 +539,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     if args.finetune_batch_size.is_some_and(|b| b < 2) {
         bail!("--finetune-batch-size must be at least 2 (BatchNorm needs two samples)");
     }
-    finetune_mixup(args, &backbone).check()?;
+    finetune_mixup(args).check()?;
     let local_crops = args.local_crops.unwrap_or(methods::default_local_crops(&args.method, size));
     if local_crops > 0 && !methods::takes_local_crops(&args.method) {
         bail!("--local-crops {local_crops}: {} trains on two views; multi-crop is for dino", args.method);
@@ -697,7 +695,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
             weight_decay: 0.05,
             seed,
             layer_decay: Some(args.layer_decay),
-            mixup: finetune_mixup(args, &backbone),
+            mixup: finetune_mixup(args),
             drop_path: finetune_drop_path(args, &backbone)?,
             pool: match &backbone {
                 BackboneConfig::Vit(v) => Some(finetune_pool(args, v.pool)?),
