@@ -330,3 +330,123 @@ pub fn finetune_lines(rows: &[ssl_core::finetune::FractionResult]) -> String {
     }
     out
 }
+
+/// Keys of a run's `config.json` that may change on `--resume` without
+/// changing what the run computes (where it runs, how often it writes).
+const RESUMABLE_KEYS: [&str; 8] = [
+    "device",
+    "torch_threads",
+    "world_size",
+    "train.epochs",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.log_every",
+    "train.monitor_every",
+];
+
+fn flatten(
+    prefix: &str,
+    v: &serde_json::Value,
+    out: &mut std::collections::BTreeMap<String, serde_json::Value>,
+) {
+    match v {
+        serde_json::Value::Object(m) if !m.is_empty() => {
+            for (k, x) in m {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, x, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
+}
+
+/// `--resume` against the run's saved config: `saved` (the folder's
+/// `config.json`) and `new` (this invocation's, before it is written).
+/// A difference in anything that changes the run (method, model, data,
+/// batch size, seed, augmentation, optimizer, …) is an error listing each
+/// key with its saved and new value. Where the run executes (device,
+/// threads, ranks) and how often it writes may change; so may
+/// `train.epochs` (with `train.warmup_epochs`, which the binaries clamp to
+/// it), and the returned note says how the schedule is recomputed.
+pub fn check_resume(saved: &serde_json::Value, new: &serde_json::Value) -> Result<Option<String>> {
+    let (mut a, mut b) = (Default::default(), Default::default());
+    flatten("", saved, &mut a);
+    flatten("", new, &mut b);
+    let epochs_changed = a.get("train.epochs") != b.get("train.epochs");
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let null = serde_json::Value::Null;
+    let differing: Vec<String> = keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .filter(|k| !RESUMABLE_KEYS.contains(&k.as_str()))
+        .filter(|k| !(epochs_changed && k.as_str() == "train.warmup_epochs"))
+        .map(|k| format!("{k}: {} → {}", a.get(k).unwrap_or(&null), b.get(k).unwrap_or(&null)))
+        .collect();
+    if !differing.is_empty() {
+        return Err(Error::Config(format!(
+            "--resume: this run's settings differ from the ones it was started with (config.json), which would \
+             change what it computes:\n  {}\nresume with the original flags, or start a new run with another --out",
+            differing.join("\n  ")
+        )));
+    }
+    Ok(epochs_changed.then(|| {
+        format!(
+            "--resume: epochs {} → {}: the learning-rate and momentum schedules are recomputed for the new \
+             total from the checkpoint's step on, so the rest of the run follows the new schedule",
+            a.get("train.epochs").unwrap_or(&null),
+            b.get("train.epochs").unwrap_or(&null)
+        )
+    }))
+}
+
+/// [`check_resume`] for `out`: reads `out/config.json` when `resume` is set
+/// and it exists (a run folder without one has nothing to compare).
+pub fn check_resume_in(
+    out: &std::path::Path,
+    new: &serde_json::Value,
+    resume: bool,
+) -> Result<Option<String>> {
+    let path = out.join("config.json");
+    if !resume || !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::Config(format!("{}: cannot read: {e}", path.display())))?;
+    let saved: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Config(format!("{}: not valid JSON: {e}", path.display())))?;
+    check_resume(&saved, new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn resuming_with_other_settings_is_refused_naming_them() {
+        let saved = json!({"method": "simclr", "batch_size": 256, "device": "cpu",
+                           "train": {"epochs": 10, "warmup_epochs": 2, "optimizer": {"lr": 0.6}}});
+        assert_eq!(check_resume(&saved, &saved).unwrap(), None);
+        let moved = json!({"method": "simclr", "batch_size": 256, "device": "cuda:0",
+                           "train": {"epochs": 10, "warmup_epochs": 2, "optimizer": {"lr": 0.6}}});
+        assert_eq!(check_resume(&saved, &moved).unwrap(), None, "another device computes the same run");
+        let changed = json!({"method": "simclr", "batch_size": 128, "device": "cpu",
+                             "train": {"epochs": 10, "warmup_epochs": 2, "optimizer": {"lr": 0.3}}});
+        let e = check_resume(&saved, &changed).unwrap_err().to_string();
+        assert!(e.contains("batch_size: 256 → 128") && e.contains("train.optimizer.lr: 0.6 → 0.3"), "{e}");
+        assert!(!e.contains("method"), "only the differing keys: {e}");
+        let longer = json!({"method": "simclr", "batch_size": 256, "device": "cpu",
+                            "train": {"epochs": 20, "warmup_epochs": 2, "optimizer": {"lr": 0.6}}});
+        let note = check_resume(&saved, &longer).unwrap().unwrap();
+        assert!(note.contains("epochs 10 → 20") && note.contains("recomputed"), "{note}");
+        let dir = std::env::temp_dir().join(format!("ssl-cli-resume-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(check_resume_in(&dir, &changed, true).unwrap(), None, "no config.json yet");
+        std::fs::write(dir.join("config.json"), saved.to_string()).unwrap();
+        assert!(check_resume_in(&dir, &changed, false).unwrap().is_none(), "not resuming");
+        assert!(check_resume_in(&dir, &changed, true).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

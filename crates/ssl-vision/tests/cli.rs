@@ -242,6 +242,37 @@ fn vit_fine_tuning_regularisers_are_off_unless_asked_for() {
 }
 
 #[test]
+fn resume_refuses_changed_settings_and_says_when_epochs_grow() {
+    let data = tempfile::tempdir().unwrap();
+    tiny_folder(data.path());
+    let out = data.path().join("run");
+    let spec = format!("folder:{}", data.path().display());
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_train-vision"))
+            .args(["--data", &spec, "--device", "cpu", "--batch-size", "8", "--knn-every", "0"])
+            .args(extra)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--epochs", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["--epochs", "1", "--resume", "--lr", "0.1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("train.optimizer.lr") && err.contains("→ 0.1"), "{err}");
+    let o = run(&["--epochs", "1", "--resume", "--method", "byol"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("method: \"simclr\" → \"byol\""), "{err}");
+    let o = run(&["--epochs", "2", "--resume"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("epochs 1 → 2"), "{err}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["epochs"], 2, "{r}");
+}
+
+#[test]
 fn bad_overrides_and_fractions_are_refused_naming_them() {
     fails_with(
         &["--set", "head_outs=16", "--device", "cpu"],

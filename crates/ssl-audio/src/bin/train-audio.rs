@@ -270,6 +270,13 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         "batch_size": batch_size,
         "classes": data.classes,
     });
+    // --resume refuses settings that would change the run; a longer
+    // --epochs is allowed and said.
+    if let Some(note) = ssl_cli::check_resume_in(&out, &config, args.run.resume)? {
+        if run.is_main() {
+            eprintln!("{note}");
+        }
+    }
     if run.is_main() {
         write_json_atomic(&out.join("config.json"), &config)?;
     }

@@ -293,6 +293,13 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         "model": cfg, "pretrain_dropout": args.dropout, "masking": masking, "pack": pack_cfg, "tokenizer": tok_path,
         "torch_threads": tch::get_num_threads(),
     });
+    // --resume refuses settings that would change the run; a longer
+    // --epochs is allowed and said.
+    if let Some(note) = ssl_cli::check_resume_in(&out, &config, args.run.resume)? {
+        if main {
+            eprintln!("{note}");
+        }
+    }
     if main {
         write_json_atomic(&out.join("config.json"), &config)?;
     }

@@ -605,6 +605,13 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     config["model"] = model_cfg;
     config["channels_last"] = json!(channels_last);
     config["augment_on_device"] = json!(on_device);
+    // --resume refuses settings that would change the run; a longer
+    // --epochs is allowed and said.
+    if let Some(note) = ssl_cli::check_resume_in(&out, &config, args.run.resume)? {
+        if run.is_main() {
+            eprintln!("{note}");
+        }
+    }
     if run.is_main() {
         write_json_atomic(&out.join("config.json"), &config)?;
     }
