@@ -126,8 +126,10 @@ static KEYWORDS: include_dir::Dir<'static> =
     include_dir::include_dir!("$CARGO_MANIFEST_DIR/../../datasets/keywords");
 
 /// Writes the bundled keyword set into `dir/keywords/` (a file already
-/// there with the right size is kept; others are written to a temporary
-/// name and renamed); returns that folder.
+/// there with the right size is kept; others are written atomically, see
+/// [`ssl_core::metrics::write_atomic`]); returns that folder. With several
+/// ranks, one writes and the others wait (the files' temporary names are
+/// shared).
 pub fn write_keywords(dir: &Path) -> Result<PathBuf> {
     let out = dir.join("keywords");
     let mut stack = vec![&KEYWORDS];
@@ -140,11 +142,7 @@ pub fn write_keywords(dir: &Path) -> Result<PathBuf> {
             }
             let parent = p.parent().unwrap_or(&out);
             std::fs::create_dir_all(parent).map_err(|e| wav_err(parent, format!("cannot create: {e}")))?;
-            // Each process its own temporary name: ranks may write at once.
-            let name = f.path().file_name().unwrap_or_default().to_string_lossy();
-            let tmp = parent.join(format!(".{name}.{}.tmp", std::process::id()));
-            std::fs::write(&tmp, f.contents()).map_err(|e| wav_err(&tmp, format!("cannot write: {e}")))?;
-            std::fs::rename(&tmp, &p).map_err(|e| wav_err(&p, format!("cannot write: {e}")))?;
+            ssl_core::metrics::write_atomic(&p, f.contents())?;
         }
     }
     Ok(out)

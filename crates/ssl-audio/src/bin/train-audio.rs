@@ -103,12 +103,13 @@ struct Args {
 }
 
 /// The labelled data and its name in the report.
-/// The data set and its name; the bundled set is written out under
-/// `bundled_dir` first.
+/// The data set and its name; the bundled set is read where
+/// [`data::write_keywords`] put it, under `bundled_dir`.
 fn load_data(spec: &str, bundled_dir: &Path) -> Result<(AudioData, String)> {
+    let keywords = || data::folder(&bundled_dir.join("keywords"));
     match spec {
-        "bundled" => return Ok((data::bundled_keywords(bundled_dir)?, "keywords-noisy".into())),
-        "bundled-clean" => return Ok((data::bundled_keywords(bundled_dir)?, "keywords".into())),
+        "bundled" => return Ok((keywords()?, "keywords-noisy".into())),
+        "bundled-clean" => return Ok((keywords()?, "keywords".into())),
         _ => {}
     }
     if let Some(dir) = spec.strip_prefix("folder:") {
@@ -173,8 +174,15 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     }
 
     // The bundled clips are compiled in and written out beside the runs
-    // (OUT/data/, or runs/data/), once for all seeds.
+    // (OUT/data/, or runs/data/), once for all seeds: rank 0 writes them,
+    // the others read them once it has.
     let bundled_dir = args.run.out.clone().unwrap_or_else(|| PathBuf::from("runs")).join("data");
+    if matches!(args.data.as_str(), "bundled" | "bundled-clean") {
+        if run.is_main() {
+            data::write_keywords(&bundled_dir)?;
+        }
+        run.group.barrier()?;
+    }
     let (data, dataset) = load_data(&args.data, &bundled_dir)?;
     let (data, dataset) = match args.val_fraction {
         Some(f) => (data.validation_split(f, seed)?, format!("{dataset}-val")),
