@@ -19,6 +19,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The exit status of a rank stopped by a signal after its checkpoint
+/// (`ssl_cli::EXIT_INTERRUPTED`; xtask does not link ssl-cli).
+const INTERRUPTED: i32 = 75;
+
 /// Grace period between SIGTERM and SIGKILL when stopping ranks.
 const GRACE: Duration = Duration::from_secs(10);
 
@@ -77,9 +81,9 @@ pub fn run(binary: &Path, args: &[String], nproc: usize, logs: &Path) -> Result<
         .and_then(|l| l.local_addr())
         .context("finding a free port on 127.0.0.1")?
         .port();
-    // A signal to the launcher is forwarded once to every rank; the ranks
-    // run in their own process group, so a terminal's Ctrl-C reaches them
-    // only through here.
+    // A signal to the launcher is forwarded to every rank; the ranks run
+    // in their own process group, so a terminal's Ctrl-C reaches them only
+    // through here.
     let received = Arc::new(AtomicUsize::new(0));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let r = received.clone();
@@ -143,17 +147,22 @@ pub fn run(binary: &Path, args: &[String], nproc: usize, logs: &Path) -> Result<
         if status.iter().all(Option::is_some) {
             break;
         }
-        let sig = received.load(Ordering::SeqCst);
-        if sig != 0 && !forwarded {
+        // Each signal to the launcher is forwarded: the first makes the
+        // ranks checkpoint and stop together (no deadline: a checkpoint
+        // may take a while), a second one ends them at once.
+        let sig = received.swap(0, Ordering::SeqCst);
+        if sig != 0 {
             forwarded = true;
             for (r, c) in children.iter().enumerate() {
                 if status[r].is_none() {
                     signal(c, sig as i32);
                 }
             }
-            stopping.get_or_insert_with(Instant::now);
         }
-        if failure.is_some() && stopping.is_none() {
+        // A rank that failed (not one stopping on a forwarded signal) stops
+        // the others.
+        let interrupted = forwarded && failure.as_ref().is_some_and(|f| f.code == INTERRUPTED);
+        if failure.is_some() && stopping.is_none() && !interrupted {
             for (r, c) in children.iter().enumerate() {
                 if status[r].is_none() {
                     signal(c, libc::SIGTERM);
@@ -170,7 +179,13 @@ pub fn run(binary: &Path, args: &[String], nproc: usize, logs: &Path) -> Result<
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    if let Some(f) = &failure {
+    if let Some(f) = failure.as_ref().filter(|f| f.code == INTERRUPTED) {
+        eprintln!(
+            "xtask: rank {} stopped on a signal after writing its checkpoint (exit status {INTERRUPTED}); rank 0 \
+             printed the command that resumes",
+            f.rank
+        );
+    } else if let Some(f) = &failure {
         eprintln!(
             "xtask: rank {} of {nproc} failed with exit code {}; the other ranks were stopped",
             f.rank, f.code

@@ -45,21 +45,25 @@ fn train(krate: &str, bin: &str, args: &[String]) -> Result<()> {
     let torch = setup()?;
     torch.print_summary();
     let features = torch.features(krate);
-    let Some(n) = nproc.filter(|&n| n > 1) else {
-        return run(cargo(&torch, &["run", "--quiet", "--release", "-p", krate, "--bin", bin])
-            .args(&features)
-            .arg("--")
-            .args(&args));
-    };
     run(cargo(&torch, &["build", "--quiet", "--release", "-p", krate, "--bin", bin]).args(&features))?;
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| project_root().join("target"), Into::into);
     let binary = target.join("release").join(bin);
+    let Some(n) = nproc.filter(|&n| n > 1) else {
+        // This process becomes the binary: a SIGTERM or Ctrl-C reaches it
+        // directly (it checkpoints and stops), and its exit status is ours.
+        let err = std::os::unix::process::CommandExt::exec(
+            Command::new(&binary).args(&args).env("SSL_RS_COMMAND", format!("cargo xtask {bin}")),
+        );
+        anyhow::bail!("starting {}: {err}", binary.display());
+    };
     let logs = target.join("rank-logs").join(bin);
     eprintln!(
         "xtask: starting {n} ranks of {bin} on this machine (logs of ranks 1..{n}: {})",
         logs.display()
     );
+    // What the ranks print as the command that resumes them.
+    std::env::set_var("SSL_RS_COMMAND", format!("cargo xtask {bin} --nproc-per-node {n}"));
     if let Some(f) = crate::launch::run(&binary, &args, n, &logs)? {
         std::process::exit(f.code);
     }

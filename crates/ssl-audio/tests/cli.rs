@@ -100,11 +100,20 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
         assert!(r["ssl"]["linear_top1_1pct"].as_f64().is_some(), "{method}");
     }
 
-    // Resume the last run (msm) for a third epoch.
+    // Resume the last run (msm) for a third epoch: it continues from the
+    // end of the second (3 steps of 4 clips an epoch), not from scratch;
+    // `a_run_killed_at_a_random_step_resumes_to_identical_files` checks
+    // that resuming changes nothing.
     let o = train_audio(d, &folder, &["--method", "msm", "--epochs", "3", "--resume"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(report(d)["epochs"], 3);
-    assert!(stderr(&o).contains("resum"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("resuming from") && stderr(&o).contains("(step 6 of 9, epoch 2)"),
+        "{}",
+        stderr(&o)
+    );
+    let log = std::fs::read_to_string(d.join("run/metrics.jsonl")).unwrap();
+    assert_eq!(log.lines().filter(|l| l.contains("epoch_loss")).count(), 3, "one row per epoch: {log}");
 
     // Manifests, unlabelled clips and fine-tuning.
     let mut train = String::new();
@@ -201,4 +210,36 @@ fn bad_input_is_refused_naming_the_file() {
     let empty = d.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     fails_with(d, &folder, &["--unlabeled", empty.to_str().unwrap()], &["empty", "no .wav file"]);
+}
+
+#[test]
+fn a_run_killed_at_a_random_step_resumes_to_identical_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_data(d);
+    let folder = format!("folder:{}", d.join("kw").display());
+    let binary = Path::new(env!("CARGO_BIN_EXE_train-audio"));
+    // The audio CNN's dropout and MSM's masks draw from libtorch's
+    // generator every step.
+    for method in ["cola", "msm"] {
+        let args = [
+            "--data",
+            &folder,
+            "--method",
+            method,
+            "--epochs",
+            "4",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--knn-every",
+            "2",
+            "--finetune-epochs",
+            "1",
+        ];
+        let full = ssl_cli::testing::uninterrupted(binary, &args, &d.join(method));
+        let at = ssl_cli::testing::kill_and_resume(binary, &args, &d.join(method), &full);
+        eprintln!("{method}: killed after step {at}, resumed to identical files");
+    }
 }

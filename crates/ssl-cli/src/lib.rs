@@ -9,6 +9,8 @@
 //! Libraries never parse flags; this crate is the one place that does for
 //! what the binaries share.
 
+pub mod testing;
+
 use clap::Args;
 use serde::Serialize;
 use ssl_core::device::{device_name, parse_device, seed_everything};
@@ -46,6 +48,14 @@ pub struct RunArgs {
     /// Checkpoint every N epochs (the last one always).
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
+    /// Also checkpoint every N optimizer steps, mid-epoch too (0: off);
+    /// `--resume` continues from the exact batch.
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every_steps: usize,
+    /// Also checkpoint once M minutes of training have passed since the
+    /// last checkpoint (0: off).
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative_minutes)]
+    pub checkpoint_every_minutes: f64,
     /// Disable bf16 autocast on CUDA.
     #[arg(long)]
     pub no_bf16: bool,
@@ -184,6 +194,114 @@ impl RunArgs {
     pub fn checkpoint_every_or(&self, default: usize) -> usize {
         self.checkpoint_every.unwrap_or(default)
     }
+
+    /// Sets the trainer's checkpoint cadence and seed from these options
+    /// (`--checkpoint-every`, or `default_every` epochs;
+    /// `--checkpoint-every-steps`, `--checkpoint-every-minutes`, `--seed`).
+    pub fn apply_to(&self, cfg: &mut ssl_core::trainer::TrainConfig, default_every: usize) {
+        cfg.checkpoint_every = self.checkpoint_every_or(default_every);
+        cfg.checkpoint_every_steps = self.checkpoint_every_steps;
+        cfg.checkpoint_every_minutes = self.checkpoint_every_minutes;
+        cfg.seed = self.seed;
+    }
+}
+
+fn non_negative_minutes(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(m) if m >= 0.0 && m.is_finite() => Ok(m),
+        _ => Err(format!("`{s}` is not a number of minutes >= 0")),
+    }
+}
+
+/// The exit status of a run stopped by SIGTERM or SIGINT after writing its
+/// checkpoint: 75 (`EX_TEMPFAIL` of sysexits.h: try again, with `--resume`).
+pub const EXIT_INTERRUPTED: i32 = 75;
+
+/// The flag a SIGTERM or SIGINT sets, for [`ssl_core::trainer::Trainer::with_stop`]:
+/// the trainer finishes its step, writes a checkpoint and stops. A signal
+/// more than [`SECOND_SIGNAL_AFTER`] after the first ends the process at
+/// once (status 128 + the signal, as the default handler's would); copies
+/// of one signal that arrive together (a cluster signals every process,
+/// and the launcher forwards its own) count as one. The signals are
+/// received on a thread of their own, installed on the first call.
+pub fn stop_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, OnceLock};
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    if let Some(f) = FLAG.get() {
+        return Ok(f.clone());
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| Error::Config(format!("installing the SIGTERM and SIGINT handlers: {e}")))?;
+    let set = flag.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut first: Option<std::time::Instant> = None;
+            for sig in signals.forever() {
+                let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
+                match first {
+                    None => {
+                        first = Some(std::time::Instant::now());
+                        set.store(true, Ordering::SeqCst);
+                        eprintln!(
+                            "\n{name}: finishing this step, then writing a checkpoint and stopping (send it again to \
+                             stop at once)"
+                        );
+                    }
+                    Some(t) if t.elapsed() >= SECOND_SIGNAL_AFTER => {
+                        eprintln!("\n{name} again: stopping at once, without a checkpoint");
+                        std::process::exit(128 + sig);
+                    }
+                    Some(_) => {}
+                }
+            }
+        })
+        .map_err(|e| Error::Config(format!("starting the signal thread: {e}")))?;
+    Ok(FLAG.get_or_init(|| flag).clone())
+}
+
+/// How long after the first signal another one counts as a second (see
+/// [`stop_flag`]).
+pub const SECOND_SIGNAL_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The command that resumes this process's run: its own command line (or
+/// the launcher's, `SSL_RS_COMMAND` plus the arguments, when `cargo xtask`
+/// started it) with `--resume` added, quoted for a POSIX shell.
+pub fn resume_command() -> String {
+    let mut args: Vec<String> = std::env::args().collect();
+    if let Ok(launcher) = std::env::var("SSL_RS_COMMAND") {
+        let mut words = shell_words::split(&launcher).unwrap_or_else(|_| vec![launcher.clone()]);
+        words.extend(args.drain(1..));
+        args = words;
+    }
+    if !args.iter().any(|a| a == "--resume") {
+        args.push("--resume".into());
+    }
+    shell_words::join(args)
+}
+
+/// Ends the process with [`EXIT_INTERRUPTED`] when `err` is the trainer's
+/// [`ssl_core::Error::Interrupted`], after rank 0 prints where the
+/// checkpoint is and the command that resumes; returns otherwise.
+pub fn exit_if_interrupted(err: &anyhow::Error) {
+    let found = err.chain().find_map(|e| match e.downcast_ref::<Error>() {
+        Some(Error::Interrupted { step, total_steps, checkpoint }) => Some((*step, *total_steps, checkpoint)),
+        _ => None,
+    });
+    let Some((step, total, checkpoint)) = found else { return };
+    if ssl_dist::world().is_main() {
+        eprintln!(
+            "stopped by a signal after step {step} of {total}; checkpoint written to {}
+resume with:
+  {}",
+            checkpoint.display(),
+            resume_command()
+        );
+    }
+    std::process::exit(EXIT_INTERRUPTED);
 }
 
 /// Refuses `--set` keys under `fields` (e.g. the encoder's own config,
@@ -333,12 +451,14 @@ pub fn finetune_lines(rows: &[ssl_core::finetune::FractionResult]) -> String {
 
 /// Keys of a run's `config.json` that may change on `--resume` without
 /// changing what the run computes (where it runs, how often it writes).
-const RESUMABLE_KEYS: [&str; 8] = [
+const RESUMABLE_KEYS: [&str; 10] = [
     "device",
     "torch_threads",
     "world_size",
     "train.epochs",
     "train.checkpoint_every",
+    "train.checkpoint_every_steps",
+    "train.checkpoint_every_minutes",
     "train.keep_checkpoints",
     "train.log_every",
     "train.monitor_every",

@@ -31,6 +31,15 @@ pub fn sample_rng(seed: u64, epoch: usize, index: usize) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(s)
 }
 
+/// The seed of libtorch's generators for optimizer step `step` (0-based)
+/// of rank `rank` in a run seeded with `seed`: the trainer reseeds before
+/// every step, so the step's random draws (dropout, MAE's masks, drop
+/// path) depend on nothing but these three numbers, and a run resumed at
+/// any step draws what an uninterrupted one does. Non-negative.
+pub fn step_seed(seed: u64, rank: usize, step: usize) -> i64 {
+    (mix(mix(mix(seed ^ 0x5eed) ^ rank as u64) ^ step as u64) >> 1) as i64
+}
+
 /// Maps `f` over `items` in parallel with rayon, keeping order; the first
 /// error (in item order) is returned.
 pub fn par_map<T: Sync, U: Send, E: Send>(

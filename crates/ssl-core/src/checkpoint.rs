@@ -1,14 +1,25 @@
-//! Checkpoints: a folder per epoch holding `model.safetensors` (every
-//! variable of the run's `VarStore`, PyTorch-style names),
-//! `optimizer.safetensors` and `state.json` (epoch, step, config). A folder
-//! is written under a temporary name and renamed into place, and the
-//! `latest` pointer is replaced atomically, so a crash never leaves a
-//! half-written checkpoint that `--resume` would pick up.
+//! Checkpoints: a folder per checkpoint, `step-NNNNNNNN` after that many
+//! optimizer steps, holding `model.safetensors` (every variable of the
+//! run's `VarStore`, PyTorch-style names), `optimizer.safetensors`,
+//! `trainer.safetensors` (the training loop's own tensors, when it has
+//! any: the online probe, the features kept for the collapse figures) and
+//! `state.json` (epoch, step, config, the loop's other state, and the size
+//! and SHA-256 of every other file).
+//!
+//! Crash safety: a folder is written under a temporary name, every file and
+//! the folder synced, then renamed into place; the `latest` pointer is
+//! replaced atomically after that, and older checkpoints are removed only
+//! once the new one is complete. [`find_resumable`] checks a checkpoint's
+//! files against `state.json` and falls back to the newest older one that
+//! passes, naming what was wrong with each one it skips, so a checkpoint
+//! truncated or corrupted after it was written is never loaded.
 
 use crate::metrics::{write_atomic, write_json_atomic};
 use crate::optim::Optimizer;
 use crate::{Error, Result};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Tensor};
 
@@ -21,41 +32,80 @@ pub struct CheckpointState {
     pub step: usize,
     /// The run's whole resolved config.
     pub config: Value,
+    /// The training loop's own state besides its tensors (partial epoch
+    /// sums, the collapse alarm's history); see [`crate::trainer`].
+    #[serde(default)]
+    pub trainer: Value,
+    /// Size and SHA-256 of each file of the folder but `state.json`,
+    /// filled by [`save`]. Empty in checkpoints written before checksums
+    /// existed, which are then loaded unchecked.
+    #[serde(default)]
+    pub files: BTreeMap<String, FileSum>,
 }
 
-/// Writes a checkpoint of `epoch` into `dir/epoch-NNNN` and points
-/// `dir/latest` at it. Every file is synced before the folder is renamed
-/// into place; a folder of the same name is moved aside first and removed
-/// only afterwards. Other checkpoints beyond `keep` are removed, never the
-/// one just written.
+/// A file's size and SHA-256 digest (lower-case hex).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileSum {
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the contents, lower-case hex.
+    pub sha256: String,
+}
+
+impl FileSum {
+    /// The size and digest of `path`, read in a stream.
+    pub fn of(path: &Path) -> Result<Self> {
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut hasher = Sha256::new();
+        let bytes = std::io::copy(&mut f, &mut hasher).map_err(|e| Error::io(path, e))?;
+        let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Self { bytes, sha256 })
+    }
+}
+
+/// The folder name of the checkpoint after `step` optimizer steps.
+pub fn folder_name(step: usize) -> String {
+    format!("step-{step:08}")
+}
+
+/// Writes a checkpoint after `state.step` steps into `dir/step-NNNNNNNN`
+/// and points `dir/latest` at it: the weights of `vs`, the state of `opt`,
+/// and `extra` (the loop's own tensors; no file when empty). Every file is
+/// synced before the folder is renamed into place; a folder of the same
+/// name is moved aside first and removed only afterwards. Other
+/// checkpoints beyond `keep` are removed, never the one just written.
 pub fn save(
     dir: &Path,
     vs: &VarStore,
     opt: &Optimizer,
+    extra: Vec<(String, Tensor)>,
     state: &CheckpointState,
     keep: usize,
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let name = format!("epoch-{:04}", state.epoch);
+    let name = folder_name(state.step);
     let final_dir = dir.join(&name);
     let tmp_dir = dir.join(format!(".{name}.tmp"));
     if tmp_dir.exists() {
         std::fs::remove_dir_all(&tmp_dir).map_err(|e| Error::io(&tmp_dir, e))?;
     }
     std::fs::create_dir_all(&tmp_dir).map_err(|e| Error::io(&tmp_dir, e))?;
+    let mut files = vec!["model.safetensors", "optimizer.safetensors"];
     save_weights(vs, &tmp_dir.join("model.safetensors"))?;
-    let optim = tmp_dir.join("optimizer.safetensors");
-    let tensors: Vec<(String, Tensor)> = opt
-        .state_tensors()
+    save_tensors(opt.state_tensors(), &tmp_dir.join("optimizer.safetensors"))?;
+    if !extra.is_empty() {
+        save_tensors(extra, &tmp_dir.join("trainer.safetensors"))?;
+        files.push("trainer.safetensors");
+    }
+    let mut state = state.clone();
+    state.files = files
         .into_iter()
-        .map(|(n, t)| (n, t.to_device(tch::Device::Cpu).contiguous()))
-        .collect();
-    Tensor::write_safetensors(&tensors, &optim)
-        .map_err(|e| Error::TorchFile { path: optim.clone(), source: e })?;
-    sync_file(&optim)?;
-    let value = serde_json::to_value(state)
+        .map(|f| Ok((f.to_string(), FileSum::of(&tmp_dir.join(f))?)))
+        .collect::<Result<_>>()?;
+    let value = serde_json::to_value(&state)
         .map_err(|e| Error::Json { path: tmp_dir.join("state.json"), source: e })?;
     write_json_atomic(&tmp_dir.join("state.json"), &value)?;
+    sync_file(&tmp_dir)?;
     let old = dir.join(format!(".{name}.old"));
     if final_dir.exists() {
         std::fs::rename(&final_dir, &old).map_err(|e| Error::io(&final_dir, e))?;
@@ -63,6 +113,7 @@ pub fn save(
     std::fs::rename(&tmp_dir, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
     sync_file(dir)?;
     write_atomic(&dir.join("latest"), name.as_bytes())?;
+    sync_file(dir)?;
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
     }
@@ -75,14 +126,31 @@ fn sync_file(path: &Path) -> Result<()> {
     std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| Error::io(path, e))
 }
 
-fn prune(dir: &Path, keep: usize, current: &str) -> Result<()> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
+/// Checkpoint folders in `dir`, oldest first: `step-N` by step, after the
+/// `epoch-N` folders of earlier versions by epoch.
+fn checkpoint_folders(dir: &Path) -> Result<Vec<String>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut names: Vec<((u8, usize), String)> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("epoch-") && n != current)
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let key = match (n.strip_prefix("step-"), n.strip_prefix("epoch-")) {
+                (Some(s), _) => (1, s.parse().ok()?),
+                (_, Some(s)) => (0, s.parse().ok()?),
+                _ => return None,
+            };
+            Some((key, n))
+        })
         .collect();
     names.sort();
+    Ok(names.into_iter().map(|(_, n)| n).collect())
+}
+
+fn prune(dir: &Path, keep: usize, current: &str) -> Result<()> {
+    let names: Vec<String> = checkpoint_folders(dir)?.into_iter().filter(|n| n != current).collect();
     let excess = names.len().saturating_sub(keep.max(1) - 1);
     for n in &names[..excess] {
         let p = dir.join(n);
@@ -91,7 +159,8 @@ fn prune(dir: &Path, keep: usize, current: &str) -> Result<()> {
     Ok(())
 }
 
-/// The folder `dir/latest` points to, if any.
+/// The folder `dir/latest` points to, if any (unchecked; see
+/// [`find_resumable`]).
 pub fn latest(dir: &Path) -> Result<Option<PathBuf>> {
     let pointer = dir.join("latest");
     if !pointer.exists() {
@@ -105,21 +174,95 @@ pub fn latest(dir: &Path) -> Result<Option<PathBuf>> {
     Ok(Some(path))
 }
 
-/// Loads a checkpoint folder into `vs` and `opt`; returns its state. Every
-/// variable of `vs` must be present with the same shape, so a checkpoint of
-/// another architecture is refused with the offending name.
-pub fn load(path: &Path, vs: &mut VarStore, opt: &mut Optimizer) -> Result<CheckpointState> {
+/// Reads a checkpoint's `state.json` and checks every file it lists
+/// against its size and SHA-256.
+pub fn verify(path: &Path) -> Result<CheckpointState> {
     let state_path = path.join("state.json");
     let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
     let state: CheckpointState =
         serde_json::from_str(&text).map_err(|e| Error::Json { path: state_path.clone(), source: e })?;
+    for (name, want) in &state.files {
+        let file = path.join(name);
+        let got = FileSum::of(&file)?;
+        if got.bytes != want.bytes {
+            return Err(Error::Checkpoint {
+                path: file,
+                msg: format!("{} bytes where state.json records {}: truncated?", got.bytes, want.bytes),
+            });
+        }
+        if got.sha256 != want.sha256 {
+            return Err(Error::Checkpoint {
+                path: file,
+                msg: format!(
+                    "SHA-256 {} where state.json records {}: the file is corrupt",
+                    got.sha256, want.sha256
+                ),
+            });
+        }
+    }
+    Ok(state)
+}
+
+/// The checkpoint `--resume` continues from, and what was skipped.
+#[derive(Debug, Default)]
+pub struct Resumable {
+    /// The newest checkpoint whose files pass [`verify`], if any.
+    pub path: Option<PathBuf>,
+    /// One line per newer checkpoint that failed the check (the folder and
+    /// the problem), newest first.
+    pub skipped: Vec<String>,
+}
+
+/// The newest good checkpoint in `dir`: the one `latest` points to when it
+/// passes [`verify`], else the newest older folder that does.
+pub fn find_resumable(dir: &Path) -> Result<Resumable> {
+    let mut order: Vec<String> = checkpoint_folders(dir)?;
+    order.reverse();
+    let pointer = dir.join("latest");
+    if pointer.exists() {
+        let name = std::fs::read_to_string(&pointer).map_err(|e| Error::io(&pointer, e))?;
+        let name = name.trim().to_string();
+        order.retain(|n| *n != name);
+        order.insert(0, name);
+    }
+    let mut out = Resumable::default();
+    for name in order {
+        let path = dir.join(&name);
+        match verify(&path) {
+            Ok(_) => {
+                out.path = Some(path);
+                break;
+            }
+            Err(e) => out.skipped.push(e.to_string()),
+        }
+    }
+    Ok(out)
+}
+
+/// Loads a checkpoint folder into `vs` and `opt` after checking its files
+/// ([`verify`]); returns its state and the loop's own tensors
+/// (`trainer.safetensors`; none when absent). Every variable of `vs` must
+/// be present with the same shape, so a checkpoint of another architecture
+/// is refused with the offending name.
+pub fn load(
+    path: &Path,
+    vs: &mut VarStore,
+    opt: &mut Optimizer,
+) -> Result<(CheckpointState, Vec<(String, Tensor)>)> {
+    let state = verify(path)?;
     let model = path.join("model.safetensors");
     load_weights(&model, vs)?;
     let optim = path.join("optimizer.safetensors");
     let tensors =
         Tensor::read_safetensors(&optim).map_err(|e| Error::TorchFile { path: optim.clone(), source: e })?;
     opt.load_state_tensors(&tensors).map_err(|e| Error::Checkpoint { path: optim, msg: e.to_string() })?;
-    Ok(state)
+    let extra_path = path.join("trainer.safetensors");
+    let extra = if extra_path.exists() {
+        Tensor::read_safetensors(&extra_path).map_err(|e| Error::TorchFile { path: extra_path, source: e })?
+    } else {
+        Vec::new()
+    };
+    Ok((state, extra))
 }
 
 /// Writes every variable of `vs` to a safetensors file, atomically (a

@@ -17,11 +17,11 @@
 //! [`CollapseAlarm`] turns them into warnings.
 
 use crate::losses::l2_normalize;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 /// The collapse figures of one set of embeddings.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CollapseStats {
     /// RankMe: effective rank, 1 to `min(samples, dim)`.
     pub rankme: f64,
@@ -55,7 +55,10 @@ pub fn collapse_stats(features: &Tensor) -> CollapseStats {
 /// left), RankMe under half the highest it reached in the run (a collapse
 /// under way), or a normalised spread under 0.05 (every sample nearly the
 /// same direction).
-#[derive(Clone, Debug, Default)]
+///
+/// Its state (the best rank so far) is serialisable, so a resumed run
+/// keeps the history.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CollapseAlarm {
     best_rank: f64,
 }

@@ -46,6 +46,35 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
+    /// Training stopped on request (a SIGTERM or SIGINT the binary turned
+    /// into the trainer's stop flag) after writing a checkpoint that
+    /// `--resume` continues from.
+    #[error("training stopped on request after step {step} of {total_steps}; checkpoint {}", checkpoint.display())]
+    Interrupted {
+        /// Steps completed.
+        step: usize,
+        /// Steps in the run.
+        total_steps: usize,
+        /// The checkpoint written at `step`.
+        checkpoint: PathBuf,
+    },
+    /// Training diverged: too many non-finite steps in a row, or
+    /// non-finite values in the weights or buffers.
+    #[error("training diverged at step {step}: {msg}")]
+    Diverged {
+        /// The 1-based step.
+        step: usize,
+        /// What went wrong and what to try.
+        msg: String,
+    },
+    /// A training step failed inside libtorch (e.g. out of memory).
+    #[error("step {step} failed: {detail}")]
+    Step {
+        /// The 1-based step.
+        step: usize,
+        /// What failed, the batch size, and what to try.
+        detail: String,
+    },
     /// An error from a data source (the modality crates wrap theirs here).
     #[error("{0}")]
     Data(String),

@@ -193,11 +193,10 @@ impl Optimizer {
     /// as `torch.nn.utils.clip_grad_norm_`. Returns the norm before clipping.
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
         let grads: Vec<Tensor> = self.params.iter().map(|p| p.value.grad()).filter(|g| g.defined()).collect();
-        if grads.is_empty() {
-            return 0.0;
+        let total = Self::global_norm(&grads);
+        if grads.is_empty() || !total.is_finite() {
+            return total;
         }
-        let norms: Vec<Tensor> = grads.iter().map(|g| g.norm().to_kind(tch::Kind::Float)).collect();
-        let total = Tensor::stack(&norms, 0).norm().double_value(&[]);
         let coef = max_norm / (total + 1e-6);
         if coef < 1.0 {
             tch::no_grad(|| {
@@ -207,6 +206,21 @@ impl Optimizer {
             });
         }
         total
+    }
+
+    /// The global L2 norm of the gradients (0 without any; NaN or
+    /// infinite when a gradient holds a NaN or an infinity).
+    pub fn grad_norm(&self) -> f64 {
+        let grads: Vec<Tensor> = self.params.iter().map(|p| p.value.grad()).filter(|g| g.defined()).collect();
+        Self::global_norm(&grads)
+    }
+
+    fn global_norm(grads: &[Tensor]) -> f64 {
+        if grads.is_empty() {
+            return 0.0;
+        }
+        let norms: Vec<Tensor> = grads.iter().map(|g| g.norm().to_kind(tch::Kind::Float)).collect();
+        Tensor::stack(&norms, 0).norm().double_value(&[])
     }
 
     /// One update with learning rate `lr` (the schedule's value).

@@ -21,6 +21,39 @@
 //! runs the epoch monitor; logged losses are means over every rank. The
 //! ranks first check that they were started with the same configuration.
 //!
+//! Exact resume: before every optimizer step the trainer reseeds
+//! libtorch's CPU and CUDA generators from (seed, rank, step)
+//! ([`crate::augment::step_seed`]), the data order and views are seeded per
+//! epoch and sample, and a checkpoint holds everything else the rest of
+//! the run depends on: weights and buffers (EMA targets, queues, centres),
+//! the optimizer, the step (and with it the position inside the epoch and
+//! the schedules), the online probe with its optimizer and counters, the
+//! epoch's partial loss sum, the features kept for the collapse figures
+//! and the alarm's history. A run stopped after any checkpointed step and
+//! resumed on the CPU with the same thread count computes what an
+//! uninterrupted one does. Checkpoints are written at epoch ends
+//! (`checkpoint_every`), every `checkpoint_every_steps` steps and every
+//! `checkpoint_every_minutes` minutes; on resume `metrics.jsonl` is cut
+//! back to the checkpoint's step, so no row appears twice.
+//!
+//! Preemption: [`Trainer::with_stop`] takes a flag (set by the binary's
+//! SIGTERM/SIGINT handler); once it is set, the current step finishes, a
+//! checkpoint is written and `fit` returns [`Error::Interrupted`]. With
+//! several ranks the flag is combined over the ranks on every logging step
+//! (an all-reduce the loss already pays for), so they stop together.
+//!
+//! Numerical faults: a step whose loss (on any rank) or global gradient
+//! norm is not finite is skipped (no update, no EMA step), logged with
+//! `"skipped"` in `metrics.jsonl` and counted in the summary;
+//! `max_skipped_in_a_row` of them in a row, an epoch without a good step,
+//! or a forward pass that left a non-finite value in a buffer stop the run
+//! with [`Error::Diverged`], and weights with a NaN or an infinity are
+//! never checkpointed. Checking costs one device synchronisation per step
+//! (reading the norm and the loss), as PyTorch's `GradScaler` pays. A
+//! libtorch failure inside a step that tch raises as a panic (a CUDA
+//! out-of-memory) becomes [`Error::Step`], naming the step and the batch
+//! size and what to try.
+//!
 //! Gradient accumulation (`accumulate`): each optimizer step's global
 //! batch is cut into `accumulate` micro-batches (on every rank), whose
 //! gradients add up; only the last micro-batch's backward synchronises.
@@ -38,6 +71,8 @@ use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
@@ -75,6 +110,25 @@ pub struct TrainConfig {
     /// number of ranks.
     #[serde(default = "one")]
     pub accumulate: usize,
+    /// The run's seed: libtorch's generators are reseeded from it, the
+    /// rank and the step before every optimizer step (see the module docs).
+    #[serde(default)]
+    pub seed: u64,
+    /// Also write a checkpoint every this many optimizer steps (0: off).
+    #[serde(default)]
+    pub checkpoint_every_steps: usize,
+    /// Also write a checkpoint once this many minutes of training have
+    /// passed since the last one (0: off).
+    #[serde(default)]
+    pub checkpoint_every_minutes: f64,
+    /// Stop with an error after this many steps in a row were skipped for
+    /// a non-finite loss or gradient.
+    #[serde(default = "five")]
+    pub max_skipped_in_a_row: usize,
+}
+
+fn five() -> usize {
+    5
 }
 
 fn one() -> usize {
@@ -133,6 +187,52 @@ impl OnlineProbe {
         logits.cross_entropy_for_logits(labels)
     }
 
+    /// Its tensors for a checkpoint, named `probe.*`.
+    fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![
+            ("probe.weight".to_string(), self.weight.detach()),
+            ("probe.bias".to_string(), self.bias.detach()),
+            ("probe.correct".to_string(), self.correct.shallow_clone()),
+            ("probe.seen".to_string(), self.seen.shallow_clone()),
+        ];
+        out.extend(self.opt.state_tensors().into_iter().map(|(n, t)| (format!("probe.opt.{n}"), t)));
+        out
+    }
+
+    /// The probe saved by [`OnlineProbe::state_tensors`], if `named` holds
+    /// one.
+    fn restore(
+        named: &std::collections::HashMap<String, Tensor>,
+        device: tch::Device,
+        path: &Path,
+    ) -> Result<Option<Self>> {
+        let Some(w) = named.get("probe.weight") else { return Ok(None) };
+        let (classes, dim) = (w.size()[0], w.size()[1]);
+        let mut p = Self::new(dim, classes as usize, device);
+        let get = |k: &str| {
+            named.get(k).ok_or_else(|| Error::Checkpoint {
+                path: path.to_path_buf(),
+                msg: format!("trainer.safetensors has probe.weight but no `{k}`"),
+            })
+        };
+        tch::no_grad(|| -> Result<()> {
+            p.weight.copy_(get("probe.weight")?);
+            p.bias.copy_(get("probe.bias")?);
+            p.correct.copy_(get("probe.correct")?);
+            p.seen.copy_(get("probe.seen")?);
+            Ok(())
+        })?;
+        let opt: Vec<(String, Tensor)> = named
+            .iter()
+            .filter_map(|(n, t)| n.strip_prefix("probe.opt.").map(|k| (k.to_string(), t.shallow_clone())))
+            .collect();
+        p.opt.load_state_tensors(&opt).map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            msg: format!("the online probe's optimizer state: {e}"),
+        })?;
+        Ok(Some(p))
+    }
+
     /// Training-batch accuracy since the last call.
     fn take_accuracy(&mut self) -> f64 {
         let acc = (&self.correct / self.seen.clamp_min(1.0)).double_value(&[]);
@@ -157,6 +257,10 @@ impl Default for TrainConfig {
             online_probe_classes: None,
             monitor_every: 1,
             accumulate: 1,
+            seed: 0,
+            checkpoint_every_steps: 0,
+            checkpoint_every_minutes: 0.0,
+            max_skipped_in_a_row: 5,
         }
     }
 }
@@ -184,16 +288,18 @@ pub struct TrainSummary {
     /// of its last batches; see [`crate::collapse`]), when the method
     /// returns features.
     pub collapse: Option<CollapseStats>,
-    /// The collapse warnings of this invocation (a resumed run starts a
-    /// new history), each naming its epoch.
+    /// The collapse warnings of the run, each naming its epoch.
     pub collapse_warnings: Vec<String>,
+    /// Optimizer steps skipped for a non-finite loss or gradient (each
+    /// logged in `metrics.jsonl` with `"skipped"`).
+    pub skipped_steps: usize,
 }
 
 /// Training feature rows the collapse figures are computed on.
 const COLLAPSE_ROWS: i64 = 2048;
 
-/// The most recent rows of a stream of `[B, F]` feature batches (detached),
-/// at least `cap` of them when that many came.
+/// The most recent `cap` rows of a stream of `[B, F]` feature batches
+/// (detached); fewer when fewer came.
 struct RecentRows {
     cap: i64,
     rows: std::collections::VecDeque<Tensor>,
@@ -217,15 +323,44 @@ impl RecentRows {
         }
     }
 
-    /// The rows, emptied.
-    fn take(&mut self) -> Option<Tensor> {
+    /// The last `cap` rows (however the batches came), left in place.
+    fn rows(&self) -> Option<Tensor> {
         if self.rows.is_empty() {
             return None;
         }
-        let rows: Vec<Tensor> = self.rows.drain(..).collect();
-        self.count = 0;
-        Some(Tensor::cat(&rows, 0))
+        let rows: Vec<Tensor> = self.rows.iter().map(Tensor::shallow_clone).collect();
+        let all = Tensor::cat(&rows, 0);
+        let n = all.size()[0];
+        Some(if n > self.cap { all.narrow(0, n - self.cap, self.cap) } else { all })
     }
+
+    /// The last `cap` rows, emptied.
+    fn take(&mut self) -> Option<Tensor> {
+        let rows = self.rows();
+        self.rows.clear();
+        self.count = 0;
+        rows
+    }
+}
+
+/// The training loop's state besides its tensors, kept in a checkpoint's
+/// `state.json` (see the module docs).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct LoopState {
+    /// Sum of this epoch's step losses so far, and their count.
+    epoch_loss_sum: f64,
+    epoch_steps: usize,
+    /// Mean loss of the last completed epoch.
+    final_loss: Option<f64>,
+    alarm: CollapseAlarm,
+    collapse: Option<CollapseStats>,
+    collapse_warnings: Vec<String>,
+    /// Steps skipped for a non-finite loss or gradient: in all, and the
+    /// current run of them.
+    #[serde(default)]
+    skipped_steps: usize,
+    #[serde(default)]
+    bad_in_a_row: usize,
 }
 
 /// Trains one method on one device into one run folder.
@@ -235,12 +370,23 @@ pub struct Trainer {
     run_dir: PathBuf,
     /// The whole resolved config of the run, saved in checkpoints.
     run_config: Value,
+    /// Set (by a signal handler) to stop after the current step.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl Trainer {
     /// A trainer writing `metrics.jsonl` and `checkpoints/` under `run_dir`.
     pub fn new(cfg: TrainConfig, device: tch::Device, run_dir: &Path, run_config: Value) -> Self {
-        Self { cfg, device, run_dir: run_dir.to_path_buf(), run_config }
+        Self { cfg, device, run_dir: run_dir.to_path_buf(), run_config, stop: None }
+    }
+
+    /// Stops training once `flag` is set: the current step finishes, a
+    /// checkpoint is written, and `fit` returns [`Error::Interrupted`]. The
+    /// trainer installs no signal handler itself; a binary sets the flag
+    /// from one.
+    pub fn with_stop(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
     }
 
     /// The checkpoint folder.
@@ -282,10 +428,7 @@ impl Trainer {
     }
 
     /// [`Trainer::fit`] with an [`EpochMonitor`] run every
-    /// `monitor_every` epochs. The online probe and libtorch's random
-    /// generator (MAE's masks) are not checkpointed: a resumed run starts a
-    /// fresh probe and draws other masks; the data order and views, seeded
-    /// per epoch and sample, are the same.
+    /// `monitor_every` epochs.
     pub fn fit_with_monitor(
         &self,
         method: &mut dyn Method,
@@ -324,43 +467,51 @@ impl Trainer {
             warmup_steps: per_epoch * self.cfg.warmup_epochs,
             total_steps,
         };
-        let (mut start_epoch, mut step) = (0, 0);
+        let device = self.device;
+        let mut step = 0;
+        let mut state = LoopState::default();
+        let mut probe: Option<OnlineProbe> = None;
+        // The latest training features of the epoch, for the collapse figures.
+        let mut recent = RecentRows::new(COLLAPSE_ROWS);
         if !resume && main {
             self.clear_previous_run()?;
         }
         if resume {
-            // Rank 0 picks the checkpoint; every rank loads that one.
-            let latest = if main { checkpoint::latest(&self.checkpoint_dir())? } else { None };
-            let chosen = Tensor::from(latest.as_ref().and_then(|p| epoch_of(p)).map_or(-1, |e| e as i64));
-            group.broadcast_(&chosen, 0)?;
-            match chosen.int64_value(&[]) {
-                e if e >= 0 => {
-                    let path = self.checkpoint_dir().join(format!("epoch-{e:04}"));
-                    let state = checkpoint::load(&path, vs, &mut opt).map_err(|err| match world {
-                        1 => err,
-                        _ => Error::Checkpoint {
-                            path: path.clone(),
-                            msg: format!(
-                                "rank {rank} of {world} cannot load rank 0's checkpoint (every rank reads it: put the \
-                                 run folder on a filesystem they share): {err}"
-                            ),
-                        },
-                    })?;
-                    (start_epoch, step) = (state.epoch, state.step);
-                    if main {
-                        eprintln!(
-                            "resuming from {} (epoch {}, step {})",
-                            path.display(),
-                            state.epoch,
-                            state.step
-                        );
-                    }
+            if let Some((path, saved, extra)) = self.load_latest(vs, &mut opt)? {
+                if saved.step > total_steps {
+                    return Err(Error::Checkpoint {
+                        path,
+                        msg: format!(
+                            "it is at step {}, past the {total_steps} steps of this run ({} epochs of {per_epoch}): \
+                             resume with at least the original --epochs",
+                            saved.step, self.cfg.epochs
+                        ),
+                    });
                 }
-                _ if main => eprintln!(
-                    "--resume: no checkpoint in {}, starting afresh",
-                    self.checkpoint_dir().display()
-                ),
-                _ => {}
+                step = saved.step;
+                if !saved.trainer.is_null() {
+                    state = serde_json::from_value(saved.trainer.clone()).map_err(|e| Error::Checkpoint {
+                        path: path.clone(),
+                        msg: format!("state.json's trainer state: {e}"),
+                    })?;
+                }
+                let extra: std::collections::HashMap<String, Tensor> =
+                    extra.into_iter().map(|(n, t)| (n, t.to_device(device))).collect();
+                probe = OnlineProbe::restore(&extra, device, &path)?;
+                if let Some(rows) = extra.get("recent.features") {
+                    recent.push(rows);
+                }
+                if main {
+                    eprintln!(
+                        "resuming from {} (step {step} of {total_steps}, epoch {})",
+                        path.display(),
+                        step / per_epoch
+                    );
+                    self.cut_log_back(step)?;
+                }
+            } else if main {
+                eprintln!("--resume: no checkpoint in {}, starting afresh", self.checkpoint_dir().display());
+                self.cut_log_back(0)?;
             }
         }
         let variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
@@ -374,18 +525,11 @@ impl Trainer {
         }
         bar.set_position(step as u64);
         let started = Instant::now();
+        let mut last_checkpoint = Instant::now();
         let mut samples = 0usize;
         let mut data_wait = 0f64;
-        let mut final_loss = f64::NAN;
-        let device = self.device;
-        let mut probe: Option<OnlineProbe> = None;
-        // The latest training features of the epoch, for the collapse figures.
-        let mut recent = RecentRows::new(COLLAPSE_ROWS);
-        let mut alarm = CollapseAlarm::new();
-        let mut collapse: Option<CollapseStats> = None;
-        let mut collapse_warnings = Vec::new();
-        let jobs: Vec<(usize, usize, usize)> = (start_epoch..self.cfg.epochs)
-            .flat_map(|e| (0..per_epoch).flat_map(move |i| (0..accumulate).map(move |m| (e, i, m))))
+        let jobs: Vec<(usize, usize, usize)> = (step..total_steps)
+            .flat_map(|s| (0..accumulate).map(move |m| (s / per_epoch, s % per_epoch, m)))
             .collect();
         let mean_over_ranks = |t: &Tensor| -> Result<f64> {
             Ok(if world > 1 {
@@ -394,8 +538,25 @@ impl Trainer {
                 t.double_value(&[])
             })
         };
+        // Whether to stop now: this rank's flag, or any rank's on the steps
+        // where the ranks compare them.
+        let stop_now = |step: usize| -> Result<bool> {
+            let mine = self.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+            if world == 1 {
+                return Ok(mine);
+            }
+            if !step.is_multiple_of(self.cfg.log_every.max(1)) {
+                return Ok(false);
+            }
+            let flag = Tensor::from(f64::from(u8::from(mine))).to_device(device);
+            Ok(group.all_reduce_sum(&flag)?.double_value(&[]) > 0.0)
+        };
+        // Sum of every step's loss this epoch, on the device: read once
+        // per epoch (and at checkpoints), so the epoch mean costs no
+        // synchronisation.
+        let mut epoch_loss = Tensor::from(state.epoch_loss_sum).to_device(device);
 
-        std::thread::scope(|scope| -> Result<()> {
+        let interrupted = std::thread::scope(|scope| -> Result<Option<PathBuf>> {
             let (tx, rx) = std::sync::mpsc::sync_channel(2 * accumulate);
             scope.spawn(move || {
                 for (epoch, index, micro) in jobs {
@@ -407,10 +568,6 @@ impl Trainer {
                     }
                 }
             });
-            // Sum of every step's loss this epoch, on the device: read once
-            // per epoch, so the epoch mean costs no synchronisation.
-            let mut epoch_loss = Tensor::zeros([], (Kind::Double, device));
-            let mut epoch_steps = 0usize;
             let mut window = (Instant::now(), 0usize);
             'steps: loop {
                 let mut micro = Vec::with_capacity(accumulate);
@@ -427,6 +584,7 @@ impl Trainer {
                     epoch = e;
                 }
                 let lr = schedule.lr(step);
+                tch::manual_seed(crate::augment::step_seed(self.cfg.seed, rank, step));
                 method.before_step(Progress { step, total_steps, epoch, epochs: self.cfg.epochs });
                 opt.zero_grad();
                 let classes = self.cfg.online_probe_classes;
@@ -449,27 +607,57 @@ impl Trainer {
                         _ => None,
                     }
                 };
-                let done = backward_step(method, &micro, group, &sync, self.cfg.bf16, &mut probe_loss)?;
-                let grad_norm = self.cfg.grad_clip.map(|c| opt.clip_grad_norm(c));
-                opt.step(lr);
-                if let Some(p) = probe.as_mut().filter(|_| probe_step) {
-                    p.opt.step(1e-3);
-                }
-                method.after_step(step, total_steps);
-                if let Some(e) = ssl_dist::take_deferred_error() {
-                    return Err(e.into());
-                }
-                epoch_loss += &done.loss;
-                epoch_steps += 1;
-                step += 1;
-                let last_of_epoch = step % per_epoch == 0;
-                if step % self.cfg.log_every.max(1) == 0 || last_of_epoch {
-                    let loss_v = mean_over_ranks(&done.loss)?;
-                    if !loss_v.is_finite() {
-                        return Err(Error::Data(format!(
-                            "loss is {loss_v} at step {step}: lower the learning rate?"
-                        )));
+                let local_batch = micro.iter().map(Batch::len).sum::<usize>();
+                let done = guard_torch(step + 1, data.batch_size(), local_batch, || {
+                    backward_step(method, &micro, group, &sync, self.cfg.bf16, &mut probe_loss)
+                })?;
+                // The global gradient norm (clipped to `grad_clip`), the same
+                // on every rank after synchronisation, and this rank's loss:
+                // a step with either non-finite is skipped on every rank.
+                let norm = match self.cfg.grad_clip {
+                    Some(c) => opt.clip_grad_norm(c),
+                    None => opt.grad_norm(),
+                };
+                let loss_ok = done.loss.isfinite().all().int64_value(&[]) == 1;
+                let fault = match (norm.is_finite(), ranks_agree(group, loss_ok, device)?) {
+                    (true, true) => None,
+                    (false, _) => Some("a non-finite gradient norm"),
+                    (true, false) => Some("a non-finite loss"),
+                };
+                if let Some(why) = fault {
+                    self.skip_step(vs, step, epoch, why, &mut state, log.as_mut())?;
+                    step += 1;
+                    bar.set_position(step as u64);
+                    if step.is_multiple_of(per_epoch) && state.epoch_steps == 0 {
+                        return Err(Error::Diverged {
+                            step,
+                            msg: format!(
+                                "every step of epoch {} was skipped: there is no loss to report",
+                                epoch + 1
+                            ),
+                        });
                     }
+                    if !step.is_multiple_of(per_epoch) {
+                        continue;
+                    }
+                } else {
+                    state.bad_in_a_row = 0;
+                    opt.step(lr);
+                    if let Some(p) = probe.as_mut().filter(|_| probe_step) {
+                        p.opt.step(1e-3);
+                    }
+                    method.after_step(step, total_steps);
+                    if let Some(e) = ssl_dist::take_deferred_error() {
+                        return Err(e.into());
+                    }
+                    epoch_loss += &done.loss;
+                    state.epoch_steps += 1;
+                    step += 1;
+                }
+                let grad_norm = self.cfg.grad_clip.map(|_| norm);
+                let last_of_epoch = step % per_epoch == 0;
+                if fault.is_none() && (step % self.cfg.log_every.max(1) == 0 || last_of_epoch) {
+                    let loss_v = mean_over_ranks(&done.loss)?;
                     let rate = (window.1 * world) as f64 / window.0.elapsed().as_secs_f64().max(1e-9);
                     window = (Instant::now(), 0);
                     let mut rec = json!({"step": step, "epoch": epoch, "loss": loss_v, "lr": lr, "samples_per_s": rate});
@@ -485,85 +673,350 @@ impl Trainer {
                     bar.set_message(format!("loss {loss_v:.4}  lr {lr:.3e}  {rate:.0}"));
                 }
                 bar.set_position(step as u64);
+                let mut checkpoint_due = false;
                 if last_of_epoch {
                     let done = epoch + 1;
-                    final_loss = mean_over_ranks(&epoch_loss)? / epoch_steps.max(1) as f64;
+                    let final_loss = mean_over_ranks(&epoch_loss)? / state.epoch_steps.max(1) as f64;
+                    state.final_loss = Some(final_loss);
                     let _ = epoch_loss.zero_();
-                    epoch_steps = 0;
-                    if !main {
-                        continue;
-                    }
-                    let mut line = format!(
-                        "epoch {done}/{}  loss {final_loss:.4}  lr {lr:.3e}  {:.0} {unit}/s",
-                        self.cfg.epochs,
-                        (samples * world) as f64 / started.elapsed().as_secs_f64()
-                    );
-                    let mut rec = json!({"epoch": done, "step": step, "epoch_loss": final_loss});
-                    if let Some(p) = probe.as_mut() {
-                        let acc = p.take_accuracy();
-                        rec["online_probe_top1"] = json!(acc);
-                        line += &format!("  online probe {:.1}%", 100.0 * acc);
-                    }
-                    let mut warning = None;
-                    if let Some(f) = recent.take() {
-                        let c = collapse_stats(&f);
-                        rec["rankme"] = json!(c.rankme);
-                        rec["normalized_std"] = json!(c.normalized_std);
-                        line += &format!("  rank {:.1}/{}", c.rankme, c.dim);
-                        warning = alarm.check(done, &c);
-                        collapse = Some(c);
-                    }
-                    let every = self.cfg.monitor_every.max(1);
-                    if let Some(m) = monitor.filter(|_| done % every == 0 || done == self.cfg.epochs) {
-                        for (k, v) in m.evaluate(&*method)? {
-                            rec[k] = json!(v);
-                            // Accuracies as percentages; anything else as is.
-                            line += &if k.ends_with("top1") || k.ends_with("acc") {
-                                format!("  {k} {:.1}%", 100.0 * v)
-                            } else {
-                                format!("  {k} {v:.4}")
-                            };
-                        }
-                    }
-                    if let Some(log) = log.as_mut() {
-                        log.write(&rec)?;
-                    }
-                    if let Some(w) = warning {
-                        line = format!("{line}\n{w}");
-                        collapse_warnings.push(w);
-                    }
-                    if bar.is_hidden() {
-                        eprintln!("{line}")
-                    } else {
-                        bar.println(line)
-                    }
+                    state.epoch_steps = 0;
                     let every = self.cfg.checkpoint_every;
-                    if done == self.cfg.epochs || (every > 0 && done % every == 0) {
-                        let state = CheckpointState { epoch: done, step, config: self.run_config.clone() };
-                        checkpoint::save(
-                            &self.checkpoint_dir(),
-                            vs,
-                            &opt,
-                            &state,
-                            self.cfg.keep_checkpoints,
+                    checkpoint_due = done == self.cfg.epochs || (every > 0 && done % every == 0);
+                    if main {
+                        self.end_epoch(
+                            done,
+                            step,
+                            lr,
+                            final_loss,
+                            samples,
+                            started,
+                            unit,
+                            &*method,
+                            monitor,
+                            &mut probe,
+                            &mut recent,
+                            &mut state,
+                            log.as_mut(),
+                            &bar,
                         )?;
                     }
                 }
+                let every_steps = self.cfg.checkpoint_every_steps;
+                checkpoint_due |= every_steps > 0 && step % every_steps == 0;
+                let minutes = self.cfg.checkpoint_every_minutes;
+                checkpoint_due |= minutes > 0.0 && last_checkpoint.elapsed().as_secs_f64() >= 60.0 * minutes;
+                let stopping = stop_now(step)?;
+                if (checkpoint_due || stopping) && main {
+                    if let Some(name) = non_finite_variable(vs) {
+                        return Err(Error::Diverged {
+                            step,
+                            msg: format!(
+                                "`{name}` holds non-finite values, so no checkpoint is written; --resume continues \
+                                 from the last good one: lower the learning rate, or set a gradient clip"
+                            ),
+                        });
+                    }
+                    state.epoch_loss_sum = epoch_loss.double_value(&[]);
+                    let mut extra = probe.as_ref().map(OnlineProbe::state_tensors).unwrap_or_default();
+                    if let Some(rows) = recent.rows() {
+                        extra.push(("recent.features".into(), rows));
+                    }
+                    let saved = CheckpointState {
+                        epoch: step / per_epoch,
+                        step,
+                        config: self.run_config.clone(),
+                        trainer: serde_json::to_value(&state).map_err(|e| Error::Config(e.to_string()))?,
+                        files: Default::default(),
+                    };
+                    checkpoint::save(
+                        &self.checkpoint_dir(),
+                        vs,
+                        &opt,
+                        extra,
+                        &saved,
+                        self.cfg.keep_checkpoints,
+                    )?;
+                    last_checkpoint = Instant::now();
+                }
+                if stopping && step < total_steps {
+                    return Ok(Some(self.checkpoint_dir().join(checkpoint::folder_name(step))));
+                }
             }
-            Ok(())
+            Ok(None)
         })?;
         bar.finish_and_clear();
+        if let Some(checkpoint) = interrupted {
+            return Err(Error::Interrupted { step, total_steps, checkpoint });
+        }
         let wall = started.elapsed().as_secs_f64();
         Ok(TrainSummary {
             epochs: self.cfg.epochs,
             steps: step,
-            final_loss,
+            final_loss: state.final_loss.unwrap_or(f64::NAN),
             train_wall_s: wall,
             samples_per_s: (samples * world) as f64 / wall.max(1e-9),
             data_wait_fraction: data_wait / wall.max(1e-9),
-            collapse,
-            collapse_warnings,
+            collapse: state.collapse,
+            collapse_warnings: state.collapse_warnings,
+            skipped_steps: state.skipped_steps,
         })
+    }
+
+    /// Loads the newest good checkpoint (rank 0 picks it, naming any newer
+    /// one that failed its checks; every rank loads that one): its path,
+    /// state and the loop's tensors, or `None` when there is none.
+    #[allow(clippy::type_complexity)]
+    fn load_latest(
+        &self,
+        vs: &mut VarStore,
+        opt: &mut Optimizer,
+    ) -> Result<Option<(PathBuf, CheckpointState, Vec<(String, Tensor)>)>> {
+        let group = ssl_dist::world();
+        let (rank, world) = (group.rank(), group.world_size());
+        let dir = self.checkpoint_dir();
+        // The folder as a number every rank can receive: its step for a
+        // `step-N` folder, -2 - N for an older `epoch-N` one, -1 for none.
+        let mut code = -1i64;
+        if group.is_main() {
+            let found = checkpoint::find_resumable(&dir)?;
+            for why in &found.skipped {
+                eprintln!("warning: --resume skips a checkpoint that fails its checks: {why}");
+            }
+            if let Some(name) = found.path.as_ref().and_then(|p| p.file_name()).and_then(|n| n.to_str()) {
+                code = match (name.strip_prefix("step-"), name.strip_prefix("epoch-")) {
+                    (Some(s), _) => s.parse::<i64>().unwrap_or(-1),
+                    (_, Some(e)) => -2 - e.parse::<i64>().unwrap_or(-1),
+                    _ => -1,
+                };
+            }
+            if code == -1 && !found.skipped.is_empty() {
+                return Err(Error::Checkpoint {
+                    path: dir,
+                    msg: format!(
+                        "no checkpoint passes its checks (each is listed above); start afresh without --resume: {}",
+                        found.skipped.join("; ")
+                    ),
+                });
+            }
+        }
+        let chosen = Tensor::from(code);
+        group.broadcast_(&chosen, 0)?;
+        let name = match chosen.int64_value(&[]) {
+            -1 => return Ok(None),
+            s if s >= 0 => checkpoint::folder_name(s as usize),
+            e => format!("epoch-{:04}", -2 - e),
+        };
+        let path = dir.join(name);
+        let (state, extra) = checkpoint::load(&path, vs, opt).map_err(|err| match world {
+            1 => err,
+            _ => Error::Checkpoint {
+                path: path.clone(),
+                msg: format!(
+                    "rank {rank} of {world} cannot load rank 0's checkpoint (every rank reads it: put the run folder \
+                     on a filesystem they share): {err}"
+                ),
+            },
+        })?;
+        Ok(Some((path, state, extra)))
+    }
+
+    /// Drops the rows of `metrics.jsonl` after `step` (and a last line cut
+    /// short by a kill), so a resumed run logs each step once.
+    fn cut_log_back(&self, step: usize) -> Result<()> {
+        let path = self.run_dir.join("metrics.jsonl");
+        if !path.exists() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let (mut kept, mut dropped, mut broken) = (String::new(), 0usize, 0usize);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            match serde_json::from_str::<Value>(line).ok().and_then(|v| v["step"].as_u64()) {
+                Some(s) if s as usize <= step => {
+                    kept.push_str(line);
+                    kept.push('\n');
+                }
+                Some(_) => dropped += 1,
+                None => broken += 1,
+            }
+        }
+        if dropped + broken > 0 {
+            eprintln!(
+                "{}: dropping {dropped} row(s) after step {step}, which the resumed run writes again{}",
+                path.display(),
+                if broken > 0 {
+                    format!(", and {broken} unreadable row(s) (cut short by a kill?)")
+                } else {
+                    String::new()
+                }
+            );
+            crate::metrics::write_atomic(&path, kept.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Records a skipped step (0-based `step`): counts it, logs it, and
+    /// fails when too many came in a row or when the step's forward pass
+    /// left a non-finite value in a buffer (BatchNorm statistics, a queue,
+    /// a centre), which skipping the update cannot undo.
+    fn skip_step(
+        &self,
+        vs: &VarStore,
+        step: usize,
+        epoch: usize,
+        why: &str,
+        state: &mut LoopState,
+        log: Option<&mut JsonlLog>,
+    ) -> Result<()> {
+        state.skipped_steps += 1;
+        state.bad_in_a_row += 1;
+        let n = step + 1;
+        if let Some(log) = log {
+            log.write(&json!({"step": n, "epoch": epoch, "skipped": why}))?;
+        }
+        if ssl_dist::world().is_main() {
+            eprintln!("warning: step {n} skipped: {why} ({} skipped in all)", state.skipped_steps);
+        }
+        if let Some(name) = non_finite_variable(vs) {
+            return Err(Error::Diverged {
+                step: n,
+                msg: format!(
+                    "{why}, and its forward pass left non-finite values in `{name}`, which skipping the update \
+                     cannot undo; --resume continues from the last checkpoint: lower the learning rate, or set a \
+                     gradient clip"
+                ),
+            });
+        }
+        if state.bad_in_a_row >= self.cfg.max_skipped_in_a_row.max(1) {
+            return Err(Error::Diverged {
+                step: n,
+                msg: format!(
+                    "{} steps in a row (to step {n}) had a non-finite loss or gradient: lower the learning rate, set a \
+                     gradient clip, or turn bf16 off",
+                    state.bad_in_a_row
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Rank 0's end of an epoch: the probe's accuracy, the collapse
+    /// figures and alarm, the epoch monitor, the epoch row and line.
+    #[allow(clippy::too_many_arguments)]
+    fn end_epoch(
+        &self,
+        done: usize,
+        step: usize,
+        lr: f64,
+        final_loss: f64,
+        samples: usize,
+        started: Instant,
+        unit: &str,
+        method: &dyn Method,
+        monitor: Option<&dyn EpochMonitor>,
+        probe: &mut Option<OnlineProbe>,
+        recent: &mut RecentRows,
+        state: &mut LoopState,
+        log: Option<&mut JsonlLog>,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<()> {
+        let world = ssl_dist::world().world_size();
+        let mut line = format!(
+            "epoch {done}/{}  loss {final_loss:.4}  lr {lr:.3e}  {:.0} {unit}/s",
+            self.cfg.epochs,
+            (samples * world) as f64 / started.elapsed().as_secs_f64()
+        );
+        let mut rec = json!({"epoch": done, "step": step, "epoch_loss": final_loss});
+        if let Some(p) = probe.as_mut() {
+            let acc = p.take_accuracy();
+            rec["online_probe_top1"] = json!(acc);
+            line += &format!("  online probe {:.1}%", 100.0 * acc);
+        }
+        let mut warning = None;
+        if let Some(f) = recent.take() {
+            let c = collapse_stats(&f);
+            rec["rankme"] = json!(c.rankme);
+            rec["normalized_std"] = json!(c.normalized_std);
+            line += &format!("  rank {:.1}/{}", c.rankme, c.dim);
+            warning = state.alarm.check(done, &c);
+            state.collapse = Some(c);
+        }
+        let every = self.cfg.monitor_every.max(1);
+        if let Some(m) = monitor.filter(|_| done.is_multiple_of(every) || done == self.cfg.epochs) {
+            for (k, v) in m.evaluate(method)? {
+                rec[k] = json!(v);
+                // Accuracies as percentages; anything else as is.
+                line += &if k.ends_with("top1") || k.ends_with("acc") {
+                    format!("  {k} {:.1}%", 100.0 * v)
+                } else {
+                    format!("  {k} {v:.4}")
+                };
+            }
+        }
+        if let Some(log) = log {
+            log.write(&rec)?;
+        }
+        if let Some(w) = warning {
+            line = format!("{line}\n{w}");
+            state.collapse_warnings.push(w);
+        }
+        if bar.is_hidden() {
+            eprintln!("{line}")
+        } else {
+            bar.println(line)
+        }
+        Ok(())
+    }
+}
+
+/// The name of a variable of `vs` holding a NaN or an infinity, if any.
+fn non_finite_variable(vs: &VarStore) -> Option<String> {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    tch::no_grad(|| {
+        vars.into_iter()
+            .find(|(_, t)| t.is_floating_point() && t.isfinite().all().int64_value(&[]) == 0)
+            .map(|(n, _)| n)
+    })
+}
+
+/// Whether `ok` holds on every rank (one all-reduce with several ranks).
+fn ranks_agree(group: &ssl_dist::Group, ok: bool, device: tch::Device) -> Result<bool> {
+    if !group.is_distributed() {
+        return Ok(ok);
+    }
+    let bad = Tensor::from(f64::from(u8::from(!ok))).to_device(device);
+    Ok(group.all_reduce_sum(&bad)?.double_value(&[]) == 0.0)
+}
+
+/// Runs one step's forward and backward passes, turning a libtorch
+/// failure that tch raises as a panic (a CUDA out-of-memory, a kernel
+/// error) into an error naming the step and the batch, with what to try.
+/// `step` is 1-based; `global` is the batch size over the ranks, `local`
+/// this rank's samples in the step.
+fn guard_torch<T>(step: usize, global: usize, local: usize, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "(no message)".into());
+            let oom = msg.contains("out of memory") || msg.contains("OutOfMemory");
+            let advice = if oom {
+                "the device ran out of memory: lower --batch-size, or keep it and raise --accumulate to cut each \
+                 step into smaller micro-batches"
+            } else {
+                "libtorch failed inside the step"
+            };
+            Err(Error::Step {
+                step,
+                detail: format!(
+                    "{advice} (batch size {global} over the ranks, {local} on this rank per step): {}",
+                    msg.lines().next().unwrap_or_default()
+                ),
+            })
+        }
     }
 }
 
@@ -650,11 +1103,6 @@ pub fn backward_step(
         loss: loss_sum.unwrap_or_else(|| Tensor::zeros([], (Kind::Double, tch::Device::Cpu))),
         metrics,
     })
-}
-
-/// The epoch of a checkpoint folder `epoch-NNNN`.
-fn epoch_of(path: &Path) -> Option<usize> {
-    path.file_name()?.to_str()?.strip_prefix("epoch-")?.parse().ok()
 }
 
 /// Keys of the resolved config that may differ between ranks (the device

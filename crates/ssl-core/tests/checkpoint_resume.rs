@@ -97,25 +97,26 @@ fn resumed_run_equals_uninterrupted_run() {
     let err = t.fit(&mut m, &mut vs, &Source { fail_at: Some(2) }, false).unwrap_err();
     assert!(err.to_string().contains("simulated crash"));
     let latest = checkpoint::latest(&t.checkpoint_dir()).unwrap().unwrap();
-    assert!(latest.ends_with("epoch-0002"), "{}", latest.display());
+    assert!(latest.ends_with("step-00000006"), "{}", latest.display());
     // A crash while writing the next checkpoint leaves only a temp folder.
-    std::fs::create_dir_all(t.checkpoint_dir().join(".epoch-0003.tmp")).unwrap();
+    std::fs::create_dir_all(t.checkpoint_dir().join(".step-00000009.tmp")).unwrap();
 
     let (mut vs, mut m) = new_model();
     let resumed = t.fit(&mut m, &mut vs, &Source { fail_at: None }, true).unwrap();
     assert_eq!(resumed.steps, 12);
     let got = weights(&vs);
     let diff = (&got - &want).abs().max().double_value(&[]);
-    assert!(diff < 1e-7, "resumed weights differ by {diff}");
+    assert!(diff == 0.0, "resumed weights differ by {diff}");
     // Only the newest `keep_checkpoints` remain.
     let kept: Vec<_> = std::fs::read_dir(t.checkpoint_dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("epoch-"))
+        .filter(|n| n.starts_with("step-"))
         .collect();
     assert_eq!(kept.len(), 2, "{kept:?}");
-    // The log has one line per step of both runs, with the method's extras,
-    // and one summary per completed epoch.
+    // The log has one line per step, with the method's extras, and one
+    // summary per completed epoch: the crashed run's rows after its
+    // checkpoint were dropped on resume.
     let log = std::fs::read_to_string(cut_dir.join("metrics.jsonl")).unwrap();
     assert_eq!(log.lines().filter(|l| l.contains("\"loss\":")).count(), 12);
     assert_eq!(log.lines().filter(|l| l.contains("\"epoch_loss\":")).count(), 4);
@@ -169,26 +170,87 @@ fn checkpoint_of_another_architecture_is_refused() {
     assert!(err.contains("another architecture") && err.contains("model.safetensors"), "{err}");
 }
 
-#[test]
-fn nan_loss_stops_the_run_with_a_clear_error() {
-    struct NanSource;
-    impl BatchSource for NanSource {
-        fn batches_per_epoch(&self) -> usize {
-            1
-        }
-        fn batch_size(&self) -> usize {
-            2
-        }
-        fn batch(&self, _: usize, _: usize) -> Result<Batch> {
-            let x = Tensor::full([2, 4], f64::NAN, (Kind::Float, Device::Cpu));
-            Ok(Batch { views: vec![x, Tensor::zeros([2, 1], (Kind::Float, Device::Cpu))], labels: None })
-        }
+/// Batches of [`Source`], with NaN inputs on the batches of the global
+/// steps (0-based) in `nan_at`.
+struct NanSource {
+    nan_at: Vec<usize>,
+}
+
+impl BatchSource for NanSource {
+    fn batches_per_epoch(&self) -> usize {
+        3
     }
+    fn batch_size(&self) -> usize {
+        8
+    }
+    fn batch(&self, epoch: usize, index: usize) -> Result<Batch> {
+        let b = Source { fail_at: None }.batch(epoch, index)?;
+        if !self.nan_at.contains(&(epoch * 3 + index)) {
+            return Ok(b);
+        }
+        let x = Tensor::full([8, 4], f64::NAN, (Kind::Float, Device::Cpu));
+        Ok(Batch { views: vec![x, b.views[1].shallow_clone()], labels: None })
+    }
+}
+
+#[test]
+fn a_non_finite_step_is_skipped_counted_and_logged() {
     let dir = tempfile::tempdir().unwrap();
     let (mut vs, mut m) = new_model();
     let t = Trainer::new(config(), Device::Cpu, dir.path(), serde_json::json!({}));
-    let err = t.fit(&mut m, &mut vs, &NanSource, false).unwrap_err().to_string();
-    assert!(err.contains("loss is NaN at step 1"), "{err}");
+    let s = t.fit(&mut m, &mut vs, &NanSource { nan_at: vec![4, 7] }, false).unwrap();
+    assert_eq!((s.steps, s.skipped_steps), (12, 2));
+    assert!(s.final_loss.is_finite(), "{}", s.final_loss);
+    let w = weights(&vs);
+    assert!(w.isfinite().all().int64_value(&[]) == 1, "{w}");
+    let log = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    let skipped: Vec<&str> = log.lines().filter(|l| l.contains("\"skipped\"")).collect();
+    assert_eq!(skipped.len(), 2, "{log}");
+    assert!(skipped[0].contains("\"step\":5") && skipped[0].contains("non-finite"), "{log}");
+    // 10 good steps logged; no NaN anywhere in the log.
+    assert_eq!(log.lines().filter(|l| l.contains("\"loss\":")).count(), 10, "{log}");
+    assert!(!log.contains("NaN") && !log.contains("null"), "{log}");
+}
+
+#[test]
+fn many_non_finite_steps_in_a_row_stop_the_run_naming_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut vs, mut m) = new_model();
+    let t = Trainer::new(config(), Device::Cpu, dir.path(), serde_json::json!({}));
+    let err =
+        t.fit(&mut m, &mut vs, &NanSource { nan_at: (4..12).collect() }, false).unwrap_err().to_string();
+    assert!(err.contains("diverged at step 9") && err.contains("5 steps in a row"), "{err}");
+    // The checkpoint of epoch 2 (one good step, two skipped) is the last.
+    let latest = checkpoint::latest(&t.checkpoint_dir()).unwrap().unwrap();
+    assert!(latest.ends_with("step-00000006"), "{}", latest.display());
+}
+
+/// A method whose loss fails inside libtorch (a shape error, raised by
+/// tch as a panic, as a CUDA out-of-memory is).
+struct Broken;
+
+impl Method for Broken {
+    fn name(&self) -> &'static str {
+        "broken"
+    }
+    fn loss(&self, batch: &Batch, _train: bool) -> ssl_core::Result<Output> {
+        Ok(Output::new(
+            batch.views[0].matmul(&Tensor::ones([5, 1], (Kind::Float, Device::Cpu))).mean(Kind::Float),
+        ))
+    }
+    fn features(&self, x: &Tensor) -> Tensor {
+        x.shallow_clone()
+    }
+}
+
+#[test]
+fn a_libtorch_failure_in_a_step_is_an_error_naming_the_step_and_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut vs, _) = new_model();
+    let t = Trainer::new(config(), Device::Cpu, dir.path(), serde_json::json!({}));
+    let err = t.fit(&mut Broken, &mut vs, &Source { fail_at: None }, false).unwrap_err().to_string();
+    assert!(err.contains("step 1 failed") && err.contains("batch size 8"), "{err}");
+    assert!(err.contains("libtorch failed inside the step") && err.contains("mat1 and mat2"), "{err}");
 }
 
 /// Features that carry the label (its argmax) at a given scale, on top of

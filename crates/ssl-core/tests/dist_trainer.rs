@@ -1,7 +1,9 @@
 //! The trainer on two CPU ranks (Gloo, 127.0.0.1): a run equals one
 //! process's on the same global batches (with and without gradient
 //! accumulation), only rank 0 writes, a 2-rank run cut by a crash and
-//! resumed ends where an uninterrupted one does, ranks started with
+//! resumed ends where an uninterrupted one does, a stop requested on one
+//! rank stops both at the same step and resumes to the same end, ranks
+//! started with
 //! different configurations refuse to train, and a killed rank is named
 //! by the survivor.
 
@@ -11,6 +13,8 @@ use ssl_core::trainer::{TrainConfig, Trainer};
 use ssl_core::{Error, Result};
 use ssl_dist::testing::{load, rank_dir, run_ranks, run_ranks_killing, save};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
@@ -21,6 +25,8 @@ const DEADLINE: Duration = Duration::from_secs(120);
 struct Mlp {
     a: nn::Linear,
     b: nn::Linear,
+    /// Sets the flag after this step (0-based), as a signal would.
+    stop_after: Option<(usize, Arc<AtomicBool>)>,
 }
 
 impl Method for Mlp {
@@ -30,6 +36,13 @@ impl Method for Mlp {
     fn loss(&self, batch: &Batch, _train: bool) -> Result<Output> {
         let y = self.b.forward(&self.a.forward(&batch.views[0]).tanh());
         Ok(Output::new(y.mse_loss(&batch.views[1], tch::Reduction::Mean)))
+    }
+    fn after_step(&mut self, step: usize, _total: usize) {
+        if let Some((at, flag)) = &self.stop_after {
+            if step == *at {
+                flag.store(true, Ordering::SeqCst);
+            }
+        }
     }
     fn features(&self, x: &Tensor) -> Tensor {
         self.a.forward(x)
@@ -42,7 +55,7 @@ fn model() -> (nn::VarStore, Mlp) {
     let a = nn::linear(vs.root() / "a", 4, 8, Default::default());
     let b = nn::linear(vs.root() / "b", 8, 1, Default::default());
     vs.double();
-    (vs, Mlp { a, b })
+    (vs, Mlp { a, b, stop_after: None })
 }
 
 /// Three global batches of 16 per epoch; fails at epoch `fail_at`, or has
@@ -163,6 +176,44 @@ fn two_ranks_train_as_one_process_and_resume_exactly() {
     // The resumed run's log: the 2 epochs before the crash, then the last.
     let log = std::fs::read_to_string(run.dir.join("cut/metrics.jsonl")).unwrap();
     assert_eq!(log.lines().filter(|l| l.contains("\"epoch_loss\":")).count(), 3, "{log}");
+}
+
+#[test]
+fn a_stop_on_one_rank_stops_both_at_one_step_and_resumes_exactly() {
+    let test = "a_stop_on_one_rank_stops_both_at_one_step_and_resumes_exactly";
+    if let Some(dir) = rank_dir(test) {
+        let g = join();
+        let run = dir.join("run");
+        // Rank 1 alone is asked to stop, after its 4th step (mid-epoch 2).
+        let (mut vs, mut m) = model();
+        let flag = Arc::new(AtomicBool::new(false));
+        if g.rank() == 1 {
+            m.stop_after = Some((3, flag.clone()));
+        }
+        let t = Trainer::new(config(1), Device::Cpu, &run, serde_json::json!({})).with_stop(flag);
+        let step = match t.fit(&mut m, &mut vs, &PLAIN, false) {
+            Err(Error::Interrupted { step, .. }) => step,
+            other => panic!("rank {}: {:?}", g.rank(), other.map(|s| s.steps)),
+        };
+        std::fs::write(dir.join(format!("stopped.rank{}", g.rank())), step.to_string()).unwrap();
+        let w = fit(&run, 1, &PLAIN, true, serde_json::json!({})).unwrap();
+        save(&dir, &format!("resumed.rank{}.st", g.rank()), &w);
+        g.barrier().unwrap();
+        return;
+    }
+    let one = tempfile::tempdir().unwrap();
+    let reference = fit(one.path(), 1, &PLAIN, false, serde_json::json!({})).unwrap();
+    let run = run_ranks(test, 2, DEADLINE, &[]);
+    run.assert_success();
+    for rank in 0..2 {
+        let step = std::fs::read_to_string(run.dir.join(format!("stopped.rank{rank}"))).unwrap();
+        assert_eq!(step, "4", "rank {rank} stopped after step {step}, not with the other rank after step 4");
+        let d = max_diff(&load(&run.dir, &format!("resumed.rank{rank}.st")), &reference);
+        assert!(
+            d < 1e-12,
+            "rank {rank}: stopped and resumed, the 2-rank run differs from one process by {d:e}"
+        );
+    }
 }
 
 #[test]

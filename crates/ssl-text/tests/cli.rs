@@ -179,3 +179,39 @@ fn bad_input_is_refused_naming_the_file() {
         &["test.jsonl", "label `sports` does not occur"],
     );
 }
+
+#[test]
+fn a_run_killed_at_a_random_step_resumes_to_identical_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    let corpus = dir.path().join("corpus.txt");
+    let labeled = dir.path().join("labeled");
+    let binary = Path::new(env!("CARGO_BIN_EXE_train-text"));
+    // Pretraining's dropout (0.1 by default) draws from libtorch's
+    // generator every step.
+    let args = [
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--labeled",
+        labeled.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "8",
+        "--vocab-size",
+        "200",
+        "--finetune-epochs",
+        "1",
+        "--finetune-seeds",
+        "1",
+        "--device",
+        "cpu",
+        "--model",
+        "tiny",
+    ];
+    let full = ssl_cli::testing::uninterrupted(binary, &args, &dir.path().join("mlm"));
+    let at = ssl_cli::testing::kill_and_resume(binary, &args, &dir.path().join("mlm"), &full);
+    eprintln!("killed after step {at}, resumed to identical files");
+}

@@ -325,7 +325,7 @@ pub fn bundled_mnist5k() -> Result<ImageData> {
 /// Parses CIFAR binary records: `label_bytes` label bytes (the last one is
 /// the label used: CIFAR-100 puts the coarse label first, then the fine
 /// one), then a 3×32×32 image, channel by channel.
-fn parse_cifar(path: &Path, b: &[u8], label_bytes: usize, classes: u8) -> Result<ImageSet> {
+pub fn parse_cifar(path: &Path, b: &[u8], label_bytes: usize, classes: u8) -> Result<ImageSet> {
     let record = label_bytes + 3 * 32 * 32;
     if b.is_empty() || !b.len().is_multiple_of(record) {
         return Err(Error::format(
@@ -387,7 +387,7 @@ const STL_SIDE: usize = 96;
 
 /// STL-10 images: stored channel by channel, each channel in column-major
 /// order (torchvision transposes them the same way).
-fn stl10_images(xp: &Path, x: &[u8]) -> Result<Vec<ImageU8>> {
+pub fn stl10_images(xp: &Path, x: &[u8]) -> Result<Vec<ImageU8>> {
     let per = 3 * STL_SIDE * STL_SIDE;
     if x.is_empty() || !x.len().is_multiple_of(per) {
         return Err(Error::format(

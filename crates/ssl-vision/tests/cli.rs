@@ -417,3 +417,44 @@ fn a_named_recipe_sets_its_flags_and_the_command_line_overrides_them() {
     assert_eq!(config["train"]["warmup_epochs"], 1, "the recipe's 10, capped at the epochs");
     assert_eq!(config["augment"]["preset"], "simclr");
 }
+
+/// A tiny SimCLR or MAE run: 5 epochs of 2 steps, evaluations on.
+fn resumable_args<'a>(spec: &'a str, method: &'a str) -> Vec<&'a str> {
+    vec![
+        "--data",
+        spec,
+        "--device",
+        "cpu",
+        "--method",
+        method,
+        "--epochs",
+        "5",
+        "--batch-size",
+        "8",
+        "--knn-every",
+        "2",
+        "--checkpoint-every",
+        "1",
+    ]
+}
+
+#[test]
+fn a_run_killed_or_stopped_by_sigterm_resumes_to_identical_files() {
+    use ssl_cli::testing::{kill_and_resume, sigterm_and_resume, uninterrupted};
+    let data = tempfile::tempdir().unwrap();
+    tiny_folder(data.path());
+    let spec = format!("folder:{}", data.path().display());
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_train-vision"));
+    // MAE draws its masks from libtorch's generator every step.
+    for method in ["simclr", "mae"] {
+        let args = resumable_args(&spec, method);
+        let dir = data.path().join(method);
+        let full = uninterrupted(binary, &args, &dir);
+        let at = kill_and_resume(binary, &args, &dir, &full);
+        eprintln!("{method}: killed after step {at}, resumed to identical files");
+        if method == "simclr" {
+            let at = sigterm_and_resume(binary, &args, &dir, &full);
+            eprintln!("{method}: stopped by SIGTERM after step {at} (exit 75), resumed to identical files");
+        }
+    }
+}

@@ -148,7 +148,13 @@ const SEED_SPEC: ssl_core::seeds::SeedSpec =
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    ssl_cli::over_seeds(&args.run, &SEED_SPEC, |run| train(&Args { run: run.clone(), ..args.clone() }))
+    let result =
+        ssl_cli::over_seeds(&args.run, &SEED_SPEC, |run| train(&Args { run: run.clone(), ..args.clone() }));
+    if let Err(e) = &result {
+        // A SIGTERM or SIGINT: the checkpoint is written; say how to resume.
+        ssl_cli::exit_if_interrupted(e);
+    }
+    result
 }
 
 /// One run (one seed); its folder and report on rank 0.
@@ -248,20 +254,22 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     if run.is_main() {
         std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     }
-    let train_cfg = TrainConfig {
+    let mut train_cfg = TrainConfig {
         epochs,
         optimizer,
         warmup_epochs: args.warmup_epochs.min(epochs.saturating_sub(1)),
         final_lr: 0.0,
         grad_clip: Some(3.0),
         bf16: !args.run.no_bf16,
-        checkpoint_every: args.run.checkpoint_every_or(5).max(1),
         keep_checkpoints: 2,
         log_every: 10,
         online_probe_classes: args.unlabeled.is_none().then_some(classes),
         monitor_every: args.knn_every.max(1),
         accumulate: args.run.accumulate as usize,
+        ..TrainConfig::default()
     };
+    args.run.apply_to(&mut train_cfg, 5);
+    train_cfg.checkpoint_every = train_cfg.checkpoint_every.max(1);
     let mut vs = nn::VarStore::new(device);
     let (mut method, model_cfg) = methods::build(&args.method, &vs, &encoder, &args.run.set)?;
     let config = json!({
@@ -322,7 +330,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
             run.describe()
         );
     }
-    let trainer = Trainer::new(train_cfg, device, &out, config);
+    let trainer = Trainer::new(train_cfg, device, &out, config).with_stop(ssl_cli::stop_flag()?);
     let monitor = (args.knn_every > 0).then_some(&monitor as &dyn ssl_core::trainer::EpochMonitor);
     let summary = trainer.fit_with_monitor(method.as_mut(), &mut vs, &source, args.run.resume, monitor)?;
     if !run.is_main() {

@@ -148,7 +148,13 @@ const SEED_SPEC: ssl_core::seeds::SeedSpec = ssl_core::seeds::SeedSpec {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    ssl_cli::over_seeds(&args.run, &SEED_SPEC, |run| train(&Args { run: run.clone(), ..args.clone() }))
+    let result =
+        ssl_cli::over_seeds(&args.run, &SEED_SPEC, |run| train(&Args { run: run.clone(), ..args.clone() }));
+    if let Err(e) = &result {
+        // A SIGTERM or SIGINT: the checkpoint is written; say how to resume.
+        ssl_cli::exit_if_interrupted(e);
+    }
+    result
 }
 
 /// One run (one seed); its folder and report on rank 0.
@@ -272,20 +278,21 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         vocab_size: tok.vocab_size(),
         whole_word: args.whole_word,
     };
-    let train_cfg = TrainConfig {
+    let mut train_cfg = TrainConfig {
         epochs: args.epochs,
         optimizer: OptimizerConfig::adamw(args.lr, 0.01),
         warmup_epochs: 1.min(args.epochs),
         final_lr: 0.0,
         grad_clip: Some(1.0),
         bf16: !args.run.no_bf16,
-        checkpoint_every: args.run.checkpoint_every_or(1),
         keep_checkpoints: 2,
         log_every: 20,
         online_probe_classes: None,
         monitor_every: 1,
         accumulate: args.run.accumulate as usize,
+        ..TrainConfig::default()
     };
+    args.run.apply_to(&mut train_cfg, 1);
     let config = json!({
         "objective": objective, "corpus": corpus_path, "labeled": labeled, "device": device_name(device),
         "world_size": run.group.world_size(),
@@ -312,7 +319,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         source: TextSource::new(&packed.heldout, tok.special, masking.clone(), objective, 64, 12345),
         device,
     };
-    let trainer = Trainer::new(train_cfg, device, &out, config);
+    let trainer = Trainer::new(train_cfg, device, &out, config).with_stop(ssl_cli::stop_flag()?);
     let summary = trainer.fit_with_monitor(&mut method, &mut vs, &source, args.run.resume, Some(&monitor))?;
     if !main {
         // Rank 0 evaluates, exports and reports; the other ranks are done.

@@ -427,7 +427,13 @@ fn main() -> Result<()> {
             }
         }
     }
-    ssl_cli::over_seeds(&args.run, &SEED_SPEC, |run| train(&Args { run: run.clone(), ..args.clone() }))
+    let result =
+        ssl_cli::over_seeds(&args.run, &SEED_SPEC, |run| train(&Args { run: run.clone(), ..args.clone() }));
+    if let Err(e) = &result {
+        // A SIGTERM or SIGINT: the checkpoint is written; say how to resume.
+        ssl_cli::exit_if_interrupted(e);
+    }
+    result
 }
 
 /// One run (one seed); its folder and report on rank 0.
@@ -559,20 +565,21 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     let optimizer =
         methods::optimizer(&recipe, batch_size, args.optimizer.as_deref(), args.lr, args.weight_decay)?;
     let epochs = args.epochs.unwrap_or(recipe.epochs);
-    let train_cfg = TrainConfig {
+    let mut train_cfg = TrainConfig {
         epochs,
         optimizer,
         warmup_epochs: args.warmup_epochs.min(epochs),
         final_lr: 0.0,
         grad_clip: args.grad_clip,
         bf16: !args.run.no_bf16,
-        checkpoint_every: args.run.checkpoint_every_or(5),
         keep_checkpoints: 2,
         log_every: 10,
         online_probe_classes: (!args.unlabeled).then_some(data.classes().len()),
         monitor_every: args.knn_every.max(1),
         accumulate: args.run.accumulate as usize,
+        ..TrainConfig::default()
     };
+    args.run.apply_to(&mut train_cfg, 5);
     let out = args.run.run_dir(|| PathBuf::from("runs").join(format!("{}-{}", args.method, data.name())));
     if run.is_main() {
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -657,7 +664,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         num_classes: data.classes().len(),
         device,
     };
-    let trainer = Trainer::new(train_cfg, device, &out, config);
+    let trainer = Trainer::new(train_cfg, device, &out, config).with_stop(ssl_cli::stop_flag()?);
     let monitor = (args.knn_every > 0).then_some(&monitor as &dyn ssl_core::trainer::EpochMonitor);
     let summary =
         trainer.fit_with_monitor(method.as_mut(), &mut vs, source.as_ref(), args.run.resume, monitor)?;

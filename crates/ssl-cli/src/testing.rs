@@ -1,0 +1,232 @@
+//! Kill-and-resume checks of a training binary, for the binaries' CLI
+//! tests: a run killed with SIGKILL at a step the test picks, or stopped
+//! with SIGTERM, then resumed, must leave the same `model.safetensors`
+//! (byte for byte), `report.json` and `metrics.jsonl` rows (timings aside)
+//! as the same run uninterrupted. These helpers panic on a failed check:
+//! they are test assertions.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether a report key holds a timing or a throughput (`*wall_s`,
+/// `*_per_s`, `data_wait_fraction`), left out of comparisons.
+pub fn is_timing(key: &str) -> bool {
+    key.ends_with("wall_s") || key.ends_with("_per_s") || key == "data_wait_fraction"
+}
+
+/// How long one run of a check may take before the test fails.
+const DEADLINE: Duration = Duration::from_secs(300);
+
+/// `value` without its timings ([`is_timing`]), at any depth.
+pub fn without_timings(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter().filter(|(k, _)| !is_timing(k)).map(|(k, v)| (k.clone(), without_timings(v))).collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_timings).collect()),
+        other => other.clone(),
+    }
+}
+
+/// What a finished run leaves to compare.
+#[derive(Debug)]
+pub struct RunFiles {
+    /// `model.safetensors` (or `hf/model.safetensors`), as bytes.
+    pub model: Vec<u8>,
+    /// `report.json` without timings.
+    pub report: Value,
+    /// The rows of `metrics.jsonl` without timings.
+    pub rows: Vec<Value>,
+}
+
+impl RunFiles {
+    /// Reads the run folder `out`.
+    pub fn read(out: &Path) -> Self {
+        let read = |name: &str| {
+            std::fs::read(out.join(name)).unwrap_or_else(|e| panic!("{}: {e}", out.join(name).display()))
+        };
+        let report: Value = serde_json::from_slice(&read("report.json")).expect("report.json is JSON");
+        let rows = String::from_utf8(read("metrics.jsonl"))
+            .expect("metrics.jsonl is UTF-8")
+            .lines()
+            .map(|l| without_timings(&serde_json::from_str(l).expect("each metrics row is JSON")))
+            .collect();
+        // train-text exports its model in the transformers layout.
+        let model = ["model.safetensors", "hf/model.safetensors"]
+            .into_iter()
+            .find(|m| out.join(m).exists())
+            .unwrap_or_else(|| panic!("{}: no model.safetensors", out.display()));
+        Self { model: read(model), report: without_timings(&report), rows }
+    }
+
+    /// The number of optimizer steps in the log.
+    pub fn steps(&self) -> usize {
+        self.rows.iter().filter_map(|r| r["step"].as_u64()).max().unwrap_or(0) as usize
+    }
+
+    /// Panics, naming the first difference, unless `self` equals `want`.
+    pub fn assert_same(&self, want: &RunFiles, what: &str) {
+        assert!(self.model == want.model, "{what}: model.safetensors differs from the uninterrupted run's");
+        assert_eq!(self.rows.len(), want.rows.len(), "{what}: metrics.jsonl has another number of rows");
+        for (got, want) in self.rows.iter().zip(&want.rows) {
+            assert_eq!(got, want, "{what}: a metrics.jsonl row differs");
+        }
+        assert_eq!(self.report, want.report, "{what}: report.json differs (timings aside)");
+    }
+}
+
+fn command(binary: &Path, args: &[String], out: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(binary);
+    cmd.args(args).arg("--out").arg(out).args(extra).stdin(Stdio::null());
+    cmd
+}
+
+/// Starts a run with its output in `out.log` beside `out`.
+fn spawn(mut cmd: Command, out: &Path) -> (Child, PathBuf) {
+    let log = out.with_extension("log");
+    std::fs::create_dir_all(log.parent().expect("a parent folder")).unwrap();
+    let f = std::fs::File::create(&log).unwrap();
+    let child = cmd.stdout(f.try_clone().unwrap()).stderr(f).spawn().expect("starting the binary");
+    (child, log)
+}
+
+/// Waits for `child`, failing the test after [`DEADLINE`].
+fn wait(child: &mut Child, log: &Path) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            panic!("the run did not finish within {DEADLINE:?}; its output: {}", read_log(log));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn read_log(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
+}
+
+/// Runs to the end and returns its output; panics unless it succeeds.
+pub fn run_to_end(binary: &Path, args: &[String], out: &Path, extra: &[&str]) -> String {
+    let (mut child, log) = spawn(command(binary, args, out, extra), out);
+    let status = wait(&mut child, &log);
+    let text = read_log(&log);
+    assert!(status.success(), "{} failed ({status}): {text}", binary.display());
+    text
+}
+
+/// The step of the newest checkpoint `out/checkpoints/latest` points to.
+fn latest_step(out: &Path) -> Option<usize> {
+    let name = std::fs::read_to_string(out.join("checkpoints/latest")).ok()?;
+    name.trim().strip_prefix("step-")?.parse().ok()
+}
+
+/// A step in `1..steps` (at least 1): `SSL_RS_KILL_AT` when set, else one
+/// drawn from the clock; printed, so a failure can be replayed.
+fn pick_step(steps: usize) -> usize {
+    let at = match std::env::var("SSL_RS_KILL_AT") {
+        Ok(v) => v.parse().expect("SSL_RS_KILL_AT is a step number"),
+        Err(_) => {
+            let nanos =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+            1 + nanos as usize % (steps - 1).max(1)
+        }
+    };
+    eprintln!("killing at step {at} of {steps} (replay with SSL_RS_KILL_AT={at})");
+    at
+}
+
+fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// The run `dir/full` of `binary args`, uninterrupted: what
+/// [`kill_and_resume`] and [`sigterm_and_resume`] compare with.
+pub fn uninterrupted(binary: &Path, args: &[&str], dir: &Path) -> RunFiles {
+    let full_dir = dir.join("full");
+    run_to_end(binary, &owned(args), &full_dir, &[]);
+    RunFiles::read(&full_dir)
+}
+
+/// A run `dir/killed` of `binary args` with a checkpoint every step,
+/// killed with SIGKILL once its checkpoint reaches a step the test picks,
+/// then resumed with `--resume`: its files must equal `full`'s (the
+/// [`uninterrupted`] run). Returns the step the killed run had
+/// checkpointed.
+pub fn kill_and_resume(binary: &Path, args: &[&str], dir: &Path, full: &RunFiles) -> usize {
+    let args = owned(args);
+    let steps = full.steps();
+    assert!(steps >= 3, "the run has {steps} steps: too few to be killed in the middle");
+    let at = pick_step(steps);
+    let out = dir.join("killed");
+    let every = ["--checkpoint-every-steps", "1"];
+    let (mut child, log) = spawn(command(binary, &args, &out, &every), &out);
+    let started = Instant::now();
+    loop {
+        if latest_step(&out).is_some_and(|s| s >= at) {
+            child.kill().unwrap();
+            break;
+        }
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!("the run ended ({s}) before its checkpoint reached step {at}: {}", read_log(&log));
+        }
+        assert!(started.elapsed() < DEADLINE, "no checkpoint at step {at} within {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let status = wait(&mut child, &log);
+    assert!(!status.success(), "the killed run exited normally: {}", read_log(&log));
+    let killed_at = latest_step(&out).expect("a checkpoint");
+    assert!(killed_at < steps, "the run was killed after its last step ({killed_at} of {steps})");
+    assert!(!out.join("report.json").exists(), "the killed run wrote its report: it was killed too late");
+    let text = run_to_end(binary, &args, &out, &["--checkpoint-every-steps", "1", "--resume"]);
+    assert!(text.contains("resuming from"), "the resumed run did not say where it resumed: {text}");
+    RunFiles::read(&out).assert_same(full, &format!("killed after step {killed_at}, resumed"));
+    killed_at
+}
+
+/// A run `dir/stopped` of `binary args` sent SIGTERM once its first
+/// checkpoint exists (with `--checkpoint-every 1`, the end of the first
+/// epoch), which must exit with [`crate::EXIT_INTERRUPTED`], printing a
+/// command that resumes; that command, run, must end with `full`'s files
+/// (the [`uninterrupted`] run). Returns the step it stopped at.
+pub fn sigterm_and_resume(binary: &Path, args: &[&str], dir: &Path, full: &RunFiles) -> usize {
+    let args = owned(args);
+    let out = dir.join("stopped");
+    let (mut child, log) = spawn(command(binary, &args, &out, &[]), &out);
+    let started = Instant::now();
+    while latest_step(&out).is_none() {
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!("the run ended ({s}) before its first checkpoint: {}", read_log(&log));
+        }
+        assert!(started.elapsed() < DEADLINE, "no checkpoint within {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("running kill");
+    assert!(sent.success(), "kill -TERM {pid} failed");
+    let status = wait(&mut child, &log);
+    let text = read_log(&log);
+    assert_eq!(status.code(), Some(crate::EXIT_INTERRUPTED), "SIGTERM: {text}");
+    let stopped_at = latest_step(&out).expect("a checkpoint");
+    assert!(stopped_at < full.steps(), "stopped after the last step: {text}");
+    assert!(text.contains(&format!("after step {stopped_at} of {}", full.steps())), "{text}");
+    let line = text
+        .lines()
+        .skip_while(|l| !l.starts_with("resume with:"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no resume command printed: {text}"));
+    let words = shell_words::split(line.trim()).expect("the resume command is shell-quoted");
+    assert!(words.iter().any(|w| w == "--resume"), "{line}");
+    let mut cmd = Command::new(&words[0]);
+    cmd.args(&words[1..]).stdin(Stdio::null());
+    let (mut child, log) = spawn(cmd, &out.with_extension("resumed"));
+    let status = wait(&mut child, &log);
+    assert!(status.success(), "the printed resume command failed: {}", read_log(&log));
+    RunFiles::read(&out).assert_same(full, &format!("stopped by SIGTERM after step {stopped_at}, resumed"));
+    stopped_at
+}
