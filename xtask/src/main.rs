@@ -15,9 +15,11 @@
 //!                              (train-* take --nproc-per-node N: N local ranks)
 //! cargo xtask bench-compare .. criterion benches beside PyTorch references -> BENCHMARKS.md
 //! cargo xtask results [--check | add RUN TABLE]  docs/results.md's tables from kept reports
+//! cargo xtask fuzz [--seconds N] [TARGET ..]    libFuzzer on every file parser (nightly)
 //! ```
 
 mod bench;
+mod fuzz;
 mod launch;
 mod results;
 mod setup;
@@ -42,6 +44,7 @@ fn main() -> Result<()> {
         "gen-topics" => tasks::gen_topics(&rest),
         "bench-compare" => bench::bench_compare(&rest),
         "results" => results::results(&rest),
+        "fuzz" => fuzz::fuzz(&rest),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -68,7 +71,8 @@ fn print_help() {
          gen-topics     generate the topic text task (a corpus holding what few labels lack)\n  \
          bench-compare  criterion benches and their PyTorch references on the same cores; writes BENCHMARKS.md\n  \
          results        rewrite docs/results.md's tables from the reports kept in docs/results/\n  \
-                        (`results add RUN_DIR TABLE [NAME]` keeps a run's reports; `--check` for CI)\n\n\
+                        (`results add RUN_DIR TABLE [NAME]` keeps a run's reports; `--check` for CI)\n  \
+         fuzz           build the fuzz targets with nightly and run each for --seconds N (default 300)\n\n\
          train-vision, train-text and train-audio take --nproc-per-node N: N ranks on this machine\n  \
          (data-parallel; --batch-size stays the global batch), as torchrun --nproc-per-node N would\n\n\
          environment:\n  \

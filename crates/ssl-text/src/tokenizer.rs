@@ -186,8 +186,23 @@ impl TextTokenizer {
     /// missing, corrupt, or lacks the special tokens.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let inner = Tokenizer::from_bytes(&bytes)
-            .map_err(|e| Error::file(path, format!("not a valid tokenizer.json: {e}")))?;
+        let bad = |why: String| Error::file(path, format!("not a valid tokenizer.json: {why}"));
+        // tokenizers 0.22.2 panics on some malformed files (bytes that are
+        // not UTF-8 inside its `decoder` section, found by fuzzing), so the
+        // text and its JSON are checked first, and a panic that still comes
+        // is this file's error.
+        let text = std::str::from_utf8(&bytes).map_err(|e| bad(format!("not UTF-8 text ({e})")))?;
+        serde_json::from_str::<serde_json::Value>(text).map_err(|e| bad(format!("not JSON ({e})")))?;
+        let inner = std::panic::catch_unwind(|| text.parse::<Tokenizer>())
+            .map_err(|p| {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                bad(format!("the tokenizers crate failed reading it: {msg}"))
+            })?
+            .map_err(|e| bad(e.to_string()))?;
         Self::wrap(inner, path)
     }
 

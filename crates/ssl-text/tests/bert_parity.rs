@@ -93,6 +93,44 @@ fn sparse_mlm_loss_equals_dense_loss_on_the_labelled_positions() {
     assert_eq!(correct.double_value(&[]), hits.double_value(&[]));
 }
 
+/// The causal objective: the loss is the cross-entropy of the logits at
+/// positions 0..T-1 against the tokens at 1..T (transformers'
+/// `labels`-shifted loss), padding left out, computed here from the
+/// dense causal logits that match transformers.
+#[test]
+fn causal_loss_predicts_the_next_token_and_skips_padding() {
+    let (_vs, model) = load();
+    let io = io();
+    let ids = &io["input_ids"];
+    let (b, t) = (ids.size()[0], ids.size()[1]);
+    // The last three positions of the first row are padding.
+    let mask = Tensor::ones([b, t], (tch::Kind::Int64, tch::Device::Cpu));
+    let _ = mask.get(0).narrow(0, t - 3, 3).fill_(0);
+    let (loss, correct, n) = tch::no_grad(|| model.clm_loss(ids, Some(&mask), false)).unwrap();
+    let dense = tch::no_grad(|| model.logits(ids, None, Some(&mask), true, false)).unwrap();
+    let next = ids
+        .narrow(1, 1, t - 1)
+        .where_self(&mask.narrow(1, 1, t - 1).ne(0), &Tensor::from(ssl_text::IGNORE_INDEX));
+    let expected = dense.narrow(1, 0, t - 1).reshape([-1, 97]).cross_entropy_loss::<Tensor>(
+        &next.reshape([-1]),
+        None,
+        tch::Reduction::Mean,
+        ssl_text::IGNORE_INDEX,
+        0.0,
+    );
+    assert!(
+        max_diff(&loss, &expected) < 1e-5,
+        "{} vs {}",
+        loss.double_value(&[]),
+        expected.double_value(&[])
+    );
+    assert_eq!(n.double_value(&[]), (b * (t - 1) - 3) as f64);
+    let sel = next.ne(ssl_text::IGNORE_INDEX);
+    let hits =
+        dense.narrow(1, 0, t - 1).argmax(-1, false).eq_tensor(&next).logical_and(&sel).sum(tch::Kind::Float);
+    assert_eq!(correct.double_value(&[]), hits.double_value(&[]));
+}
+
 #[test]
 fn saved_weights_keep_transformers_names() {
     let (vs, _model) = load();

@@ -331,6 +331,35 @@ mod tests {
         assert!(recipe("swav").unwrap_err().to_string().contains("simclr, moco-v2"));
     }
 
+    /// Every two-view method's loss treats its views alike: swapping them
+    /// leaves the loss unchanged (up to the order of float sums), which a
+    /// loss that paired a view with itself, or symmetrised only one way,
+    /// would not. Checked in f64 against the view-swapped batch and a
+    /// batch whose second view is replaced, which must change it.
+    #[test]
+    fn two_view_losses_are_symmetric_in_their_views_and_use_both() {
+        for name in ["simclr", "moco-v3", "byol", "simsiam", "barlow-twins", "vicreg"] {
+            tch::manual_seed(4);
+            let mut vs = nn::VarStore::new(Device::Cpu);
+            let backbone = if default_backbone(name).starts_with("vit") { tiny_vit() } else { tiny() };
+            let (m, _) = build(name, &vs, &backbone, None, &[]).unwrap();
+            vs.double();
+            let x = Tensor::randn([8, 1, 12, 12], (Kind::Double, Device::Cpu));
+            let y = (x.flip([3]) * 0.8 + 0.1).contiguous();
+            let loss = |a: &Tensor, b: &Tensor| {
+                let batch = Batch { views: vec![a.shallow_clone(), b.shallow_clone()], labels: None };
+                m.loss(&batch, true).unwrap().loss.double_value(&[])
+            };
+            let (ab, ba) = (loss(&x, &y), loss(&y, &x));
+            assert!(
+                (ab - ba).abs() <= 1e-9 * ab.abs().max(1.0),
+                "{name}: {ab} with the views swapped is {ba}"
+            );
+            let other = loss(&x, &(x.flip([2]) * 0.5));
+            assert!((other - ab).abs() > 1e-6, "{name}: the second view changes nothing ({ab} vs {other})");
+        }
+    }
+
     #[test]
     fn momentum_targets_are_not_trained_and_follow_the_online_branch() {
         tch::manual_seed(1);
