@@ -83,3 +83,47 @@ impl Method for Cola {
         self.encoder.forward_t(x, false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoder::AudioCnnConfig;
+    use tch::Device;
+
+    /// The method's loss from its parts, written out independently (f64,
+    /// evaluation mode, so no dropout): `logit[i][j] = Σ a[i,k] W[k,l]
+    /// p[j,l]` as an einsum, and the mean over anchors of `logsumexp_j
+    /// logit[i][j] − logit[i][i]`, the positive on the diagonal. The
+    /// bilinear form is not symmetric, so its transpose would fail.
+    #[test]
+    fn the_loss_is_cross_entropy_of_bilinear_scores_with_positives_on_the_diagonal() {
+        tch::manual_seed(5);
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let enc = AudioEncoderConfig::Cnn(AudioCnnConfig { n_mels: 16, channels: 4, dim: 16, dropout: 0.3 });
+        let cola = Cola::new(&vs.root(), &ColaConfig { encoder: enc, projection: 8 });
+        vs.double();
+        let x = Tensor::randn([5, 1, 16, 24], (Kind::Double, Device::Cpu));
+        let y = (x.flip([3]) * 0.7 + 0.2).contiguous();
+        let batch = Batch { views: vec![x.shallow_clone(), y.shallow_clone()], labels: None };
+        let out = tch::no_grad(|| cola.loss(&batch, false)).unwrap();
+        let (a, p) = tch::no_grad(|| (cola.project(&x, false).1, cola.project(&y, false).1));
+        let w = &cola.bilinear;
+        assert!((w - w.tr()).abs().max().double_value(&[]) > 1e-3, "the bilinear form is symmetric");
+        let logits = tch::no_grad(|| Tensor::einsum("ik,kl,jl->ij", &[&a, w, &p], None::<i64>));
+        let expected =
+            (logits.logsumexp([1i64].as_slice(), false) - logits.diagonal(0, 0, 1)).mean(Kind::Double);
+        let d = (&out.loss - &expected).abs().double_value(&[]);
+        assert!(d < 1e-10, "COLA's loss differs from the formula by {d}");
+        let transposed = tch::no_grad(|| Tensor::einsum("ik,lk,jl->ij", &[&a, w, &p], None::<i64>));
+        let wrong = (transposed.logsumexp([1i64].as_slice(), false) - transposed.diagonal(0, 0, 1))
+            .mean(Kind::Double);
+        assert!(
+            (&out.loss - wrong).abs().double_value(&[]) > 1e-6,
+            "the transposed form gives the same loss"
+        );
+        let acc = logits.argmax(1, false).eq_tensor(&Tensor::arange(5, (Kind::Int64, Device::Cpu)));
+        let acc = acc.to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
+        // The pairing accuracy is kept in f32.
+        assert!((out.metrics[0].1.double_value(&[]) - acc).abs() < 1e-7, "pair_acc");
+    }
+}

@@ -234,3 +234,61 @@ impl Method for Dino {
         self.teacher.backbone.forward_t(x, false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resnet::ResNetConfig;
+    use tch::{Device, Kind};
+
+    /// The method's loss and centre update from its networks' outputs,
+    /// written out independently (f64): each of the 2 global teacher views,
+    /// sharpened with the centre and the teacher temperature, against every
+    /// other student view (the local crops at their own size included),
+    /// cross-entropy averaged over samples and then over the pairs; the
+    /// centre then moves to `0.9 · old + 0.1 · mean` of the teacher outputs.
+    #[test]
+    fn multi_crop_loss_and_centre_follow_the_formula() {
+        tch::manual_seed(6);
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let backbone = ResNetConfig::resnet18_cifar().with_width(4).with_in_channels(1).into();
+        let cfg = DinoConfig { hidden: 16, bottleneck: 8, out: 12, ..DinoConfig::new(backbone) };
+        let mut dino = Dino::new(&vs, &cfg).unwrap();
+        vs.double();
+        let _ = dino.center.shallow_clone().fill_(0.05);
+        dino.before_step(ssl_core::method::Progress { step: 0, total_steps: 10, epoch: 0, epochs: 10 });
+        let g = |s: i64| Tensor::randn([4, 1, s, s], (Kind::Double, Device::Cpu));
+        let views = vec![g(12), g(12), g(8), g(8), g(8)];
+        let (teacher, student) = tch::no_grad(|| {
+            (dino.teacher.forward(&views[..2], true, false).0, dino.student.forward(&views, true, false).0)
+        });
+        let c0 = dino.center.copy();
+        let batch = Batch { views: views.iter().map(Tensor::shallow_clone).collect(), labels: None };
+        let loss = dino.loss(&batch, true).unwrap().loss.double_value(&[]);
+        let (tt, ts) = (cfg.teacher_temp_at(0), cfg.student_temp);
+        let mut total = 0.0;
+        let mut pairs = 0;
+        for (i, t) in teacher.iter().enumerate() {
+            let p = ((t - &c0) / tt).softmax(-1, Kind::Double);
+            for (j, s) in student.iter().enumerate() {
+                if i == j {
+                    continue;
+                }
+                let ce = -(&p * (s / ts).log_softmax(-1, Kind::Double)).sum_dim_intlist(
+                    [1i64].as_slice(),
+                    false,
+                    Kind::Double,
+                );
+                total += ce.mean(Kind::Double).double_value(&[]);
+                pairs += 1;
+            }
+        }
+        assert_eq!(pairs, 2 * 4);
+        let expected = total / pairs as f64;
+        assert!((loss - expected).abs() < 1e-9 * expected.abs().max(1.0), "{loss} vs {expected}");
+        let mean = Tensor::cat(&teacher, 0).mean_dim([0i64].as_slice(), true, Kind::Double);
+        let want = &c0 * 0.9 + mean * 0.1;
+        let d = (dino.center() - want).abs().max().double_value(&[]);
+        assert!(d < 1e-12, "the centre differs from 0.9 old + 0.1 mean by {d}");
+    }
+}
