@@ -135,3 +135,60 @@ impl Method for SimSiam {
         self.online.backbone.forward_t(x, false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resnet::ResNetConfig;
+    use tch::{Device, Kind};
+
+    /// SimSiam's stop-gradient: the method's gradients equal those of
+    /// `½ (D(p0, sg(z1)) + D(p1, sg(z0)))` written out here (f64, to
+    /// 1e-12), and differ from those of the same loss without the
+    /// stop-gradient, which a method that forgot it would give.
+    #[test]
+    fn simsiam_stops_the_gradient_at_the_other_views_projection() {
+        tch::manual_seed(7);
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let backbone = ResNetConfig::resnet18_cifar().with_width(4).with_in_channels(1).into();
+        let m = SimSiam::new(
+            &vs.root(),
+            &SimSiamConfig { out: 16, pred_hidden: 8, ..SimSiamConfig::new(backbone) },
+        );
+        vs.double();
+        let x = Tensor::randn([6, 1, 12, 12], (Kind::Double, Device::Cpu));
+        let y = (x.flip([3]) * 0.8 + 0.1).contiguous();
+        let vars: Vec<(String, Tensor)> =
+            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        let grads = |loss: Tensor| -> Vec<Tensor> {
+            for (_, t) in &vars {
+                let mut g = t.grad();
+                if g.defined() {
+                    let _ = g.zero_();
+                }
+            }
+            loss.backward();
+            vars.iter().map(|(_, t)| t.grad().copy()).collect()
+        };
+        let batch = Batch { views: vec![x.shallow_clone(), y.shallow_clone()], labels: None };
+        let method = grads(m.loss(&batch, false).unwrap().loss);
+        let by_hand = |stop: bool| {
+            let (z0, z1) = (m.online.forward_t(&x, false), m.online.forward_t(&y, false));
+            let (p0, p1) = (m.predictor.forward_t(&z0, false), m.predictor.forward_t(&z1, false));
+            let sg = |z: &Tensor| if stop { z.detach() } else { z.shallow_clone() };
+            let d = |p: &Tensor, z: &Tensor| {
+                -(ssl_core::losses::l2_normalize(p) * ssl_core::losses::l2_normalize(z))
+                    .sum_dim_intlist([1i64].as_slice(), false, Kind::Double)
+                    .mean(Kind::Double)
+            };
+            grads((d(&p0, &sg(&z1)) + d(&p1, &sg(&z0))) * 0.5)
+        };
+        let diff = |a: &[Tensor], b: &[Tensor]| {
+            a.iter().zip(b).map(|(a, b)| (a - b).abs().max().double_value(&[])).fold(0.0, f64::max)
+        };
+        let same = diff(&method, &by_hand(true));
+        assert!(same < 1e-12, "the method's gradients differ from the stop-gradient formula's by {same}");
+        let without = diff(&method, &by_hand(false));
+        assert!(without > 1e-6, "without the stop-gradient the gradients are the same ({without})");
+    }
+}
