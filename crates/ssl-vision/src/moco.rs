@@ -241,3 +241,45 @@ impl Method for MocoV3 {
         self.nets.online.backbone.forward_t(x, false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resnet::ResNetConfig;
+    use tch::Device;
+
+    /// The queue's order: after a training step, the rows from the old
+    /// pointer on (wrapping at the end) are the step's keys, normalised, in
+    /// batch order, computed here from the momentum encoder before its
+    /// update; every other row is unchanged.
+    #[test]
+    fn moco_v2_enqueues_the_steps_keys_in_order_at_the_pointer() {
+        tch::manual_seed(8);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let backbone = ResNetConfig::resnet18_cifar().with_width(4).with_in_channels(1).into();
+        let cfg =
+            MocoV2Config { queue_size: 12, bn_splits: 1, out: 8, hidden: 16, ..MocoV2Config::new(backbone) };
+        let mut m = MocoV2::new(&vs, &cfg).unwrap();
+        for step in 0..3 {
+            let x = Tensor::randn([5, 1, 12, 12], (Kind::Float, Device::Cpu));
+            let y = x.flip([3]);
+            let ptr = m.queue_ptr.int64_value(&[0]);
+            let before = m.queue.copy();
+            let keys = tch::no_grad(|| m.keys(&y, true, 1)).unwrap().0;
+            let batch = Batch { views: vec![x, y], labels: None };
+            let _ = m.loss(&batch, true).unwrap();
+            m.after_step(step, 3);
+            assert_eq!(m.queue_ptr.int64_value(&[0]), (ptr + 5) % 12);
+            let rows = (Tensor::arange(5, (Kind::Int64, Device::Cpu)) + ptr).remainder(12);
+            let got = m.queue.index_select(0, &rows);
+            let d = (&got - &keys).abs().max().double_value(&[]);
+            assert!(d < 1e-6, "step {step}: the enqueued rows differ from the keys by {d}");
+            let mut untouched = Tensor::ones([12], (Kind::Bool, Device::Cpu));
+            let _ = untouched.index_fill_(0, &rows, 0);
+            assert!(m
+                .queue
+                .index_select(0, &untouched.nonzero().squeeze_dim(1))
+                .equal(&before.index_select(0, &untouched.nonzero().squeeze_dim(1))));
+        }
+    }
+}
