@@ -362,9 +362,15 @@ mod tests {
 
     #[test]
     fn momentum_targets_are_not_trained_and_follow_the_online_branch() {
+        for name in ["byol", "moco-v3"] {
+            momentum_target_follows_the_online_branch(name);
+        }
+    }
+
+    fn momentum_target_follows_the_online_branch(name: &str) {
         tch::manual_seed(1);
         let vs = nn::VarStore::new(Device::Cpu);
-        let (mut m, _) = build("byol", &vs, &tiny(), None, &[]).unwrap();
+        let (mut m, _) = build(name, &vs, &tiny(), None, &[]).unwrap();
         let vars = vs.variables();
         let target: Vec<_> = vars.iter().filter(|(n, _)| n.starts_with("target.")).collect();
         assert!(!target.is_empty());
@@ -382,9 +388,10 @@ mod tests {
         assert!(before.equal(&w(&format!("target.{key}"))), "the optimizer must not touch the target");
         m.after_step(0, 100);
         let (online, target) = (w(&format!("online.{key}")), w(&format!("target.{key}")));
-        // tau = 0.99 at step 0: the target moves 1% of the way.
+        // tau = 0.99 at step 0 (both methods' base momentum): the target
+        // moves 1% of the way.
         let expect = &before * 0.99 + &online * 0.01;
-        assert!((target - expect).abs().max().double_value(&[]) < 1e-6);
+        assert!((target - expect).abs().max().double_value(&[]) < 1e-6, "{name}");
     }
 
     #[test]
