@@ -208,6 +208,8 @@ pub fn verify(path: &Path) -> Result<CheckpointState> {
 pub struct Resumable {
     /// The newest checkpoint whose files pass [`verify`], if any.
     pub path: Option<PathBuf>,
+    /// Its `state.json`, as [`verify`] read it (for [`load_verified`]).
+    pub state: Option<CheckpointState>,
     /// One line per newer checkpoint that failed the check (the folder and
     /// the problem), newest first.
     pub skipped: Vec<String>,
@@ -229,8 +231,9 @@ pub fn find_resumable(dir: &Path) -> Result<Resumable> {
     for name in order {
         let path = dir.join(&name);
         match verify(&path) {
-            Ok(_) => {
+            Ok(state) => {
                 out.path = Some(path);
+                out.state = Some(state);
                 break;
             }
             Err(e) => out.skipped.push(e.to_string()),
@@ -250,6 +253,18 @@ pub fn load(
     opt: &mut Optimizer,
 ) -> Result<(CheckpointState, Vec<(String, Tensor)>)> {
     let state = verify(path)?;
+    load_verified(path, state, vs, opt)
+}
+
+/// [`load`] of a checkpoint whose files [`verify`] has just checked and
+/// whose `state` it returned (as [`find_resumable`] does), without reading
+/// and hashing them a second time.
+pub fn load_verified(
+    path: &Path,
+    state: CheckpointState,
+    vs: &mut VarStore,
+    opt: &mut Optimizer,
+) -> Result<(CheckpointState, Vec<(String, Tensor)>)> {
     let model = path.join("model.safetensors");
     load_weights(&model, vs)?;
     let optim = path.join("optimizer.safetensors");

@@ -93,3 +93,13 @@ impl Error {
         Error::Io { path: path.into(), source }
     }
 }
+
+/// The message of a caught panic (`std::panic::catch_unwind`'s payload):
+/// its string, or `(no message)` when it carries none.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "(no message)".into())
+}

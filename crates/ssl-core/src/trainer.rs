@@ -40,7 +40,7 @@
 //! SIGTERM/SIGINT handler); once it is set, the current step finishes, a
 //! checkpoint is written and `fit` returns [`Error::Interrupted`]. With
 //! several ranks the flag is combined over the ranks on every logging step
-//! (an all-reduce the loss already pays for), so they stop together.
+//! (one scalar all-reduce), so they stop together.
 //!
 //! Numerical faults: a step whose loss (on any rank) or global gradient
 //! norm is not finite is skipped (no update, no EMA step), logged with
@@ -548,8 +548,7 @@ impl Trainer {
             if !step.is_multiple_of(self.cfg.log_every.max(1)) {
                 return Ok(false);
             }
-            let flag = Tensor::from(f64::from(u8::from(mine))).to_device(device);
-            Ok(group.all_reduce_sum(&flag)?.double_value(&[]) > 0.0)
+            Ok(!ranks_agree(group, !mine, device)?)
         };
         // Sum of every step's loss this epoch, on the device: read once
         // per epoch (and at checkpoints), so the epoch mean costs no
@@ -774,40 +773,49 @@ impl Trainer {
         let group = ssl_dist::world();
         let (rank, world) = (group.rank(), group.world_size());
         let dir = self.checkpoint_dir();
-        // The folder as a number every rank can receive: its step for a
-        // `step-N` folder, -2 - N for an older `epoch-N` one, -1 for none.
+        // Rank 0's choice as a number every rank can receive: the step of a
+        // `step-N` folder, -1 for none, -2 when rank 0 failed (it returns
+        // the error; the others must not wait for it), -3 - N for an older
+        // `epoch-N` folder.
+        let mut chosen: Result<Option<(PathBuf, CheckpointState)>> = Ok(None);
         let mut code = -1i64;
         if group.is_main() {
-            let found = checkpoint::find_resumable(&dir)?;
-            for why in &found.skipped {
-                eprintln!("warning: --resume skips a checkpoint that fails its checks: {why}");
-            }
-            if let Some(name) = found.path.as_ref().and_then(|p| p.file_name()).and_then(|n| n.to_str()) {
-                code = match (name.strip_prefix("step-"), name.strip_prefix("epoch-")) {
-                    (Some(s), _) => s.parse::<i64>().unwrap_or(-1),
-                    (_, Some(e)) => -2 - e.parse::<i64>().unwrap_or(-1),
-                    _ => -1,
-                };
-            }
-            if code == -1 && !found.skipped.is_empty() {
+            chosen = self.pick_checkpoint(&dir);
+            code = match &chosen {
+                Err(_) => -2,
+                Ok(None) => -1,
+                Ok(Some((path, _))) => {
+                    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                    match (name.strip_prefix("step-"), name.strip_prefix("epoch-")) {
+                        (Some(s), _) => s.parse::<i64>().unwrap_or(-1),
+                        (_, Some(e)) => -3 - e.parse::<i64>().unwrap_or(-1),
+                        _ => -1,
+                    }
+                }
+            };
+        }
+        let code_t = Tensor::from(code);
+        group.broadcast_(&code_t, 0)?;
+        let verified = chosen?;
+        let name = match code_t.int64_value(&[]) {
+            -1 => return Ok(None),
+            -2 => {
                 return Err(Error::Checkpoint {
                     path: dir,
-                    msg: format!(
-                        "no checkpoint passes its checks (each is listed above); start afresh without --resume: {}",
-                        found.skipped.join("; ")
-                    ),
-                });
+                    msg: format!("rank {rank} of {world}: rank 0 could not pick a checkpoint to resume from"),
+                })
             }
-        }
-        let chosen = Tensor::from(code);
-        group.broadcast_(&chosen, 0)?;
-        let name = match chosen.int64_value(&[]) {
-            -1 => return Ok(None),
             s if s >= 0 => checkpoint::folder_name(s as usize),
-            e => format!("epoch-{:04}", -2 - e),
+            e => format!("epoch-{:04}", -3 - e),
         };
         let path = dir.join(name);
-        let (state, extra) = checkpoint::load(&path, vs, opt).map_err(|err| match world {
+        // Rank 0 checked the files while picking; the others check their
+        // own view of them.
+        let loaded = match verified {
+            Some((_, state)) => checkpoint::load_verified(&path, state, vs, opt),
+            None => checkpoint::load(&path, vs, opt),
+        };
+        let (state, extra) = loaded.map_err(|err| match world {
             1 => err,
             _ => Error::Checkpoint {
                 path: path.clone(),
@@ -818,6 +826,27 @@ impl Trainer {
             },
         })?;
         Ok(Some((path, state, extra)))
+    }
+
+    /// Rank 0's pick: the newest checkpoint in `dir` that passes its
+    /// checks, with its state, after a warning for each newer one skipped;
+    /// an error when some exist and none passes.
+    fn pick_checkpoint(&self, dir: &Path) -> Result<Option<(PathBuf, CheckpointState)>> {
+        let found = checkpoint::find_resumable(dir)?;
+        for why in &found.skipped {
+            eprintln!("warning: --resume skips a checkpoint that fails its checks: {why}");
+        }
+        match (found.path, found.state) {
+            (Some(path), Some(state)) => Ok(Some((path, state))),
+            _ if found.skipped.is_empty() => Ok(None),
+            _ => Err(Error::Checkpoint {
+                path: dir.to_path_buf(),
+                msg: format!(
+                    "no checkpoint passes its checks (each is listed above); start afresh without --resume: {}",
+                    found.skipped.join("; ")
+                ),
+            }),
+        }
     }
 
     /// Drops the rows of `metrics.jsonl` after `step` (and a last line cut
@@ -997,11 +1026,7 @@ fn guard_torch<T>(step: usize, global: usize, local: usize, f: impl FnOnce() -> 
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(payload) => {
-            let msg = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "(no message)".into());
+            let msg = crate::error::panic_message(payload.as_ref());
             let oom = msg.contains("out of memory") || msg.contains("OutOfMemory");
             let advice = if oom {
                 "the device ran out of memory: lower --batch-size, or keep it and raise --accumulate to cut each \

@@ -2,10 +2,10 @@
 //! process's on the same global batches (with and without gradient
 //! accumulation), only rank 0 writes, a 2-rank run cut by a crash and
 //! resumed ends where an uninterrupted one does, a stop requested on one
-//! rank stops both at the same step and resumes to the same end, ranks
-//! started with
-//! different configurations refuse to train, and a killed rank is named
-//! by the survivor.
+//! rank stops both at the same step and resumes to the same end, a resume
+//! whose checkpoints all fail their checks fails on every rank with its
+//! own clear error, ranks started with different configurations refuse to
+//! train, and a killed rank is named by the survivor.
 
 use ssl_core::method::{Batch, BatchSource, Method, Output};
 use ssl_core::optim::OptimizerConfig;
@@ -213,6 +213,44 @@ fn a_stop_on_one_rank_stops_both_at_one_step_and_resumes_exactly() {
             d < 1e-12,
             "rank {rank}: stopped and resumed, the 2-rank run differs from one process by {d:e}"
         );
+    }
+}
+
+#[test]
+fn when_rank_0_finds_no_good_checkpoint_every_rank_fails_at_once() {
+    let test = "when_rank_0_finds_no_good_checkpoint_every_rank_fails_at_once";
+    if let Some(dir) = rank_dir(test) {
+        let g = join();
+        let run = dir.join("run");
+        fit(&run, 1, &PLAIN, false, serde_json::json!({})).unwrap();
+        g.barrier().unwrap();
+        if g.rank() == 0 {
+            // Truncate every kept checkpoint's weights.
+            for e in std::fs::read_dir(run.join("checkpoints")).unwrap() {
+                let model = e.unwrap().path().join("model.safetensors");
+                if model.exists() {
+                    std::fs::write(&model, b"cut").unwrap();
+                }
+            }
+        }
+        g.barrier().unwrap();
+        let started = std::time::Instant::now();
+        let err = fit(&run, 1, &PLAIN, true, serde_json::json!({})).unwrap_err().to_string();
+        // Well under the 20 s collective timeout: no rank waits for another.
+        let waited = started.elapsed().as_secs_f64();
+        std::fs::write(dir.join(format!("error{}.txt", g.rank())), format!("{waited}\n{err}")).unwrap();
+        return;
+    }
+    let run = run_ranks(test, 2, DEADLINE, &[]);
+    run.assert_success();
+    for rank in 0..2 {
+        let text = std::fs::read_to_string(run.dir.join(format!("error{rank}.txt"))).unwrap();
+        let (waited, err) = text.split_once('\n').unwrap();
+        let waited: f64 = waited.parse().unwrap();
+        assert!(waited < 10.0, "rank {rank} took {waited} s to fail: {err}");
+        let want =
+            if rank == 0 { "no checkpoint passes its checks" } else { "rank 0 could not pick a checkpoint" };
+        assert!(err.contains(want), "rank {rank}: {err}");
     }
 }
 

@@ -195,12 +195,10 @@ impl TextTokenizer {
         serde_json::from_str::<serde_json::Value>(text).map_err(|e| bad(format!("not JSON ({e})")))?;
         let inner = std::panic::catch_unwind(|| text.parse::<Tokenizer>())
             .map_err(|p| {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                bad(format!("the tokenizers crate failed reading it: {msg}"))
+                bad(format!(
+                    "the tokenizers crate failed reading it: {}",
+                    ssl_core::error::panic_message(p.as_ref())
+                ))
             })?
             .map_err(|e| bad(e.to_string()))?;
         Self::wrap(inner, path)
