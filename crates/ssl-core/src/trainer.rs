@@ -905,11 +905,18 @@ impl Trainer {
         if ssl_dist::world().is_main() {
             eprintln!("warning: step {n} skipped: {why} ({} skipped in all)", state.skipped_steps);
         }
-        if let Some(name) = non_finite_variable(vs) {
+        // Buffers can differ between ranks (BatchNorm statistics without
+        // --sync-bn), so the ranks agree on the check and stop together.
+        let bad = non_finite_variable(vs);
+        if !ranks_agree(ssl_dist::world(), bad.is_none(), self.device)? {
+            let place = match bad {
+                Some(name) => format!("`{name}`"),
+                None => "a buffer of another rank".to_string(),
+            };
             return Err(Error::Diverged {
                 step: n,
                 msg: format!(
-                    "{why}, and its forward pass left non-finite values in `{name}`, which skipping the update \
+                    "{why}, and its forward pass left non-finite values in {place}, which skipping the update \
                      cannot undo; --resume continues from the last checkpoint: lower the learning rate, or set a \
                      gradient clip"
                 ),
