@@ -79,8 +79,10 @@ impl ModuleT for AudioCnn {
         for (conv, bn) in &self.blocks {
             x = x.apply(conv).apply_t(bn, train).relu().max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
         }
-        let (b, c, f, t) = x.size4().expect("[B, C, F, T] after the convolutions");
-        let x = x.permute([0, 3, 2, 1]).reshape([b, t, f * c]);
+        // [B, C, F, T] → [B, T, F·C]; `flatten` rather than a reshape to
+        // sizes read here, so that a traced export takes any batch and
+        // length.
+        let x = x.permute([0, 3, 2, 1]).flatten(2, 3);
         let x = self.fc0.forward(&x).relu().dropout(self.cfg.dropout, train);
         let x = self.fc3.forward(&x).relu();
         x.amax([1i64].as_slice(), false) + x.mean_dim([1i64].as_slice(), false, x.kind())

@@ -14,6 +14,8 @@
 //!   on the spectrogram.
 //! - Methods ([`methods`]): COLA ([`cola`]), BYOL-A ([`byola`]) and masked
 //!   spectrogram modelling (ssl-core's MAE, shared with vision).
+//! - Weights ([`weights`]): `--init` from a file, and the trained encoder
+//!   out (`backbone.safetensors`, TorchScript).
 //!
 //! `cargo xtask train-audio` (the `train-audio` binary) pretrains one and
 //! compares it with random initialisation by kNN, linear probe and
@@ -29,6 +31,7 @@ pub mod methods;
 pub mod resample;
 pub mod synth;
 pub mod views;
+pub mod weights;
 
 use std::path::{Path, PathBuf};
 

@@ -46,6 +46,15 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
+    /// A weights file (an `--init` file, an export) is missing, unreadable
+    /// or does not fit the model.
+    #[error("weights {path}: {msg}")]
+    Weights {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
     /// Training stopped on request (a SIGTERM or SIGINT the binary turned
     /// into the trainer's stop flag) after writing a checkpoint that
     /// `--resume` continues from.

@@ -41,6 +41,7 @@ pub mod seeds;
 pub mod signal;
 pub mod trainer;
 pub mod vit;
+pub mod weights;
 
 pub use error::{Error, Result};
 pub use method::{Batch, BatchSource, Method, Output};

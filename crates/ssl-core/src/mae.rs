@@ -116,9 +116,9 @@ impl Mae {
         let latent = encoded.apply(&self.decoder_embed);
         let (b, k1, d) = latent.size3().expect("latent tokens");
         let n = ids_restore.size()[1];
-        let masks = self.mask_token.expand([b, n + 1 - k1, d], true);
+        let masks = self.mask_token.expand([b, n + 1 - k1, d], false);
         let tokens = Tensor::cat(&[latent.narrow(1, 1, k1 - 1), masks], 1);
-        let tokens = tokens.gather(1, &ids_restore.unsqueeze(-1).expand([b, n, d], true), false);
+        let tokens = tokens.gather(1, &ids_restore.unsqueeze(-1).expand([b, n, d], false), false);
         let y = Tensor::cat(&[latent.narrow(1, 0, 1), tokens], 1) + &self.decoder_pos_embed;
         let y =
             self.decoder_blocks.iter().fold(y, |y, blk| blk.forward_t(&y, false)).apply(&self.decoder_norm);

@@ -377,13 +377,13 @@ impl Module for Attention {
     /// # Shapes
     /// `[B, N, D]` → `[B, N, D]`
     fn forward(&self, x: &Tensor) -> Tensor {
-        let (b, n, d) = x.size3().expect("attention input must be [B, N, D]");
+        let (_, n, d) = x.size3().expect("attention input must be [B, N, D]");
         let hd = d / self.heads;
         // [B, N, 3, H, hd] → [3, B, H, N, hd]
-        let qkv = x.apply(&self.qkv).reshape([b, n, 3, self.heads, hd]).permute([2, 0, 3, 1, 4]);
+        let qkv = x.apply(&self.qkv).reshape([-1, n, 3, self.heads, hd]).permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<&Tensor>, 0.0, false, None, false);
-        y.transpose(1, 2).reshape([b, n, d]).apply(&self.proj)
+        y.transpose(1, 2).reshape([-1, n, d]).apply(&self.proj)
     }
 }
 

@@ -263,8 +263,9 @@ impl Vit {
     /// [`Vit::encode_tokens`], with stochastic depth when `train` (and a
     /// drop-path rate is set).
     pub fn encode_tokens_t(&self, patches: &Tensor, train: bool) -> Tensor {
-        let b = patches.size()[0];
-        let cls = (&self.cls_token + self.pos_embed.narrow(1, 0, 1)).expand([b, 1, self.cfg.dim], true);
+        // Expanded to the patches' batch with `expand_as`, so that a traced
+        // export (TorchScript) takes any batch size.
+        let cls = (&self.cls_token + self.pos_embed.narrow(1, 0, 1)).expand_as(&patches.narrow(1, 0, 1));
         let x = Tensor::cat(&[cls, patches.shallow_clone()], 1);
         self.blocks.iter().fold(x, |x, blk| blk.forward_t(&x, train)).apply(&self.norm)
     }
@@ -338,7 +339,7 @@ pub fn random_masking(x: &Tensor, ratio: f64) -> (Tensor, Tensor, Tensor) {
     let ids_shuffle = noise.argsort(1, false);
     let ids_restore = ids_shuffle.argsort(1, false);
     let ids_keep = ids_shuffle.narrow(1, 0, keep);
-    let kept = x.gather(1, &ids_keep.unsqueeze(-1).expand([b, keep, d], true), false);
+    let kept = x.gather(1, &ids_keep.unsqueeze(-1).expand([b, keep, d], false), false);
     let mask = Tensor::ones([b, n], (Kind::Float, x.device()));
     let _ = mask.narrow(1, 0, keep).fill_(0.0);
     let mask = mask.gather(1, &ids_restore, false);

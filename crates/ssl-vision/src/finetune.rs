@@ -79,14 +79,16 @@ pub fn fine_tune(
     Ok(r)
 }
 
-/// Where the methods keep their backbone: `backbone.` (SimCLR),
-/// `online.backbone.` (the two-branch methods) or the root (MAE's encoder).
-const BACKBONE_PREFIXES: [&str; 3] = ["", "backbone.", "online.backbone."];
-
-/// Copies a method's backbone weights from `method_vs` into `backbone_vs`
-/// (a backbone built at its root), matching names under the known prefixes.
+/// Copies a method's trained backbone (`backbone.`, `online.backbone.`,
+/// `student.backbone.` or MAE's encoder at the root; never a momentum
+/// target or teacher) from `method_vs` into `backbone_vs` (a backbone built
+/// at its root).
 pub fn copy_backbone(method_vs: &nn::VarStore, backbone_vs: &nn::VarStore) -> Result<()> {
-    Ok(ssl_core::finetune::copy_encoder(method_vs, backbone_vs, &BACKBONE_PREFIXES)?)
+    let keys = ssl_core::weights::keys_of(backbone_vs);
+    let prefix = ssl_core::weights::trained_prefix(method_vs, &keys).map_err(|_| {
+        ssl_core::Error::Config("the method has no encoder variable matching the backbone".into())
+    })?;
+    Ok(ssl_core::finetune::copy_encoder(method_vs, backbone_vs, &[prefix.as_str()])?)
 }
 
 #[cfg(test)]
@@ -130,7 +132,7 @@ mod tests {
     fn backbones_are_found_under_every_method_prefix() {
         let cfg: crate::backbone::BackboneConfig =
             ResNetConfig::resnet18_cifar().with_width(4).with_in_channels(1).into();
-        for method in ["simclr", "byol"] {
+        for method in ["simclr", "byol", "dino"] {
             tch::manual_seed(1);
             let vs = nn::VarStore::new(Device::Cpu);
             let _ = crate::methods::build(method, &vs, &cfg, None, &[]).unwrap();
@@ -138,8 +140,11 @@ mod tests {
             let _ = Backbone::new(&copy.root(), &cfg);
             copy_backbone(&vs, &copy).unwrap();
             let src = vs.variables();
-            let key =
-                if method == "simclr" { "backbone.conv1.weight" } else { "online.backbone.conv1.weight" };
+            let key = match method {
+                "simclr" => "backbone.conv1.weight",
+                "dino" => "student.backbone.conv1.weight",
+                _ => "online.backbone.conv1.weight",
+            };
             assert!(copy.variables()["conv1.weight"].equal(&src[key]), "{method}");
         }
         let empty = nn::VarStore::new(Device::Cpu);

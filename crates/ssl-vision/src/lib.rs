@@ -15,6 +15,8 @@
 //!   [`redundancy`] (Barlow Twins, VICReg), [`mae`] and [`dino`];
 //!   [`methods`] finds them by name, and [`anchors`] holds solo-learn's and
 //!   lightly's published recipes by name.
+//! - [`weights`]: `--init` from torchvision, timm or ssl-rs files, and the
+//!   trained backbone out under the reference library's names.
 //!
 //! ```no_run
 //! use ssl_core::trainer::{TrainConfig, Trainer};
@@ -50,6 +52,7 @@ pub mod simclr;
 pub mod source;
 pub mod stream;
 pub mod transforms;
+pub mod weights;
 
 pub use error::{Error, Result};
 /// The patch transformer and MAE live in ssl-core, shared with audio.

@@ -84,6 +84,24 @@ fn images_smaller_than_the_views_are_refused_naming_the_file() {
 }
 
 /// A small labelled folder: 2 classes of 12 px grey squares.
+/// `train-vision` for one epoch on the CPU, without the kNN monitor.
+fn one_epoch(spec: &str, batch_size: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_train-vision"));
+    cmd.args([
+        "--data",
+        spec,
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--batch-size",
+        batch_size,
+        "--knn-every",
+        "0",
+    ]);
+    cmd
+}
+
 fn tiny_folder(dir: &std::path::Path) {
     for (split, n) in [("train", 8), ("test", 4)] {
         for (c, level) in [("dark", 40u8), ("light", 200u8)] {
@@ -318,19 +336,7 @@ fn stl10s_unlabelled_split_joins_pretraining_only() {
     let spec = format!("stl10:{}", dir.path().display());
     let out = dir.path().join("run");
     let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_train-vision"))
-            .args([
-                "--data",
-                &spec,
-                "--device",
-                "cpu",
-                "--epochs",
-                "1",
-                "--batch-size",
-                "4",
-                "--knn-every",
-                "0",
-            ])
+        one_epoch(&spec, "4")
             .args(["--image-size", "32", "--allow-upscale", "--out"])
             .arg(&out)
             .args(extra)
@@ -457,4 +463,66 @@ fn a_run_killed_or_stopped_by_sigterm_resumes_to_identical_files() {
             eprintln!("{method}: stopped by SIGTERM after step {at} (exit 75), resumed to identical files");
         }
     }
+}
+
+#[test]
+fn a_run_exports_its_backbone_and_another_starts_from_it() {
+    let data = tempfile::tempdir().unwrap();
+    tiny_folder(data.path());
+    let spec = format!("folder:{}", data.path().display());
+    let train = |out: &std::path::Path, extra: &[&str]| {
+        one_epoch(&spec, "8").args(extra).arg("--out").arg(out).output().unwrap()
+    };
+    let first = data.path().join("first");
+    let o = train(&first, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("backbone.json")).unwrap()).unwrap();
+    assert_eq!(meta["library"], "torchvision", "{meta}");
+    for f in ["backbone.safetensors", "backbone.pt", "check_features.safetensors"] {
+        assert!(first.join(f).is_file(), "{f}");
+    }
+    let exported = first.join("backbone.safetensors");
+    let names: Vec<String> =
+        tch::Tensor::read_safetensors(&exported).unwrap().into_iter().map(|(n, _)| n).collect();
+    assert!(
+        names.contains(&"layer4.1.bn2.num_batches_tracked".to_string())
+            && !names.iter().any(|n| n.contains("online"))
+    );
+
+    // BYOL from SimCLR's backbone: both copies start from the file.
+    let second = data.path().join("second");
+    let o = train(&second, &["--method", "byol", "--init", exported.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("init: 120 encoder tensors from")
+            && stderr.contains("into online.backbone, target.backbone"),
+        "{stderr}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(second.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["init"]["loaded"], 120, "{config}");
+
+    // Another architecture, and a truncated file, are refused by name.
+    let o = train(&data.path().join("third"), &["--method", "mae", "--init", exported.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("first/backbone.safetensors")
+            && stderr.contains("missing")
+            && stderr.contains("`blocks.0.attn.qkv.weight`"),
+        "{stderr}"
+    );
+    let cut = data.path().join("cut.safetensors");
+    let bytes = std::fs::read(&exported).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    let o = train(&data.path().join("fourth"), &["--init", cut.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && stderr.contains("cut.safetensors")
+            && stderr.contains("not a readable safetensors file"),
+        "{stderr}"
+    );
 }

@@ -67,6 +67,13 @@ struct Args {
     /// Default: the method's.
     #[arg(long)]
     encoder: Option<String>,
+    /// Start the encoder (every copy: BYOL-A's online branch and its
+    /// target) from a safetensors file: an ssl-rs run's `model.safetensors`
+    /// or `backbone.safetensors`, or a timm ViT state dict for the
+    /// transformer. The encoder flags must describe the file's
+    /// architecture; missing, mis-shaped and unexpected tensors are named.
+    #[arg(long, value_name = "FILE")]
+    init: Option<std::path::PathBuf>,
     /// Peak learning rate (default: the method's recipe).
     #[arg(long)]
     lr: Option<f64>,
@@ -272,7 +279,17 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     train_cfg.checkpoint_every = train_cfg.checkpoint_every.max(1);
     let mut vs = nn::VarStore::new(device);
     let (mut method, model_cfg) = methods::build(&args.method, &vs, &encoder, &args.run.set)?;
-    let config = json!({
+    let init = match &args.init {
+        Some(file) => {
+            let r = ssl_audio::weights::init_encoder(file, &vs, &encoder)?;
+            if run.is_main() {
+                eprintln!("{}", r.summary());
+            }
+            Some(r)
+        }
+        None => None,
+    };
+    let mut config = json!({
         "method": args.method,
         "dataset": dataset,
         "world_size": run.group.world_size(),
@@ -286,6 +303,9 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         "batch_size": batch_size,
         "classes": data.classes,
     });
+    if let Some(r) = init {
+        config["init"] = json!(r);
+    }
     // --resume refuses settings that would change the run; a longer
     // --epochs is allowed and said.
     if let Some(note) = ssl_cli::check_resume_in(&out, &config, args.run.resume)? {
@@ -338,6 +358,10 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         return Ok(None);
     }
     ssl_core::checkpoint::save_weights(&vs, &out.join("model.safetensors"))?;
+    // The encoder alone, with a TorchScript trace and features on four test
+    // spectrograms to check both.
+    let sample = test_x.narrow(0, 0, test_x.size()[0].min(4));
+    ssl_audio::weights::export_encoder(&vs, &encoder, &sample, &out)?;
 
     eprintln!("evaluating (kNN k=min(200, train per class) T=0.1, linear probe) ...");
     let ssl =

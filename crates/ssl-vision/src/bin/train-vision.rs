@@ -81,6 +81,15 @@ struct Args {
     /// Stem: cifar (3x3, no pool) or imagenet (7x7 and max-pool).
     #[arg(long, default_value = "cifar")]
     stem: String,
+    /// Start the backbone (every copy: the online branch and its momentum
+    /// target) from a safetensors file: torchvision's ResNet or timm's ViT
+    /// state dict as published (their classifier `fc.*`/`head.*` is left
+    /// out), or an ssl-rs run's `model.safetensors` or
+    /// `backbone.safetensors`. The backbone flags must describe the file's
+    /// architecture (e.g. `--backbone resnet18 --stem imagenet`); missing,
+    /// mis-shaped and unexpected tensors are named.
+    #[arg(long, value_name = "FILE")]
+    init: Option<PathBuf>,
     /// Optimizer: lars (lightly's) | lars-clip (solo-learn's) | sgd | adamw
     /// (default: the method's recipe).
     #[arg(long)]
@@ -595,6 +604,13 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     let mut vs = nn::VarStore::new(device);
     let (mut method, model_cfg) =
         methods::build(&args.method, &vs, &backbone, args.temperature, &args.run.set)?;
+    if let Some(file) = &args.init {
+        let r = ssl_vision::weights::init_backbone(file, &vs, &backbone)?;
+        if run.is_main() {
+            eprintln!("{}", r.summary());
+        }
+        config["init"] = json!(r);
+    }
     let channels_last = match args.channels_last.as_str() {
         "auto" | "on" => true,
         "off" => false,
@@ -673,6 +689,10 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         return Ok(None);
     }
     ssl_core::checkpoint::save_weights(&vs, &out.join("model.safetensors"))?;
+    // The backbone alone under torchvision's or timm's names, with a
+    // TorchScript trace and features on four test images to check both.
+    let sample = test_x.chunk(0, test_x.len().min(4))?;
+    ssl_vision::weights::export_backbone(&vs, &backbone, &sample, &out)?;
 
     eprintln!("evaluating (kNN k=200 T=0.1, linear probe) ...");
     let ssl = evaluate(

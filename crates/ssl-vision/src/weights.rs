@@ -1,0 +1,107 @@
+//! Backbone weights in and out under torchvision's and timm's names:
+//! `--init` from a published ResNet or ViT safetensors file (or an ssl-rs
+//! run's), and `backbone.safetensors`, the trained backbone alone, which
+//! `torchvision.models.resnet18()` (with `fc = nn.Identity()`) or timm's
+//! `VisionTransformer(num_classes=0)` loads with `strict=True`
+//! (`tools/golden/check_backbone_export.py` checks the features to 1e-4).
+
+use crate::backbone::{Backbone, BackboneConfig};
+use crate::Result;
+use ssl_core::weights::{self, EncoderKeys, InitReport, KeyRules};
+use std::path::Path;
+use tch::nn;
+use tch::{Device, Tensor};
+
+/// The backbone's state-dict names and shapes (built once on the CPU to
+/// read them off).
+pub fn backbone_keys(cfg: &BackboneConfig) -> EncoderKeys {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _ = Backbone::new(&vs.root(), cfg);
+    weights::keys_of(&vs)
+}
+
+/// What a published file may differ in: it may hold a classifier
+/// (torchvision's `fc.*`, timm's `head.*`), left out, and may lack
+/// BatchNorm's `num_batches_tracked` counters (timm's ResNets, older
+/// files), as PyTorch's BatchNorm allows.
+pub const KEY_RULES: KeyRules = KeyRules {
+    ignore_extra: |k| k.starts_with("fc.") || k.starts_with("head."),
+    may_be_missing: |k| k.ends_with(".num_batches_tracked"),
+};
+
+/// Loads a torchvision ResNet, timm ViT or ssl-rs file into every copy of
+/// the backbone in a method's var store (the online branch and its momentum
+/// target alike), before training; see [`ssl_core::weights::init_encoder`]
+/// for the rules. A file for another architecture or input size fails with
+/// the missing, mis-shaped and unexpected names.
+pub fn init_backbone(file: &Path, method_vs: &nn::VarStore, cfg: &BackboneConfig) -> Result<InitReport> {
+    Ok(weights::init_encoder(file, method_vs, &backbone_keys(cfg), KEY_RULES)?)
+}
+
+/// The trained backbone's tensors under the reference library's names, on
+/// the CPU: a ResNet's as torchvision's (with BatchNorm's
+/// `num_batches_tracked`, which the backbone keeps but does not advance:
+/// PyTorch reads it only when BatchNorm's momentum is `None`), a ViT's as
+/// timm's.
+pub fn backbone_tensors(method_vs: &nn::VarStore, cfg: &BackboneConfig) -> Result<Vec<(String, Tensor)>> {
+    let keys = backbone_keys(cfg);
+    let prefix = weights::trained_prefix(method_vs, &keys)?;
+    Ok(weights::encoder_tensors(method_vs, &keys, &prefix)?)
+}
+
+/// Which library's names a backbone export follows.
+pub fn reference_library(cfg: &BackboneConfig) -> &'static str {
+    match cfg {
+        BackboneConfig::ResNet(_) => "torchvision",
+        BackboneConfig::Vit(_) => "timm",
+    }
+}
+
+/// Writes the trained backbone into `dir` with
+/// [`ssl_core::weights::export_encoder`]: `backbone.safetensors`
+/// ([`backbone_tensors`]), `backbone.pt` (TorchScript, which takes any batch
+/// of `sample`'s image size: a ViT's position embeddings are traced for
+/// that size), `check_features.safetensors` (`sample`, after the
+/// evaluation transform, and its features) and `backbone.json` (the
+/// library, the architecture, the input shape), which
+/// `tools/golden/check_backbone_export.py` reads.
+pub fn export_backbone(
+    method_vs: &nn::VarStore,
+    cfg: &BackboneConfig,
+    sample: &Tensor,
+    dir: &Path,
+) -> Result<()> {
+    let named = backbone_tensors(method_vs, cfg)?;
+    let meta = serde_json::json!({"library": reference_library(cfg), "backbone": cfg});
+    Ok(weights::export_encoder(&named, |p| Backbone::new(p, cfg), sample, dir, meta)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resnet::ResNetConfig;
+
+    fn cfg() -> BackboneConfig {
+        ResNetConfig::resnet18_cifar().with_width(4).with_in_channels(1).into()
+    }
+
+    #[test]
+    fn every_method_exports_its_trained_backbone() {
+        let keys = backbone_keys(&cfg());
+        for (method, want) in [
+            ("simclr", "backbone."),
+            ("byol", "online.backbone."),
+            ("moco-v2", "online.backbone."),
+            ("barlow-twins", "online.backbone."),
+            ("dino", "student.backbone."),
+        ] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let _ = crate::methods::build(method, &vs, &cfg(), None, &[]).unwrap();
+            assert_eq!(weights::trained_prefix(&vs, &keys).unwrap(), want, "{method}");
+            let named = backbone_tensors(&vs, &cfg()).unwrap();
+            let conv = &named.iter().find(|(k, _)| k == "conv1.weight").unwrap().1;
+            assert!(conv.equal(&vs.variables()[&format!("{want}conv1.weight")]), "{method}");
+            assert_eq!(named.len(), keys.len());
+        }
+    }
+}
