@@ -10,6 +10,7 @@
 //! cargo xtask train-text ..    pretrain a text encoder + downstream comparison
 //! cargo xtask finetune-text .. fine-tune a pretrained text encoder vs scratch
 //! cargo xtask train-audio ..   pretrain + evaluate an audio encoder
+//! cargo xtask embed --model RUN --data SPEC [--neighbors K]  embeddings for numpy
 //! cargo xtask gen-keywords ..  synthesise spoken keywords with espeak-ng
 //! cargo xtask gen-topics ..    generate the topic text task (corpus + labels)
 //!                              (train-* take --nproc-per-node N: N local ranks)
@@ -41,6 +42,7 @@ fn main() -> Result<()> {
         "finetune-text" => tasks::finetune_text(&rest),
         "train-audio" => tasks::train_audio(&rest),
         "gen-keywords" => tasks::gen_keywords(&rest),
+        "embed" => tasks::embed(&rest),
         "gen-topics" => tasks::gen_topics(&rest),
         "bench-compare" => bench::bench_compare(&rest),
         "results" => results::results(&rest),
@@ -67,6 +69,7 @@ fn print_help() {
          train-text     setup, then BERT (or GPT-style) pretraining on a corpus and the downstream comparison\n  \
          finetune-text  setup, then fine-tune a pretrained text encoder against one from scratch\n  \
          train-audio    setup, then pretrain an audio encoder (cola, byol-a, msm) and evaluate it against random init\n  \
+         embed          embeddings (.npy) and --neighbors K of a data set under a train-vision, train-text or train-audio run\n  \
          gen-keywords   synthesise spoken keywords with espeak-ng (how datasets/keywords is made)\n  \
          gen-topics     generate the topic text task (a corpus holding what few labels lack)\n  \
          bench-compare  criterion benches and their PyTorch references on the same cores; writes BENCHMARKS.md\n  \

@@ -37,7 +37,7 @@ pub fn test(extra: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// A training binary of `krate`: `cargo run --release`, or with
+/// A binary of `krate` (a trainer, or `embed-*`): `cargo run --release`, or with
 /// `--nproc-per-node N` (N > 1) the release build started as N local ranks
 /// (see [`crate::launch`]). On a CUDA machine the build has NCCL.
 fn train(krate: &str, bin: &str, args: &[String]) -> Result<()> {
@@ -94,6 +94,45 @@ pub fn finetune_text(args: &[String]) -> Result<()> {
 /// pretrained-vs-random comparison (the `train-audio` binary).
 pub fn train_audio(args: &[String]) -> Result<()> {
     train("ssl-audio", "train-audio", args)
+}
+
+/// `cargo xtask embed --model RUN --data SPEC [--out DIR] [--neighbors K]`:
+/// embeddings (and nearest neighbours) under a trained run's backbone. The
+/// run's `backbone.json` says its modality, which picks the binary
+/// (`embed-vision` or `embed-audio`; a text run, with `hf/` and no
+/// `backbone.json`, `embed-text`); the arguments go to it.
+pub fn embed(args: &[String]) -> Result<()> {
+    let run_dir = args
+        .iter()
+        .position(|a| a == "--model")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--model=").map(String::from)));
+    let Some(run_dir) = run_dir else {
+        anyhow::bail!("cargo xtask embed needs --model RUN (a train-vision or train-audio run folder)");
+    };
+    let run = std::path::Path::new(&run_dir);
+    let meta = run.join("backbone.json");
+    let is_text = run.join("hf").is_dir()
+        || run.join("tokenizer.json").is_file() && run.join("model.safetensors").is_file();
+    let modality = match std::fs::read_to_string(&meta) {
+        Ok(text) => {
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: not valid JSON: {e}", meta.display()))?;
+            v["modality"].as_str().map(String::from)
+        }
+        Err(_) if is_text => Some("text".into()),
+        Err(e) => anyhow::bail!(
+            "{}: {e}; --model takes a train-vision or train-audio run folder holding backbone.json and \
+             backbone.safetensors (written at the end of a run), or a train-text run folder (its hf/)",
+            meta.display()
+        ),
+    };
+    match modality.as_deref() {
+        Some("vision") => train("ssl-vision", "embed-vision", args),
+        Some("audio") => train("ssl-audio", "embed-audio", args),
+        Some("text") => train("ssl-text", "embed-text", args),
+        other => anyhow::bail!("{}: unknown modality {other:?} (expected vision or audio)", meta.display()),
+    }
 }
 
 /// `cargo xtask gen-topics [ARGS]`: writes the generated topic task (the

@@ -155,6 +155,46 @@ pub fn bundled_keywords(dir: &Path) -> Result<AudioData> {
     folder(&write_keywords(dir)?)
 }
 
+/// The data set a `--data` spec names, and its name in reports: `bundled`
+/// (the keywords, to be put in background noise: `keywords-noisy`; see
+/// [`decode_spec`]), `bundled-clean`, `folder:DIR` or
+/// `manifest:TRAIN,TEST`. The bundled set is read where [`write_keywords`]
+/// put it, under `bundled_dir`.
+pub fn load_spec(spec: &str, bundled_dir: &Path) -> Result<(AudioData, String)> {
+    let keywords = || folder(&bundled_dir.join("keywords"));
+    match spec {
+        "bundled" => return Ok((keywords()?, "keywords-noisy".into())),
+        "bundled-clean" => return Ok((keywords()?, "keywords".into())),
+        _ => {}
+    }
+    if let Some(dir) = spec.strip_prefix("folder:") {
+        return Ok((folder(dir.as_ref())?, spec.into()));
+    }
+    if let Some(files) = spec.strip_prefix("manifest:") {
+        let Some((train, test)) = files.split_once(',') else {
+            return Err(Error::Config(format!(
+                "--data manifest:TRAIN,TEST needs two manifest files, got `{files}`"
+            )));
+        };
+        return Ok((manifests(train.as_ref(), test.as_ref())?, spec.into()));
+    }
+    Err(Error::Config(format!(
+        "unknown --data `{spec}` (expected bundled, bundled-clean, folder:DIR or manifest:TRAIN,TEST)"
+    )))
+}
+
+/// The clips of one split of a `--data` spec at `rate` Hz: `bundled`'s are
+/// one-second windows in background noise, fixed per clip (seed 1 for the
+/// training split, 2 for the test split), as `train-audio` trains on them.
+pub fn decode_spec(spec: &str, set: &ClipSet, rate: u32, test_split: bool) -> Result<Vec<Vec<f32>>> {
+    let clips = load_clips(&set.files, rate)?;
+    Ok(if spec == "bundled" {
+        with_background_noise(&clips, rate as usize, (0.0, 20.0), if test_split { 2 } else { 1 })
+    } else {
+        clips
+    })
+}
+
 /// Each clip centred in a window of `len` samples (see
 /// [`ssl_core::signal::centred`]) with white Gaussian noise over the whole
 /// window at a signal-to-noise ratio drawn uniformly from `snr_db` (the

@@ -6,6 +6,7 @@
 //! the transformer under timm's names.
 
 use crate::encoder::{AudioEncoder, AudioEncoderConfig};
+use crate::views::AudioInput;
 use crate::Result;
 use ssl_core::weights::{self, EncoderKeys, InitReport, KeyRules};
 use std::path::Path;
@@ -53,15 +54,19 @@ pub fn encoder_tensors(method_vs: &nn::VarStore, cfg: &AudioEncoderConfig) -> Re
 /// `backbone.pt` (TorchScript: the CNN takes any batch and length, the
 /// transformer any batch of `sample`'s shape),
 /// `check_features.safetensors` (`sample`: log-mel spectrograms
-/// `[N, 1, n_mels, frames]`, and their features) and `backbone.json`.
+/// `[N, 1, n_mels, frames]`, and their features) and `backbone.json` (with
+/// `input`, the front end and normalisation, which `embed-audio` applies).
 pub fn export_encoder(
     method_vs: &nn::VarStore,
     cfg: &AudioEncoderConfig,
+    input: &AudioInput,
     sample: &Tensor,
     dir: &Path,
 ) -> Result<()> {
     let named = encoder_tensors(method_vs, cfg)?;
-    let meta = serde_json::json!({"library": reference_library(cfg), "encoder": cfg});
+    let meta = serde_json::json!({
+        "modality": "audio", "library": reference_library(cfg), "encoder": cfg, "input": input,
+    });
     Ok(weights::export_encoder(&named, |p| AudioEncoder::new(p, cfg), sample, dir, meta)?)
 }
 
@@ -78,7 +83,13 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let (m, _) = crate::methods::build("byol-a", &vs, &cfg, &[]).unwrap();
         let x = Tensor::randn([3, 1, 16, 24], (tch::Kind::Float, Device::Cpu));
-        export_encoder(&vs, &cfg, &x, dir.path()).unwrap();
+        let input = AudioInput {
+            frontend: crate::frontend::LogMelConfig { n_mels: 16, ..Default::default() },
+            clip_len: 3680,
+            mean: 0.0,
+            std: 1.0,
+        };
+        export_encoder(&vs, &cfg, &input, &x, dir.path()).unwrap();
         let named = Tensor::read_safetensors(dir.path().join("backbone.safetensors")).unwrap();
         assert!(named.iter().any(|(k, _)| k == "features.1.num_batches_tracked"));
         assert!(named.iter().all(|(k, _)| !k.contains("online")));

@@ -98,6 +98,9 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
         assert!(c["rankme"].as_f64().is_some() && c["normalized_std"].as_f64().is_some(), "{method}: {r}");
         assert!(r["train"]["collapse_warnings"].is_array(), "{method}");
         assert!(r["ssl"]["linear_top1_1pct"].as_f64().is_some(), "{method}");
+        if method != "byol-a" {
+            embeds_like_the_run(d, &folder, method);
+        }
     }
 
     // Resume the last run (msm) for a third epoch: it continues from the
@@ -151,6 +154,39 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
     }
     // 1% and 10% of 6 clips per class: one clip per class.
     assert_eq!(r["finetune"]["fractions"][0]["plan"]["labels"], 2);
+}
+
+/// `embed-audio` on the run in `dir/run`: a row per clip (train, then
+/// test), and the test split's first four are the export's check features.
+fn embeds_like_the_run(dir: &Path, data: &str, method: &str) {
+    let run = dir.join("run");
+    let out = dir.join(format!("emb-{method}"));
+    let o = Command::new(env!("CARGO_BIN_EXE_embed-audio"))
+        .args([
+            "--model",
+            run.to_str().unwrap(),
+            "--data",
+            data,
+            "--device",
+            "cpu",
+            "--neighbors",
+            "2",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{method}: {}", stderr(&o));
+    let e = tch::Tensor::read_npy(out.join("embeddings.npy")).unwrap();
+    let rows = std::fs::read_to_string(out.join("items.jsonl")).unwrap();
+    assert_eq!(e.size()[0] as usize, rows.lines().count(), "{method}");
+    let first_test = rows.lines().position(|l| l.contains("\"split\":\"test\"")).unwrap() as i64;
+    let check: std::collections::HashMap<String, tch::Tensor> =
+        tch::Tensor::read_safetensors(run.join("check_features.safetensors")).unwrap().into_iter().collect();
+    let want = &check["features"];
+    let diff = (e.narrow(0, first_test, want.size()[0]) - want).abs().max().double_value(&[]);
+    assert!(diff < 1e-5, "{method}: embeddings differ from the run's by {diff}");
+    assert_eq!(tch::Tensor::read_npy(out.join("neighbors.npy")).unwrap().size(), [e.size()[0], 2]);
 }
 
 fn fails_with(dir: &Path, data: &str, extra: &[&str], expected: &[&str]) {

@@ -6,10 +6,15 @@
 //! data, methods and help texts (`#[command(mut_arg(…))]` rewords a shared
 //! option where its meaning differs, such as the default run folder).
 //!
+//! [`EmbedArgs`] does the same for the `embed-*` binaries.
+//!
 //! Libraries never parse flags; this crate is the one place that does for
 //! what the binaries share.
 
+pub mod embed;
 pub mod testing;
+
+pub use embed::EmbedArgs;
 
 use clap::Args;
 use serde::Serialize;

@@ -26,6 +26,7 @@ pub mod config;
 pub mod device;
 pub mod dist_check;
 pub mod ema;
+pub mod embed;
 pub mod error;
 pub mod eval;
 pub mod finetune;

@@ -66,6 +66,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn floats_read_back_from_json_are_the_ones_written() {
+        // An f32 statistic as f64 (an audio run's input mean) that serde_json
+        // parsed one ULP off without its `float_roundtrip` feature, so that
+        // `--resume` saw a changed setting.
+        let v = -12.494490623474121f64;
+        let back: f64 = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+        assert_eq!(back.to_bits(), v.to_bits());
+    }
+
+    #[test]
     fn jsonl_appends_and_atomic_write_replaces() {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("m.jsonl");

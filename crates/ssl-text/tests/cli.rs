@@ -127,6 +127,42 @@ fn train_text_reports_and_exports_a_loadable_model() {
     assert_eq!(r2["pretrained"]["linear_top1"], r["pretrained"]["linear_top1"]);
     assert!(r2.to_string().contains(r#""head_init":"probe""#), "{r2}");
 
+    // Embeddings: the labelled folder (train, then test), and the test
+    // file alone, which gives the same rows as the folder's test split.
+    let embed = |data: &str, out: &str| {
+        Command::new(env!("CARGO_BIN_EXE_embed-text"))
+            .args(["--model", run.to_str().unwrap(), "--data", data, "--device", "cpu", "--neighbors", "3"])
+            .args(["--out", dir.path().join(out).to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let labeled = dir.path().join("labeled");
+    let o = embed(labeled.to_str().unwrap(), "emb");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let all = tch::Tensor::read_npy(dir.path().join("emb/embeddings.npy")).unwrap();
+    assert_eq!(all.size()[0], 240);
+    assert_eq!(tch::Tensor::read_npy(dir.path().join("emb/neighbors.npy")).unwrap().size(), [240, 3]);
+    let rows = std::fs::read_to_string(dir.path().join("emb/items.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(rows.lines().nth(192).unwrap()).unwrap();
+    assert_eq!((first["split"].as_str(), first["class"].as_str()), (Some("test"), Some("space")), "{first}");
+    let o = embed(labeled.join("test.jsonl").to_str().unwrap(), "emb-test");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let test = tch::Tensor::read_npy(dir.path().join("emb-test/embeddings.npy")).unwrap();
+    assert!((all.narrow(0, 192, 48) - test).abs().max().double_value(&[]) < 1e-5);
+    let o = embed(&format!("lines:{}", dir.path().join("corpus.txt").display()), "emb-lines");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines = tch::Tensor::read_npy(dir.path().join("emb-lines/embeddings.npy")).unwrap();
+    assert_eq!(lines.size()[0], 240, "one row per line of the corpus");
+    let o = Command::new(env!("CARGO_BIN_EXE_embed-text"))
+        .args(["--model", labeled.to_str().unwrap(), "--data", "x", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && stderr(&o).contains("no config.json and model.safetensors"),
+        "{}",
+        stderr(&o)
+    );
+
     let clm = train_text(dir.path(), &["--objective", "clm", "--finetune-epochs", "0"]);
     assert!(clm.status.success(), "{}", stderr(&clm));
 }

@@ -5,6 +5,7 @@
 //! `VisionTransformer(num_classes=0)` loads with `strict=True`
 //! (`tools/golden/check_backbone_export.py` checks the features to 1e-4).
 
+use crate::augment::ViewAugment;
 use crate::backbone::{Backbone, BackboneConfig};
 use crate::Result;
 use ssl_core::weights::{self, EncoderKeys, InitReport, KeyRules};
@@ -63,16 +64,20 @@ pub fn reference_library(cfg: &BackboneConfig) -> &'static str {
 /// of `sample`'s image size: a ViT's position embeddings are traced for
 /// that size), `check_features.safetensors` (`sample`, after the
 /// evaluation transform, and its features) and `backbone.json` (the
-/// library, the architecture, the input shape), which
+/// library, the architecture, the input shape, and `eval`, the evaluation
+/// transform, which `embed-vision` applies), which
 /// `tools/golden/check_backbone_export.py` reads.
 pub fn export_backbone(
     method_vs: &nn::VarStore,
     cfg: &BackboneConfig,
+    eval: &ViewAugment,
     sample: &Tensor,
     dir: &Path,
 ) -> Result<()> {
     let named = backbone_tensors(method_vs, cfg)?;
-    let meta = serde_json::json!({"library": reference_library(cfg), "backbone": cfg});
+    let meta = serde_json::json!({
+        "modality": "vision", "library": reference_library(cfg), "backbone": cfg, "eval_transform": eval,
+    });
     Ok(weights::export_encoder(&named, |p| Backbone::new(p, cfg), sample, dir, meta)?)
 }
 

@@ -490,6 +490,56 @@ fn a_run_exports_its_backbone_and_another_starts_from_it() {
             && !names.iter().any(|n| n.contains("online"))
     );
 
+    // Embeddings of both splits (train first); the test split's first four
+    // are the export's check features.
+    let emb = data.path().join("emb");
+    let o = Command::new(env!("CARGO_BIN_EXE_embed-vision"))
+        .args([
+            "--model",
+            first.to_str().unwrap(),
+            "--data",
+            &spec,
+            "--device",
+            "cpu",
+            "--neighbors",
+            "3",
+            "--out",
+        ])
+        .arg(&emb)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = tch::Tensor::read_npy(emb.join("embeddings.npy")).unwrap();
+    assert_eq!(e.size(), [24, 128]);
+    let check: std::collections::HashMap<String, tch::Tensor> =
+        tch::Tensor::read_safetensors(first.join("check_features.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    let diff = (e.narrow(0, 16, 4) - &check["features"]).abs().max().double_value(&[]);
+    assert!(diff < 1e-5, "embeddings of the test images differ from the run's by {diff}");
+    assert_eq!(tch::Tensor::read_npy(emb.join("neighbors.npy")).unwrap().size(), [24, 3]);
+    let items = std::fs::read_to_string(emb.join("items.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = items.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 24);
+    assert_eq!(
+        (rows[16]["split"].as_str(), rows[16]["class"].as_str()),
+        (Some("test"), Some("dark")),
+        "{}",
+        rows[16]
+    );
+    assert!(rows[16]["path"].as_str().unwrap().ends_with("test/dark/0.png"), "{}", rows[16]);
+    assert_eq!(rows[0]["neighbors"].as_array().map(Vec::len), Some(3));
+    let o = Command::new(env!("CARGO_BIN_EXE_embed-vision"))
+        .args(["--model", data.path().to_str().unwrap(), "--data", &spec, "--device", "cpu"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && stderr.contains("backbone.json") && stderr.contains("run folder"),
+        "{stderr}"
+    );
+
     // BYOL from SimCLR's backbone: both copies start from the file.
     let second = data.path().join("second");
     let o = train(&second, &["--method", "byol", "--init", exported.to_str().unwrap()]);

@@ -9,6 +9,7 @@
 //! trace reproduces the features. Loading both exports in torchvision and
 //! timm is `tools/golden/check_backbone_export.py`'s job.
 
+use ssl_vision::augment::ViewAugment;
 use ssl_vision::backbone::BackboneConfig;
 use ssl_vision::resnet::{ResNet, ResNetConfig};
 use ssl_vision::weights::{export_backbone, init_backbone};
@@ -140,7 +141,7 @@ fn export(
     let dir = tempfile::tempdir().unwrap();
     let (vs, _) = build(method, cfg);
     init_backbone(file, &vs, cfg).unwrap();
-    export_backbone(&vs, cfg, input, dir.path()).unwrap();
+    export_backbone(&vs, cfg, &ViewAugment::digits(32), input, dir.path()).unwrap();
     let check: BTreeMap<String, Tensor> =
         Tensor::read_safetensors(dir.path().join("check_features.safetensors"))
             .unwrap()

@@ -11,7 +11,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde_json::json;
-use ssl_audio::data::{self, AudioData, ClipSet};
+use ssl_audio::data;
 use ssl_audio::encoder::{AudioEncoder, AudioEncoderConfig};
 use ssl_audio::frontend::LogMelConfig;
 use ssl_audio::methods::{self, ENCODER_PREFIXES};
@@ -23,7 +23,7 @@ use ssl_core::finetune::{copy_encoder, fine_tune, FineTuneRecipe, FractionPlan, 
 use ssl_core::metrics::write_json_atomic;
 use ssl_core::optim::OptimizerConfig;
 use ssl_core::trainer::{TrainConfig, Trainer};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
@@ -109,33 +109,6 @@ struct Args {
     run: ssl_cli::RunArgs,
 }
 
-/// The labelled data and its name in the report.
-/// The data set and its name; the bundled set is read where
-/// [`data::write_keywords`] put it, under `bundled_dir`.
-fn load_data(spec: &str, bundled_dir: &Path) -> Result<(AudioData, String)> {
-    let keywords = || data::folder(&bundled_dir.join("keywords"));
-    match spec {
-        "bundled" => return Ok((keywords()?, "keywords-noisy".into())),
-        "bundled-clean" => return Ok((keywords()?, "keywords".into())),
-        _ => {}
-    }
-    if let Some(dir) = spec.strip_prefix("folder:") {
-        return Ok((data::folder(dir.as_ref())?, spec.into()));
-    }
-    if let Some(files) = spec.strip_prefix("manifest:") {
-        let Some((train, test)) = files.split_once(',') else {
-            bail!("--data manifest:TRAIN,TEST needs two manifest files, got `{files}`");
-        };
-        return Ok((data::manifests(train.as_ref(), test.as_ref())?, spec.into()));
-    }
-    bail!("unknown --data `{spec}` (expected bundled, bundled-clean, folder:DIR or manifest:TRAIN,TEST)")
-}
-
-fn decode(set: &ClipSet, rate: u32, what: &str) -> Result<Vec<Vec<f32>>> {
-    let clips = data::load_clips(&set.files, rate).with_context(|| format!("reading the {what} clips"))?;
-    Ok(clips)
-}
-
 fn evaluate(
     features: &dyn Fn(&Tensor) -> Tensor,
     (train_x, train_y): (&Tensor, &Tensor),
@@ -196,7 +169,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         }
         run.group.barrier()?;
     }
-    let (data, dataset) = load_data(&args.data, &bundled_dir)?;
+    let (data, dataset) = data::load_spec(&args.data, &bundled_dir)?;
     let (data, dataset) = match args.val_fraction {
         Some(f) => (data.validation_split(f, seed)?, format!("{dataset}-val")),
         None => (data, dataset),
@@ -212,14 +185,10 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
             data.test.files.len()
         );
     }
-    let mut train_clips = decode(&data.train, args.sample_rate, "training")?;
-    let mut test_clips = decode(&data.test, args.sample_rate, "test")?;
-    if args.data == "bundled" {
-        // One-second windows in background noise, fixed per clip.
-        let len = args.sample_rate as usize;
-        train_clips = data::with_background_noise(&train_clips, len, (0.0, 20.0), 1);
-        test_clips = data::with_background_noise(&test_clips, len, (0.0, 20.0), 2);
-    }
+    let train_clips = data::decode_spec(&args.data, &data.train, args.sample_rate, false)
+        .context("reading the training clips")?;
+    let test_clips = data::decode_spec(&args.data, &data.test, args.sample_rate, true)
+        .context("reading the test clips")?;
     let unlabeled_files = match &args.unlabeled {
         Some(dir) => data::unlabeled(dir)?,
         None => Vec::new(),
@@ -361,7 +330,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     // The encoder alone, with a TorchScript trace and features on four test
     // spectrograms to check both.
     let sample = test_x.narrow(0, 0, test_x.size()[0].min(4));
-    ssl_audio::weights::export_encoder(&vs, &encoder, &sample, &out)?;
+    ssl_audio::weights::export_encoder(&vs, &encoder, &input, &sample, &out)?;
 
     eprintln!("evaluating (kNN k=min(200, train per class) T=0.1, linear probe) ...");
     let ssl =

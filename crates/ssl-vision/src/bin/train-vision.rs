@@ -692,7 +692,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     // The backbone alone under torchvision's or timm's names, with a
     // TorchScript trace and features on four test images to check both.
     let sample = test_x.chunk(0, test_x.len().min(4))?;
-    ssl_vision::weights::export_backbone(&vs, &backbone, &sample, &out)?;
+    ssl_vision::weights::export_backbone(&vs, &backbone, &aug, &sample, &out)?;
 
     eprintln!("evaluating (kNN k=200 T=0.1, linear probe) ...");
     let ssl = evaluate(
