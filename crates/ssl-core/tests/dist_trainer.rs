@@ -5,7 +5,8 @@
 //! rank stops both at the same step and resumes to the same end, a resume
 //! whose checkpoints all fail their checks fails on every rank with its
 //! own clear error, ranks started with different configurations refuse to
-//! train, and a killed rank is named by the survivor.
+//! train, a non-finite buffer on one rank stops every rank with the same
+//! error kind, and a killed rank is named by the survivor.
 
 use ssl_core::method::{Batch, BatchSource, Method, Output};
 use ssl_core::optim::OptimizerConfig;
@@ -27,6 +28,9 @@ struct Mlp {
     b: nn::Linear,
     /// Sets the flag after this step (0-based), as a signal would.
     stop_after: Option<(usize, Arc<AtomicBool>)>,
+    /// A rank-local running mean of the inputs, as BatchNorm's statistics
+    /// are without --sync-bn (see [`model_with_buffer`]).
+    running: Option<Tensor>,
 }
 
 impl Method for Mlp {
@@ -34,6 +38,12 @@ impl Method for Mlp {
         "mlp"
     }
     fn loss(&self, batch: &Batch, _train: bool) -> Result<Output> {
+        if let Some(r) = &self.running {
+            tch::no_grad(|| {
+                let new = r * 0.9 + batch.views[0].mean(Kind::Double) * 0.1;
+                r.shallow_clone().copy_(&new);
+            });
+        }
         let y = self.b.forward(&self.a.forward(&batch.views[0]).tanh());
         Ok(Output::new(y.mse_loss(&batch.views[1], tch::Reduction::Mean)))
     }
@@ -50,19 +60,34 @@ impl Method for Mlp {
 }
 
 fn model() -> (nn::VarStore, Mlp) {
+    build(false)
+}
+
+/// [`model`] with a buffer (not trained, not synchronised) that the
+/// forward pass updates from this rank's inputs.
+fn model_with_buffer() -> (nn::VarStore, Mlp) {
+    build(true)
+}
+
+fn build(buffer: bool) -> (nn::VarStore, Mlp) {
     tch::manual_seed(11);
     let mut vs = nn::VarStore::new(Device::Cpu);
     let a = nn::linear(vs.root() / "a", 4, 8, Default::default());
     let b = nn::linear(vs.root() / "b", 8, 1, Default::default());
+    let running = buffer.then(|| vs.root().zeros_no_train("running_mean", &[1]));
     vs.double();
-    (vs, Mlp { a, b, stop_after: None })
+    // `double` replaced the variables' data in place: read the buffer back.
+    let running = running.map(|_| vs.variables()["running_mean"].shallow_clone());
+    (vs, Mlp { a, b, stop_after: None, running })
 }
 
 /// Three global batches of 16 per epoch; fails at epoch `fail_at`, or has
-/// `stall` (rank, epoch) sleep after telling the test to kill it.
+/// `stall` (rank, epoch) sleep after telling the test to kill it, or gives
+/// `nan_at` (rank, global step, 0-based) inputs of NaN.
 struct Source {
     fail_at: Option<usize>,
     stall: Option<(usize, usize, std::path::PathBuf)>,
+    nan_at: Option<(usize, usize)>,
 }
 
 impl BatchSource for Source {
@@ -83,7 +108,10 @@ impl BatchSource for Source {
             }
         }
         let g = Tensor::arange(16 * 4, (Kind::Double, Device::Cpu)).reshape([16, 4]);
-        let x = ((g + (epoch * 3 + index) as f64) * 0.37).sin();
+        let mut x = ((g + (epoch * 3 + index) as f64) * 0.37).sin();
+        if self.nan_at == Some((ssl_dist::world().rank(), epoch * 3 + index)) {
+            x = x.fill(f64::NAN);
+        }
         let y = (&x * Tensor::from_slice(&[1.0f64, -2.0, 0.5, 3.0]))
             .sum_dim_intlist([1i64].as_slice(), true, Kind::Double)
             .sin();
@@ -131,7 +159,7 @@ fn max_diff(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
     a.iter().map(|(n, t)| (t - b[n]).abs().max().double_value(&[])).fold(0.0, f64::max)
 }
 
-const PLAIN: Source = Source { fail_at: None, stall: None };
+const PLAIN: Source = Source { fail_at: None, stall: None, nan_at: None };
 
 #[test]
 fn two_ranks_train_as_one_process_and_resume_exactly() {
@@ -146,8 +174,14 @@ fn two_ranks_train_as_one_process_and_resume_exactly() {
         }
         // Cut by a crash at epoch 2 on every rank, then resumed.
         let cut = dir.join("cut");
-        let err = fit(&cut, 1, &Source { fail_at: Some(2), stall: None }, false, serde_json::json!({}))
-            .unwrap_err();
+        let err = fit(
+            &cut,
+            1,
+            &Source { fail_at: Some(2), stall: None, nan_at: None },
+            false,
+            serde_json::json!({}),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("simulated crash"), "{err}");
         let w = fit(&cut, 1, &PLAIN, true, serde_json::json!({})).unwrap();
         save(&dir, &format!("resumed.rank{}.st", g.rank()), &w);
@@ -255,6 +289,44 @@ fn when_rank_0_finds_no_good_checkpoint_every_rank_fails_at_once() {
 }
 
 #[test]
+fn a_non_finite_buffer_on_one_rank_stops_every_rank_as_diverged() {
+    let test = "a_non_finite_buffer_on_one_rank_stops_every_rank_as_diverged";
+    if let Some(dir) = rank_dir(test) {
+        let g = join();
+        // Rank 1's inputs of global step 5 (0-based 4) are NaN: the synced
+        // gradient is non-finite on both ranks, so both skip the step, but
+        // only rank 1's running mean holds the NaN.
+        let (mut vs, mut m) = model_with_buffer();
+        let source = Source { fail_at: None, stall: None, nan_at: Some((1, 4)) };
+        let t = Trainer::new(config(1), Device::Cpu, &dir.join("run"), serde_json::json!({}));
+        let started = std::time::Instant::now();
+        let err = match t.fit(&mut m, &mut vs, &source, false) {
+            Err(e @ Error::Diverged { .. }) => e.to_string(),
+            other => panic!("rank {}: expected Diverged, got {:?}", g.rank(), other.map(|s| s.steps)),
+        };
+        let waited = started.elapsed().as_secs_f64();
+        std::fs::write(dir.join(format!("error{}.txt", g.rank())), format!("{waited}\n{err}")).unwrap();
+        return;
+    }
+    let run = run_ranks(test, 2, DEADLINE, &[]);
+    run.assert_success();
+    for rank in 0..2 {
+        let text = std::fs::read_to_string(run.dir.join(format!("error{rank}.txt"))).unwrap();
+        let (waited, err) = text.split_once('\n').unwrap();
+        eprintln!("rank {rank} after {waited} s: {err}");
+        // Well under the 20 s collective timeout: no rank waits for one
+        // that has already stopped.
+        assert!(waited.parse::<f64>().unwrap() < 10.0, "rank {rank} took {waited} s: {err}");
+        assert!(
+            err.contains("diverged at step 5") && err.contains("non-finite gradient norm"),
+            "rank {rank}: {err}"
+        );
+        let place = if rank == 1 { "`running_mean`" } else { "a buffer of another rank" };
+        assert!(err.contains(place), "rank {rank}: {err}");
+    }
+}
+
+#[test]
 fn ranks_with_different_configurations_refuse_to_train() {
     let test = "ranks_with_different_configurations_refuse_to_train";
     if let Some(dir) = rank_dir(test) {
@@ -284,7 +356,7 @@ fn a_rank_killed_mid_run_is_named_by_the_survivor() {
     let test = "a_rank_killed_mid_run_is_named_by_the_survivor";
     if let Some(dir) = rank_dir(test) {
         join();
-        let source = Source { fail_at: None, stall: Some((1, 1, dir.clone())) };
+        let source = Source { fail_at: None, stall: Some((1, 1, dir.clone())), nan_at: None };
         let e = fit(&dir.join("run"), 1, &source, false, serde_json::json!({})).unwrap_err().to_string();
         std::fs::write(dir.join("error.txt"), e).unwrap();
         return;
