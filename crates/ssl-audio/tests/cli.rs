@@ -279,3 +279,21 @@ fn a_run_killed_at_a_random_step_resumes_to_identical_files() {
         eprintln!("{method}: killed after step {at}, resumed to identical files");
     }
 }
+
+#[test]
+fn print_config_writes_no_run_and_its_output_starts_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    let data = format!("folder:{}", dir.path().join("kw").display());
+    let out = dir.path().join("run");
+    let mut args = vec!["--data", &data, "--out", out.to_str().unwrap()];
+    args.extend(["--method", "msm", "--set", "mask_ratio=0.5"]);
+    args.extend(SMALL);
+    let first = ssl_cli::testing::print_config_round_trips(
+        std::path::Path::new(env!("CARGO_BIN_EXE_train-audio")),
+        &args,
+        dir.path(),
+    );
+    assert_eq!((&first["method"], &first["model"]["mask_ratio"]), (&"msm".into(), &0.5.into()), "{first}");
+    assert!(!out.exists(), "--print-config made the run folder");
+}

@@ -11,6 +11,7 @@
 //! Libraries never parse flags; this crate is the one place that does for
 //! what the binaries share.
 
+pub mod config_file;
 pub mod embed;
 pub mod testing;
 
@@ -92,6 +93,21 @@ pub struct RunArgs {
     /// baseline must match it).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<ssl_core::config::Override>,
+    /// Read options from a TOML (`.toml`) or JSON file: keys are the
+    /// options' names (`batch-size = 64`, `set = ["out=256"]`), and flags
+    /// given beside it override them. A run's own `config.json` repeats
+    /// that run (`--config runs/X/config.json`; it reads the `args` the
+    /// run recorded). Unknown keys and wrong types are errors naming the
+    /// file and key.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the resolved config (what `config.json` would hold, with the
+    /// options under `args`) and stop before training: no model is trained
+    /// and no config, checkpoint or report is written. The data is still
+    /// read (the config depends on it), so the bundled sets are written out
+    /// where a run reads them, and train-text trains its tokenizer.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// A started run: where this rank trains and with whom.
@@ -209,6 +225,62 @@ impl RunArgs {
         cfg.checkpoint_every_minutes = self.checkpoint_every_minutes;
         cfg.seed = self.seed;
     }
+}
+
+/// The binary's options: the command line, with `--config FILE` read
+/// first ([`config_file`]). A bad file or key ends the process with
+/// status 2, as clap does for a bad flag.
+pub fn parse<A: clap::Parser>() -> A {
+    A::parse_from(argv::<A>())
+}
+
+/// The command line with `--config FILE` expanded ([`config_file::expand`]),
+/// program name first; ends the process with status 2 on a bad file.
+pub fn argv<A: clap::CommandFactory>() -> Vec<std::ffi::OsString> {
+    match config_file::expand(&A::command(), std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Records the options a run was started with under `config["args"]`, so
+/// that `--config DIR/config.json` starts it again: `args` serialised,
+/// less the options that only say how this invocation was read
+/// (`config`, `print_config`, `resume`). A run of `--seeds` records its
+/// own seed alone, in its own folder `dir`.
+pub fn record_args<T: Serialize>(
+    config: &mut serde_json::Value,
+    args: &T,
+    dir: &std::path::Path,
+) -> Result<()> {
+    let mut v =
+        serde_json::to_value(args).map_err(|e| Error::Config(format!("recording the options: {e}")))?;
+    if let Some(m) = v.as_object_mut() {
+        for k in config_file::META {
+            m.remove(k);
+        }
+        if m.get("seeds").and_then(serde_json::Value::as_u64).is_some_and(|n| n > 1) {
+            m.insert("seeds".into(), 1.into());
+            m.insert("out".into(), serde_json::json!(dir));
+        }
+    }
+    config["args"] = v;
+    Ok(())
+}
+
+/// `--print-config`: prints `config` (pretty JSON) to standard output on
+/// rank 0 and returns true, for the binary to stop before training.
+pub fn print_config(args: &RunArgs, config: &serde_json::Value) -> bool {
+    if !args.print_config {
+        return false;
+    }
+    if ssl_dist::world().is_main() {
+        println!("{}", serde_json::to_string_pretty(config).unwrap_or_else(|_| config.to_string()));
+    }
+    true
 }
 
 fn non_negative_minutes(s: &str) -> std::result::Result<f64, String> {
@@ -506,6 +578,9 @@ pub fn check_resume(saved: &serde_json::Value, new: &serde_json::Value) -> Resul
         .into_iter()
         .filter(|k| a.get(*k) != b.get(*k))
         .filter(|k| !RESUMABLE_KEYS.contains(&k.as_str()))
+        // The options as given (`record_args`): what they resolve to is
+        // compared; a flag that changes nothing is no difference.
+        .filter(|k| !(k.as_str() == "args" || k.starts_with("args.")))
         .filter(|k| !(epochs_changed && k.as_str() == "train.warmup_epochs"))
         .map(|k| format!("{k}: {} → {}", a.get(k).unwrap_or(&null), b.get(k).unwrap_or(&null)))
         .collect();

@@ -230,3 +230,24 @@ pub fn sigterm_and_resume(binary: &Path, args: &[&str], dir: &Path, full: &RunFi
     RunFiles::read(&out).assert_same(full, &format!("stopped by SIGTERM after step {stopped_at}, resumed"));
     stopped_at
 }
+
+/// `binary --print-config` with `args` (stdout parsed), then the printed
+/// config given back as `--config FILE` alone (written in `dir`): both must
+/// resolve to the same config. Returns the first.
+pub fn print_config_round_trips(binary: &Path, args: &[&str], dir: &Path) -> Value {
+    let print = |args: &[&str]| -> (String, Value) {
+        let o = Command::new(binary).args(args).arg("--print-config").output().expect("running the binary");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{} {args:?} --print-config failed:\n{stderr}", binary.display());
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let v = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("--print-config printed no JSON ({e}):\n{text}"));
+        (text, v)
+    };
+    let (text, first) = print(args);
+    let file = dir.join("printed-config.json");
+    std::fs::write(&file, text).expect("writing the printed config");
+    let (_, again) = print(&["--config", file.to_str().expect("a UTF-8 path")]);
+    assert_eq!(again, first, "the printed config's options resolve to another config");
+    first
+}

@@ -251,3 +251,21 @@ fn a_run_killed_at_a_random_step_resumes_to_identical_files() {
     let at = ssl_cli::testing::kill_and_resume(binary, &args, &dir.path().join("mlm"), &full);
     eprintln!("killed after step {at}, resumed to identical files");
 }
+
+#[test]
+fn print_config_writes_no_run_and_its_output_starts_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    let (corpus, labeled, out) =
+        (dir.path().join("corpus.txt"), dir.path().join("labeled"), dir.path().join("run"));
+    let mut args = vec!["--corpus", corpus.to_str().unwrap(), "--labeled", labeled.to_str().unwrap()];
+    args.extend(["--out", out.to_str().unwrap(), "--dropout", "0.05"]);
+    args.extend(SMALL);
+    let first = ssl_cli::testing::print_config_round_trips(
+        std::path::Path::new(env!("CARGO_BIN_EXE_train-text")),
+        &args,
+        dir.path(),
+    );
+    assert_eq!(first["pretrain_dropout"], 0.05, "{first}");
+    assert!(!out.join("config.json").exists() && !out.join("tokenizer.json").exists());
+}

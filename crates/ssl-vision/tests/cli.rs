@@ -576,3 +576,94 @@ fn a_run_exports_its_backbone_and_another_starts_from_it() {
         "{stderr}"
     );
 }
+
+/// `train-vision ARGS`, its status, standard output and standard error.
+fn vision(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_train-vision")).args(args).output().unwrap();
+    (o.status.success(), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}
+
+#[test]
+fn a_runs_config_json_or_a_toml_file_sets_the_options_and_flags_override_them() {
+    let data = tempfile::tempdir().unwrap();
+    tiny_folder(data.path());
+    let spec = format!("folder:{}", data.path().display());
+    let run = data.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let (ok, _, err) = vision(&[
+        "--data",
+        &spec,
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--knn-every",
+        "0",
+        "--method",
+        "byol",
+        "--lr",
+        "0.05",
+        "--set",
+        "out=64",
+        "--finetune-fractions",
+        "1",
+        "--out",
+        run_s,
+    ]);
+    assert!(ok, "{err}");
+    let saved = std::fs::read_to_string(run.join("config.json")).unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    assert_eq!(saved["args"]["method"], "byol", "{saved}");
+    assert!(saved["args"].get("resume").is_none() && saved["args"].get("config").is_none(), "{saved}");
+
+    // The run's own config.json resolves to the same config, and
+    // --print-config neither trains nor makes the folder it names.
+    let config = run.join("config.json");
+    let (ok, out, err) = vision(&["--config", config.to_str().unwrap(), "--print-config"]);
+    assert!(ok, "{err}");
+    let printed: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(printed, saved, "--config of a run's config.json resolves to another config");
+    let elsewhere = data.path().join("not-made");
+    let (ok, out, err) = vision(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--print-config",
+        "--out",
+        elsewhere.to_str().unwrap(),
+    ]);
+    assert!(ok && out.contains("\"byol\""), "{err}");
+    assert!(!elsewhere.exists(), "--print-config made the run folder");
+
+    // A TOML file, and flags that override it (a later --set wins too).
+    let toml = data.path().join("run.toml");
+    let text = format!(
+        "data = \"{spec}\"\ndevice = \"cpu\"\nepochs = 3\nbatch-size = 8\nmethod = \"vicreg\"\n\
+         finetune_fractions = [0.5, 1]\nprint-config = false\n[set]\nwidth = 32\n"
+    );
+    std::fs::write(&toml, text).unwrap();
+    let toml_s = toml.to_str().unwrap();
+    let (ok, out, err) =
+        vision(&["--config", toml_s, "--epochs", "2", "--set", "width=48", "--print-config"]);
+    assert!(ok, "{err}");
+    let c: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&c["method"], &c["batch_size"], &c["train"]["epochs"]),
+        (&"vicreg".into(), &8.into(), &2.into())
+    );
+    assert_eq!(c["model"]["width"], 48, "the command line's --set comes after the file's");
+    assert_eq!(c["args"]["finetune_fractions"], serde_json::json!([0.5, 1.0]));
+
+    // Bad files and keys are named.
+    std::fs::write(&toml, "epoch = 3\n").unwrap();
+    let (ok, _, err) = vision(&["--config", toml_s, "--print-config"]);
+    assert!(
+        !ok && err.contains("run.toml") && err.contains("`epoch` is not an option of train-vision"),
+        "{err}"
+    );
+    assert!(err.contains("epochs") && err.contains("batch-size"), "the known options: {err}");
+    std::fs::write(&toml, "epochs = \"three\"\n").unwrap();
+    let (ok, _, err) = vision(&["--config", toml_s, "--print-config"]);
+    assert!(!ok && err.contains("run.toml: `epochs`") && err.contains("three"), "{err}");
+}

@@ -28,7 +28,7 @@ use std::time::Instant;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-#[derive(Parser, Debug, Clone)]
+#[derive(Parser, Debug, Clone, serde::Serialize)]
 #[command(
     version,
     about = "Self-supervised pretraining and evaluation of an audio encoder",
@@ -106,6 +106,7 @@ struct Args {
     finetune_fractions: Vec<f64>,
     /// Shared run options.
     #[command(flatten)]
+    #[serde(flatten)]
     run: ssl_cli::RunArgs,
 }
 
@@ -127,7 +128,7 @@ const SEED_SPEC: ssl_core::seeds::SeedSpec =
     ssl_core::seeds::SeedSpec { figures: &["ssl", "random_init", "wall_s"], paired: ("ssl", "random_init") };
 
 fn main() -> Result<()> {
-    let args = Args::parse();
+    let args: Args = ssl_cli::parse();
     let result =
         ssl_cli::over_seeds(&args.run, &SEED_SPEC, |run| train(&Args { run: run.clone(), ..args.clone() }));
     if let Err(e) = &result {
@@ -227,7 +228,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     let out = args.run.run_dir(|| {
         PathBuf::from("runs").join(format!("{}-{}", args.method, dataset.replace([':', '/', ','], "_")))
     });
-    if run.is_main() {
+    if run.is_main() && !args.run.print_config {
         std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     }
     let mut train_cfg = TrainConfig {
@@ -275,12 +276,16 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     if let Some(r) = init {
         config["init"] = json!(r);
     }
+    ssl_cli::record_args(&mut config, args, &out)?;
     // --resume refuses settings that would change the run; a longer
     // --epochs is allowed and said.
     if let Some(note) = ssl_cli::check_resume_in(&out, &config, args.run.resume)? {
         if run.is_main() {
             eprintln!("{note}");
         }
+    }
+    if ssl_cli::print_config(&args.run, &config) {
+        return Ok(None);
     }
     if run.is_main() {
         write_json_atomic(&out.join("config.json"), &config)?;

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn;
 
-#[derive(Parser, Debug, Clone)]
+#[derive(Parser, Debug, Clone, serde::Serialize)]
 #[command(
     version,
     args_override_self = true,
@@ -119,6 +119,7 @@ struct Args {
     max_docs: usize,
     /// Shared run options.
     #[command(flatten)]
+    #[serde(flatten)]
     run: ssl_cli::RunArgs,
 }
 
@@ -147,7 +148,7 @@ const SEED_SPEC: ssl_core::seeds::SeedSpec = ssl_core::seeds::SeedSpec {
 };
 
 fn main() -> Result<()> {
-    let args = Args::parse();
+    let args: Args = ssl_cli::parse();
     let result =
         ssl_cli::over_seeds(&args.run, &SEED_SPEC, |run| train(&Args { run: run.clone(), ..args.clone() }));
     if let Err(e) = &result {
@@ -217,7 +218,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
             TextTokenizer::train_wordpiece(&corpus, args.vocab_size, 2)?
         }
     };
-    if main {
+    if main && !args.run.print_config {
         tok.save(&tok_path)?;
     }
     let pack_cfg = PackConfig { seq_len: args.seq_len, max_docs: args.max_docs, ..PackConfig::default() };
@@ -293,19 +294,23 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         ..TrainConfig::default()
     };
     args.run.apply_to(&mut train_cfg, 1);
-    let config = json!({
+    let mut config = json!({
         "objective": objective, "corpus": corpus_path, "labeled": labeled, "device": device_name(device),
         "world_size": run.group.world_size(),
         "seed": seed, "batch_size": args.batch_size, "seq_len": args.seq_len, "train": train_cfg,
         "model": cfg, "pretrain_dropout": args.dropout, "masking": masking, "pack": pack_cfg, "tokenizer": tok_path,
         "torch_threads": tch::get_num_threads(),
     });
+    ssl_cli::record_args(&mut config, args, &out)?;
     // --resume refuses settings that would change the run; a longer
     // --epochs is allowed and said.
     if let Some(note) = ssl_cli::check_resume_in(&out, &config, args.run.resume)? {
         if main {
             eprintln!("{note}");
         }
+    }
+    if ssl_cli::print_config(&args.run, &config) {
+        return Ok(None);
     }
     if main {
         write_json_atomic(&out.join("config.json"), &config)?;

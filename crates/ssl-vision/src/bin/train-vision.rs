@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::{self, ModuleT};
 
-#[derive(Parser, Debug, Clone)]
+#[derive(Parser, Debug, Clone, serde::Serialize)]
 #[command(
     version,
     about = "Self-supervised pretraining and evaluation of an image encoder",
@@ -198,6 +198,7 @@ struct Args {
     image_size: Option<u64>,
     /// Shared run options.
     #[command(flatten)]
+    #[serde(flatten)]
     run: ssl_cli::RunArgs,
 }
 
@@ -406,7 +407,9 @@ const SEED_SPEC: ssl_core::seeds::SeedSpec =
     ssl_core::seeds::SeedSpec { figures: &["ssl", "random_init", "wall_s"], paired: ("ssl", "random_init") };
 
 fn main() -> Result<()> {
-    let mut args = Args::parse();
+    // The command line, with --config FILE read first.
+    let argv = ssl_cli::argv::<Args>();
+    let mut args = Args::parse_from(&argv);
     if let Some(name) = &args.recipe {
         if name == "list" {
             for r in ssl_vision::anchors::recipes() {
@@ -415,10 +418,12 @@ fn main() -> Result<()> {
             return Ok(());
         }
         let recipe = ssl_vision::anchors::recipe(name)?;
-        let mut argv: Vec<std::ffi::OsString> = std::env::args_os().take(1).collect();
-        argv.extend(recipe_flags(&recipe).into_iter().map(Into::into));
-        argv.extend(std::env::args_os().skip(1));
-        args = Args::parse_from(argv);
+        // The recipe's flags first: a --config file's and the command
+        // line's own come after them and override them.
+        let mut full: Vec<std::ffi::OsString> = argv[..1].to_vec();
+        full.extend(recipe_flags(&recipe).into_iter().map(Into::into));
+        full.extend(argv[1..].iter().cloned());
+        args = Args::parse_from(full);
         // The learning rate follows the batch (the command line's, if given).
         let batch = args.batch_size.map_or(recipe.batch_size, |b| b as usize);
         let lr = *args.lr.get_or_insert(recipe.lr_per_256 * batch as f64 / 256.0);
@@ -590,7 +595,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     };
     args.run.apply_to(&mut train_cfg, 5);
     let out = args.run.run_dir(|| PathBuf::from("runs").join(format!("{}-{}", args.method, data.name())));
-    if run.is_main() {
+    if run.is_main() && !args.run.print_config {
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     }
     let mut config = json!({
@@ -628,12 +633,16 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     config["model"] = model_cfg;
     config["channels_last"] = json!(channels_last);
     config["augment_on_device"] = json!(on_device);
+    ssl_cli::record_args(&mut config, args, &out)?;
     // --resume refuses settings that would change the run; a longer
     // --epochs is allowed and said.
     if let Some(note) = ssl_cli::check_resume_in(&out, &config, args.run.resume)? {
         if run.is_main() {
             eprintln!("{note}");
         }
+    }
+    if ssl_cli::print_config(&args.run, &config) {
+        return Ok(None);
     }
     if run.is_main() {
         write_json_atomic(&out.join("config.json"), &config)?;
