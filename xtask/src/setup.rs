@@ -283,3 +283,39 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     }
     Ok(())
 }
+
+/// Headless Chromium for the test that opens a run's `report.html`:
+/// `$SSL_RS_CHROMIUM`, or `chromium` on the PATH, else Debian's `chromium`
+/// installed with apt-get (as root; about 290 MB, once per machine). Only
+/// `cargo xtask test` needs it; training never does.
+pub fn chromium() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("SSL_RS_CHROMIUM") {
+        return Ok(PathBuf::from(p));
+    }
+    let find = || {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .flat_map(|d| [d.join("chromium"), d.join("chromium-browser")])
+            .find(|p| p.is_file())
+    };
+    if let Some(p) = find() {
+        return Ok(p);
+    }
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root {
+        bail!(
+            "the report.html test needs headless Chromium: install Debian's `chromium` (sudo apt-get install \
+             chromium), or set SSL_RS_CHROMIUM to a Chromium or Chrome binary"
+        );
+    }
+    eprintln!("xtask: installing Debian's chromium for the report.html test (apt-get, once per machine)");
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut cmd)
+    };
+    apt(&["update", "-qq"])?;
+    apt(&["install", "-y", "-qq", "--no-install-recommends", "chromium"])
+        .context("installing chromium with apt-get (or set SSL_RS_CHROMIUM to a Chromium binary)")?;
+    find().context("apt-get installed chromium, but no `chromium` is on the PATH")
+}

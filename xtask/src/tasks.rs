@@ -31,8 +31,10 @@ pub fn test(extra: &[String]) -> Result<()> {
     run(cargo(&torch, &["clippy", "--workspace", "--all-targets"])
         .args(&features)
         .args(["--", "-D", "warnings"]))?;
+    // The report.html test opens the page in headless Chromium.
+    let browser = crate::setup::chromium()?;
     eprintln!("xtask: cargo test");
-    run(cargo(&torch, &["test", "--workspace"]).args(&features).args(extra))?;
+    run(cargo(&torch, &["test", "--workspace"]).env("SSL_RS_CHROMIUM", browser).args(&features).args(extra))?;
     eprintln!("xtask: all checks passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -93,6 +93,16 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
         }
         let log = std::fs::read_to_string(d.join("run/metrics.jsonl")).unwrap();
         assert!(log.contains("knn_top1"), "{method}: the kNN monitor logs");
+        // The page, with both embedding plots and their class legend.
+        let html = std::fs::read_to_string(d.join("run/report.html")).unwrap();
+        for text in [
+            format!("Test embeddings, {method} encoder"),
+            "Test embeddings, random init".into(),
+            "\nc1\n".into(),
+        ] {
+            assert!(html.contains(&text), "{method}: report.html lacks {text:?}");
+        }
+        assert!(d.join("run/pca_ssl.png").is_file() && d.join("run/pca_random_init.png").is_file());
         // The collapse figures of the last epoch, and the label fractions.
         let c = &r["train"]["collapse"];
         assert!(c["rankme"].as_f64().is_some() && c["normalized_std"].as_f64().is_some(), "{method}: {r}");

@@ -251,3 +251,91 @@ pub fn print_config_round_trips(binary: &Path, args: &[&str], dir: &Path) -> Val
     assert_eq!(again, first, "the printed config's options resolve to another config");
     first
 }
+
+/// A page as headless Chromium shows it.
+#[derive(Debug)]
+pub struct Rendered {
+    /// The DOM after the page's scripts ran (`--dump-dom`).
+    pub dom: String,
+    /// Every console message the page logged, errors included.
+    pub console: Vec<String>,
+    /// A screenshot of the page's top, as a PNG file.
+    pub screenshot: PathBuf,
+}
+
+/// The Chromium binary: `$SSL_RS_CHROMIUM`, else `chromium` or
+/// `chromium-browser` on the PATH; panics saying how to install it
+/// (`cargo xtask test` installs Debian's `chromium` when it is missing).
+pub fn chromium() -> PathBuf {
+    if let Some(p) = std::env::var_os("SSL_RS_CHROMIUM") {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser"] {
+            if dir.join(name).is_file() {
+                return dir.join(name);
+            }
+        }
+    }
+    panic!(
+        "this test opens report.html in headless Chromium, which is not installed: `cargo xtask test` installs \
+         it (Debian's chromium), or `apt-get install chromium`, or set SSL_RS_CHROMIUM to its binary"
+    )
+}
+
+/// Opens `page` in headless Chromium twice (each run within a minute):
+/// once for its DOM and console, once for a `width` × `height` screenshot
+/// written to `dir`.
+pub fn render_in_chromium(page: &Path, dir: &Path, (width, height): (u32, u32)) -> Rendered {
+    let url = format!("file://{}", page.canonicalize().expect("the page exists").display());
+    // Output goes to files: the DOM outgrows a pipe's buffer, and an
+    // unread pipe would stall chromium.
+    let run = |args: &[String], name: &str| -> std::process::Output {
+        let profile = dir.join(format!("chromium-profile-{name}"));
+        let (out, err) = (dir.join(format!("chromium-{name}.out")), dir.join(format!("chromium-{name}.err")));
+        let file = |p: &Path| std::fs::File::create(p).expect("creating chromium's output file");
+        let mut child = Command::new(chromium())
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run"])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(args)
+            .arg(&url)
+            .stdin(Stdio::null())
+            .stdout(file(&out))
+            .stderr(file(&err))
+            .spawn()
+            .expect("starting chromium");
+        let started = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("waiting for chromium") {
+                break s;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("chromium did not finish within 60 s on {url}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let read = |p: &Path| std::fs::read(p).expect("reading chromium's output");
+        std::process::Output { status, stdout: read(&out), stderr: read(&err) }
+    };
+    let o = run(&["--enable-logging=stderr".into(), "--v=0".into(), "--dump-dom".into()], "dom");
+    assert!(o.status.success(), "chromium --dump-dom failed: {}", String::from_utf8_lossy(&o.stderr));
+    let dom = String::from_utf8_lossy(&o.stdout).into_owned();
+    let console = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::to_string)
+        .collect();
+    let screenshot = dir.join("screenshot.png");
+    let o = run(
+        &[format!("--window-size={width},{height}"), format!("--screenshot={}", screenshot.display())],
+        "shot",
+    );
+    assert!(
+        o.status.success() && screenshot.is_file(),
+        "chromium --screenshot failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Rendered { dom, console, screenshot }
+}

@@ -309,38 +309,37 @@ pub fn pca_2d(features: &Tensor) -> Tensor {
     x.matmul(&v.narrow(1, 0, 2.min(v.size()[1])))
 }
 
-/// Writes a scatter plot of 2-D points coloured by label as a PNG.
-///
-/// # Shapes
-/// `points: [N, 2]`, `labels: [N]`
-pub fn scatter_png(path: &std::path::Path, points: &Tensor, labels: &Tensor) -> Result<()> {
-    use plotters::prelude::*;
-    let p = Vec::<f32>::try_from(points.to_kind(Kind::Float).flatten(0, -1))
-        .map_err(|e| Error::Shape(format!("points: {e}")))?;
-    let l = Vec::<i64>::try_from(labels.to_kind(Kind::Int64))
-        .map_err(|e| Error::Shape(format!("labels: {e}")))?;
-    if p.len() != 2 * l.len() {
-        return Err(Error::Shape(format!("{} points for {} labels", p.len() / 2, l.len())));
-    }
-    let range = |k: usize| {
-        let vals = p.iter().skip(k).step_by(2);
-        let (lo, hi) = vals.fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-        let pad = (hi - lo).max(1e-6) * 0.05;
-        (lo - pad)..(hi + pad)
-    };
-    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
-        let root = BitMapBackend::new(path, (640, 640)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root).margin(12).build_cartesian_2d(range(0), range(1))?;
-        chart.draw_series(
-            p.chunks(2)
-                .zip(&l)
-                .map(|(xy, &c)| Circle::new((xy[0], xy[1]), 2, Palette99::pick(c as usize).filled())),
-        )?;
-        root.present()?;
-        Ok(())
-    };
-    draw().map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+/// What [`evaluate_encoder`] measured of an encoder's frozen features.
+pub struct Evaluated {
+    /// kNN, linear probe and label-efficiency probes.
+    pub report: EvalReport,
+    /// The test features' first two principal components, by class.
+    pub scatter: crate::plots::Scatter,
+    /// The training features `[N, F]`.
+    pub train: Tensor,
+    /// The test features `[M, F]`.
+    pub test: Tensor,
+}
+
+/// [`evaluate_features`] on an encoder's frozen training and test
+/// features, and their embedding plot: the test features' first two
+/// principal components coloured by class (`classes`, by label), titled
+/// `title`, also written as a PNG to `plot`.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_encoder(
+    train: Tensor,
+    train_y: &Tensor,
+    test: Tensor,
+    test_y: &Tensor,
+    classes: &[String],
+    seed: u64,
+    title: &str,
+    plot: &std::path::Path,
+) -> Result<Evaluated> {
+    let scatter = crate::plots::Scatter::from_tensors(title, &pca_2d(&test), test_y, classes)?;
+    crate::plots::scatter_png(plot, &scatter)?;
+    let report = evaluate_features(&train, train_y, &test, test_y, classes.len(), seed)?;
+    Ok(Evaluated { report, scatter, train, test })
 }
 
 /// Weighted kNN top-1 of a method's features between epochs (the kNN
@@ -642,7 +641,7 @@ mod tests {
     }
 
     #[test]
-    fn pca_finds_the_spread_direction_and_plots() {
+    fn pca_finds_the_spread_direction() {
         tch::manual_seed(3);
         // Points spread along (1, 1, 0) with small noise.
         let t = Tensor::randn([200, 1], (Kind::Float, Device::Cpu)) * 5.0;
@@ -652,12 +651,5 @@ mod tests {
         assert_eq!(p.size(), [200, 2]);
         let var = p.var_dim([0i64].as_slice(), true, false);
         assert!(var.double_value(&[0]) > 100.0 * var.double_value(&[1]));
-        let dir = tempfile::tempdir().unwrap();
-        let png = dir.path().join("pca.png");
-        let labels = Tensor::arange(200, (Kind::Int64, Device::Cpu)).remainder(4);
-        scatter_png(&png, &p, &labels).unwrap();
-        let bytes = std::fs::read(&png).unwrap();
-        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 1000);
-        assert!(scatter_png(&png, &p, &labels.narrow(0, 0, 10)).is_err());
     }
 }

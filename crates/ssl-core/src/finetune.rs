@@ -30,6 +30,8 @@ pub struct FineTuneResult {
     pub test_top1: f64,
     /// Mean training loss of the last epoch.
     pub final_train_loss: f64,
+    /// Mean training loss of each epoch (the last is `final_train_loss`).
+    pub train_loss_curve: Vec<f64>,
 }
 
 /// How to fine-tune, besides the data.
@@ -159,6 +161,7 @@ pub fn fine_tune(
     };
     let mut step = 0;
     let mut last_loss = f64::NAN;
+    let mut curve = Vec::with_capacity(epochs);
     for epoch in 0..epochs {
         let mut sum = Tensor::zeros([], (Kind::Float, device));
         for i in 0..per_epoch {
@@ -189,6 +192,7 @@ pub fn fine_tune(
             sum += loss.detach();
         }
         last_loss = sum.double_value(&[]) / per_epoch.max(1) as f64;
+        curve.push(last_loss);
     }
     let n = test_x.len();
     let mut correct = 0i64;
@@ -199,7 +203,11 @@ pub fn fine_tune(
         let y = test_y.narrow(0, s as i64, k as i64);
         correct += pred.to_device(Device::Cpu).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
     }
-    Ok(FineTuneResult { test_top1: correct as f64 / n.max(1) as f64, final_train_loss: last_loss })
+    Ok(FineTuneResult {
+        test_top1: correct as f64 / n.max(1) as f64,
+        final_train_loss: last_loss,
+        train_loss_curve: curve,
+    })
 }
 
 /// Copies an encoder's weights from a method's `method_vs` into

@@ -171,6 +171,8 @@ pub struct FrozenScores {
     pub linear: ClassifierScore,
     /// The linear probe's classifier (which fine-tuning can start from).
     pub head: LinearHead,
+    /// The test features' first two principal components `[M, 2]`.
+    pub test_pca: Tensor,
 }
 
 /// A kNN classifier and a linear probe on the frozen encoder's pooled
@@ -196,7 +198,7 @@ pub fn frozen_eval(
         &LinearProbeConfig::default(),
     )?;
     let linear = ClassifierScore { top1: r.test_top1, macro_f1: r.test_macro_f1, curve: Vec::new() };
-    Ok(FrozenScores { knn_top1, linear, head })
+    Ok(FrozenScores { knn_top1, linear, head, test_pca: ssl_core::eval::pca_2d(&te) })
 }
 
 /// Where fine-tuning's classifier starts.
@@ -521,6 +523,10 @@ pub struct EncoderScores {
     pub finetune: Option<ClassifierScore>,
     /// Each fine-tuning run, seeds `seed`, `seed + 1`, ….
     pub finetune_runs: Vec<ClassifierScore>,
+    /// The frozen test features' first two principal components, coloured
+    /// by class (for `report.html`; not in `report.json`).
+    #[serde(skip)]
+    pub test_embedding: Option<ssl_core::plots::Scatter>,
 }
 
 impl EncoderScores {
@@ -628,7 +634,19 @@ pub fn compare(
             }
         }
         let f = first.ok_or_else(|| Error::Config("no linear probe was run".into()))?;
+        let title = if from.is_some() {
+            "Test embeddings, pretrained encoder"
+        } else {
+            "Test embeddings, from scratch"
+        };
+        let test_embedding = ssl_core::plots::Scatter::from_tensors(
+            title,
+            &f.test_pca,
+            &Tensor::from_slice(&test.labels),
+            &classes,
+        )?;
         Ok(EncoderScores {
+            test_embedding: Some(test_embedding),
             knn_top1: f.knn_top1,
             linear: f.linear,
             finetune: mean_score(&finetune_runs),
@@ -722,7 +740,7 @@ mod tests {
                 .collect(),
             labels: (0..60).map(|i| i % 3).collect(),
         };
-        let FrozenScores { linear: score, head, knn_top1 } =
+        let FrozenScores { linear: score, head, knn_top1, .. } =
             frozen_eval(&model.bert, &set, &set, 3, 0).unwrap();
         assert!(knn_top1 > 0.6, "kNN {knn_top1} near chance (1/3)");
         assert!(score.top1 > 0.9, "{}", score.top1);

@@ -94,6 +94,15 @@ fn train_text_reports_and_exports_a_loadable_model() {
         assert_eq!(r["downstream"][enc]["finetune"]["curve"].as_array().unwrap().len(), 1, "{enc}");
     }
     assert!(r["finetune_pretrained_ahead"].as_u64().unwrap() <= 2);
+    // The page: both encoders' embedding plots and the fine-tuning curves.
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    for text in [
+        "Test embeddings, pretrained encoder",
+        "Test embeddings, from scratch",
+        "test top-1 after each epoch",
+    ] {
+        assert!(html.contains(text), "report.html lacks {text:?}");
+    }
     // Label efficiency: linear probes with 1% and 10% of the labels, and
     // fine-tuning on 10% where asked (--finetune-fractions 0.1).
     for enc in ["pretrained", "from_scratch"] {

@@ -46,6 +46,7 @@ pub mod finetune;
 pub mod gpu_augment;
 pub mod methods;
 pub mod moco;
+pub mod neighbours;
 pub mod redundancy;
 pub mod resnet;
 pub mod simclr;

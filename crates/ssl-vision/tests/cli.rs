@@ -667,3 +667,66 @@ fn a_runs_config_json_or_a_toml_file_sets_the_options_and_flags_override_them() 
     let (ok, _, err) = vision(&["--config", toml_s, "--print-config"]);
     assert!(!ok && err.contains("run.toml: `epochs`") && err.contains("three"), "{err}");
 }
+
+#[test]
+fn report_html_draws_every_chart_in_headless_chromium() {
+    let data = tempfile::tempdir().unwrap();
+    tiny_folder(data.path());
+    let spec = format!("folder:{}", data.path().display());
+    let run = data.path().join("run");
+    // Two epochs with the kNN monitor each, and fine-tuning on half and
+    // all of the labels (later flags override one_epoch's).
+    let o = one_epoch(&spec, "8")
+        .args([
+            "--epochs",
+            "2",
+            "--knn-every",
+            "1",
+            "--finetune-epochs",
+            "1",
+            "--finetune-fractions",
+            "0.5,1",
+        ])
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let (ok, out, err) =
+        (o.status.success(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(ok, "{err}");
+    let page = run.join("report.html");
+    assert!(out.contains(page.to_str().unwrap()), "the run names its page: {out}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    // Loss, learning rate, accuracies (online probe, kNN), RankMe, spread,
+    // fine-tuning on 50% and 100%, and the two embedding plots.
+    let charts = html.matches("<figure class=\"chart\"").count();
+    assert_eq!(charts, 9, "{html}");
+    for text in [
+        "Pretrained encoder against its baseline",
+        "kNN top-1",
+        "Accuracy during training",
+        "Fine-tuning on 50% of the labels",
+        "Test embeddings, simclr encoder",
+        "Nearest training images (simclr encoder)",
+        "data:image/png;base64,",
+        "Resolved config",
+    ] {
+        assert!(html.contains(text), "report.html lacks {text:?}");
+    }
+    // Every class named in the embedding plots' legends.
+    assert!(html.contains("\ndark\n") && html.contains("\nlight\n"), "no class legend");
+
+    let shown = ssl_cli::testing::render_in_chromium(&page, data.path(), (1400, 1800));
+    assert!(shown.console.is_empty(), "console messages: {:?}", shown.console);
+    let body = shown.dom.lines().find(|l| l.contains("<body")).unwrap_or_default().to_string();
+    assert!(body.contains(&format!("data-charts=\"{charts}\"")), "not every chart drew: {body}");
+    assert!(body.contains("data-empty=\"0\"") && body.contains("data-errors=\"\""), "{body}");
+    // The screenshot holds drawn charts: dark text and axes, coloured curves.
+    let img = image::open(&shown.screenshot).unwrap().to_rgb8();
+    let n = (img.width() * img.height()) as f64;
+    let dark = img.pixels().filter(|p| p.0.iter().all(|&c| c < 90)).count() as f64 / n;
+    let coloured =
+        img.pixels().filter(|p| p.0.iter().max().unwrap() - p.0.iter().min().unwrap() > 100).count() as f64
+            / n;
+    assert!(dark > 0.005 && coloured > 0.001, "a blank page? dark {dark:.4}, coloured {coloured:.4}");
+}

@@ -18,7 +18,7 @@ use ssl_audio::methods::{self, ENCODER_PREFIXES};
 use ssl_audio::views::{AudioInput, AudioViewSource, ViewRecipe};
 use ssl_core::device::{device_name, seed_everything};
 use ssl_core::eval::label_subset;
-use ssl_core::eval::{evaluate_features, extract_features, EvalReport, KnnMonitor};
+use ssl_core::eval::{evaluate_encoder, extract_features, Evaluated, KnnMonitor};
 use ssl_core::finetune::{copy_encoder, fine_tune, FineTuneRecipe, FractionPlan, FractionResult};
 use ssl_core::metrics::write_json_atomic;
 use ssl_core::optim::OptimizerConfig;
@@ -110,17 +110,22 @@ struct Args {
     run: ssl_cli::RunArgs,
 }
 
+/// kNN and linear probe of an encoder, and the plot of its test
+/// embeddings (`title`, written to `plot` too).
+#[allow(clippy::too_many_arguments)]
 fn evaluate(
     features: &dyn Fn(&Tensor) -> Tensor,
     (train_x, train_y): (&Tensor, &Tensor),
     (test_x, test_y): (&Tensor, &Tensor),
-    classes: usize,
+    classes: &[String],
     device: tch::Device,
     seed: u64,
-) -> Result<EvalReport> {
+    title: &str,
+    plot: &std::path::Path,
+) -> Result<Evaluated> {
     let tr = extract_features(features, train_x, 256, device);
     let te = extract_features(features, test_x, 256, device);
-    Ok(evaluate_features(&tr, train_y, &te, test_y, classes, seed)?)
+    Ok(evaluate_encoder(tr, train_y, te, test_y, classes, seed, title, plot)?)
 }
 
 /// What `--seeds` summarises.
@@ -338,8 +343,16 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     ssl_audio::weights::export_encoder(&vs, &encoder, &input, &sample, &out)?;
 
     eprintln!("evaluating (kNN k=min(200, train per class) T=0.1, linear probe) ...");
-    let ssl =
-        evaluate(&|x| method.features(x), (&train_x, &train_y), (&test_x, &test_y), classes, device, seed)?;
+    let ssl = evaluate(
+        &|x| method.features(x),
+        (&train_x, &train_y),
+        (&test_x, &test_y),
+        &data.classes,
+        device,
+        seed,
+        &format!("Test embeddings, {} encoder", args.method),
+        &out.join("pca_ssl.png"),
+    )?;
     // The same architecture, freshly initialised with the same seed.
     seed_everything(seed);
     let random_vs = nn::VarStore::new(device);
@@ -348,10 +361,17 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         &|x| random.forward_t(x, false),
         (&train_x, &train_y),
         (&test_x, &test_y),
-        classes,
+        &data.classes,
         device,
         seed,
+        "Test embeddings, random init",
+        &out.join("pca_random_init.png"),
     )?;
+    let extras = ssl_core::html_report::Extras {
+        scatters: vec![ssl.scatter.clone(), rnd.scatter.clone()],
+        pictures: Vec::new(),
+    };
+    let (ssl, rnd) = (ssl.report, rnd.report);
 
     let finetune: Option<Vec<FractionResult>> = if args.finetune_epochs > 0 {
         let opt = OptimizerConfig::adamw(args.finetune_lr, 0.05);
@@ -445,6 +465,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     if let Some(rows) = &finetune {
         print!("{}", ssl_cli::finetune_lines(rows));
     }
-    println!("report: {}", out.join("report.json").display());
+    let html = ssl_core::html_report::write(&out, &extras)?;
+    println!("report: {} and {}", out.join("report.json").display(), html.display());
     Ok(Some(ssl_cli::Finished { dir: out, report }))
 }

@@ -455,7 +455,17 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
             100.0 * df.from_scratch.linear.top1
         );
     }
-    println!("report: {}", out.join("report.json").display());
+    let scatters = downstream
+        .iter()
+        .flat_map(|d| [&d.pretrained.test_embedding, &d.from_scratch.test_embedding])
+        .flatten()
+        .cloned()
+        .collect();
+    let html = ssl_core::html_report::write(
+        &out,
+        &ssl_core::html_report::Extras { scatters, pictures: Vec::new() },
+    )?;
+    println!("report: {} and {}", out.join("report.json").display(), html.display());
     Ok(Some(ssl_cli::Finished { dir: out, report }))
 }
 

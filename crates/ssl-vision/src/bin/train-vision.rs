@@ -11,9 +11,7 @@ use clap::Parser;
 use serde_json::json;
 use ssl_core::device::{device_name, seed_everything};
 use ssl_core::eval::label_subset;
-use ssl_core::eval::{
-    evaluate_features, extract_features_from, pca_2d, scatter_png, EvalReport, InputChunks, KnnMonitor,
-};
+use ssl_core::eval::{evaluate_encoder, extract_features_from, Evaluated, InputChunks, KnnMonitor};
 use ssl_core::finetune::{FractionPlan, FractionResult};
 use ssl_core::metrics::write_json_atomic;
 use ssl_core::trainer::{TrainConfig, Trainer};
@@ -251,6 +249,13 @@ impl Loaded {
             Loaded::Streamed(f) => &f.classes,
         }
     }
+    /// Image `i` of the training or test split, as stored or decoded.
+    fn image(&self, test: bool, i: usize) -> Result<ssl_vision::transforms::ImageU8> {
+        Ok(match self {
+            Loaded::Memory(d) => (if test { &d.test } else { &d.train }).images[i].clone(),
+            Loaded::Streamed(f) => (if test { &f.test } else { &f.train }).decode(&[i])?.remove(0),
+        })
+    }
     /// Train and test labels.
     fn labels(&self) -> (&[i64], &[i64]) {
         match self {
@@ -383,7 +388,8 @@ fn recipe_flags(r: &ssl_vision::anchors::AnchorRecipe) -> Vec<String> {
 }
 
 /// kNN and linear probe of an encoder, and a PCA plot of its test
-/// embeddings written to `plot`.
+/// embeddings (titled `title`) written to `plot`.
+#[allow(clippy::too_many_arguments)]
 fn evaluate(
     features: &dyn Fn(&tch::Tensor) -> tch::Tensor,
     data: &Loaded,
@@ -391,15 +397,41 @@ fn evaluate(
     test_x: &dyn InputChunks,
     device: tch::Device,
     plot: &std::path::Path,
+    title: &str,
     seed: u64,
-) -> Result<EvalReport> {
+) -> Result<Evaluated> {
     let tr = extract_features_from(features, train_x, 512, device)?;
     let te = extract_features_from(features, test_x, 512, device)?;
     let (train_labels, test_labels) = data.labels();
     let ty = tch::Tensor::from_slice(train_labels);
     let ey = tch::Tensor::from_slice(test_labels);
-    scatter_png(plot, &pca_2d(&te), &ey)?;
-    Ok(evaluate_features(&tr, &ty, &te, &ey, data.classes().len(), seed)?)
+    Ok(evaluate_encoder(tr, &ty, te, &ey, data.classes(), seed, title, plot)?)
+}
+
+/// Test images (the first of each class, up to 10) beside their 6 nearest
+/// training images under the features of `e`.
+fn neighbours_picture(e: &Evaluated, data: &Loaded, encoder: &str) -> Result<ssl_core::html_report::Picture> {
+    use ssl_vision::neighbours::{grid_png, nearest, one_per_class, Row};
+    let (train_labels, test_labels) = data.labels();
+    let queries = one_per_class(test_labels, 10);
+    let ids: Vec<i64> = queries.iter().map(|&i| i as i64).collect();
+    let near = nearest(&e.test.index_select(0, &tch::Tensor::from_slice(&ids)), &e.train, 6)?;
+    let mut rows = Vec::with_capacity(queries.len());
+    for (&q, found) in queries.iter().zip(&near) {
+        let neighbours = found
+            .iter()
+            .map(|&j| Ok((data.image(false, j)?, train_labels[j])))
+            .collect::<Result<Vec<_>>>()?;
+        rows.push(Row { query: (data.image(true, q)?, test_labels[q]), neighbours });
+    }
+    Ok(ssl_core::html_report::Picture {
+        title: format!("Nearest training images ({encoder})"),
+        caption:
+            "Left: a test image of each class; right: its 6 nearest training images by cosine similarity of \
+                  the features, framed green when of the same class, red otherwise."
+                .into(),
+        png: grid_png(&rows, 56)?,
+    })
 }
 
 /// What `--seeds` summarises.
@@ -711,6 +743,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         test_x.as_ref(),
         device,
         &out.join("pca_ssl.png"),
+        &format!("Test embeddings, {} encoder", args.method),
         seed,
     )?;
     // The same architecture, freshly initialised with the same seed.
@@ -727,8 +760,16 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         test_x.as_ref(),
         device,
         &out.join("pca_random_init.png"),
+        "Test embeddings, random init",
         seed,
     )?;
+    let pictures = vec![
+        neighbours_picture(&ssl, &data, &format!("{} encoder", args.method))?,
+        neighbours_picture(&rnd, &data, "random init")?,
+    ];
+    let extras =
+        ssl_core::html_report::Extras { scatters: vec![ssl.scatter.clone(), rnd.scatter.clone()], pictures };
+    let (ssl, rnd) = (ssl.report, rnd.report);
 
     let finetune = if let (Loaded::Memory(data), true) = (&data, args.finetune_epochs > 0) {
         let cfg = FineTuneConfig {
@@ -828,6 +869,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     if let Some((rows, _)) = &finetune {
         print!("{}", ssl_cli::finetune_lines(rows));
     }
-    println!("report: {}", out.join("report.json").display());
+    let html = ssl_core::html_report::write(&out, &extras)?;
+    println!("report: {} and {}", out.join("report.json").display(), html.display());
     Ok(Some(ssl_cli::Finished { dir: out, report }))
 }
