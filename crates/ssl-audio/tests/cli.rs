@@ -307,3 +307,16 @@ fn print_config_writes_no_run_and_its_output_starts_the_same_run() {
     assert_eq!((&first["method"], &first["model"]["mask_ratio"]), (&"msm".into(), &0.5.into()), "{first}");
     assert!(!out.exists(), "--print-config made the run folder");
 }
+
+#[test]
+fn shared_run_options_resolve_as_in_every_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    let data = format!("folder:{}", dir.path().join("kw").display());
+    let out = dir.path().join("run");
+    let mut args = vec!["--data", &data, "--out", out.to_str().unwrap()];
+    args.extend(SMALL);
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_train-audio"));
+    // 12 training clips: a batch of 13 was cut to 12 without a word.
+    ssl_cli::testing::shared_options_resolve_alike(binary, &args, "13");
+}

@@ -65,6 +65,17 @@ pub struct RunArgs {
     /// Disable bf16 autocast on CUDA.
     #[arg(long)]
     pub no_bf16: bool,
+    /// Warmup epochs: the learning rate rises linearly to its peak over
+    /// them, then decays by cosine; at most --epochs minus 1, so that at
+    /// least one epoch decays. Default: train-vision and train-audio 2,
+    /// train-text 1.
+    #[arg(long)]
+    pub warmup_epochs: Option<usize>,
+    /// Write the loss, learning rate and throughput to metrics.jsonl every
+    /// N optimizer steps (the epoch figures are written at each epoch's
+    /// end); with several ranks, a stop signal is also agreed on then.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_every: u64,
     /// Gradient accumulation: cut each step's batch into N micro-batches
     /// whose gradients add up (less memory; the same samples per step).
     /// `--batch-size` stays the samples per optimizer step, over all ranks.
@@ -216,14 +227,28 @@ impl RunArgs {
         self.checkpoint_every.unwrap_or(default)
     }
 
-    /// Sets the trainer's checkpoint cadence and seed from these options
-    /// (`--checkpoint-every`, or `default_every` epochs;
-    /// `--checkpoint-every-steps`, `--checkpoint-every-minutes`, `--seed`).
-    pub fn apply_to(&self, cfg: &mut ssl_core::trainer::TrainConfig, default_every: usize) {
+    /// Sets what these options decide in the trainer's config, the same way
+    /// in every binary: checkpoint cadence (`--checkpoint-every`, else
+    /// `default_every` epochs; `--checkpoint-every-steps`,
+    /// `--checkpoint-every-minutes`), seed, `--log-every`, bf16
+    /// (`--no-bf16`), `--accumulate`, and the warmup (`--warmup-epochs`,
+    /// else `default_warmup`, clamped to `cfg.epochs` by
+    /// [`ssl_core::schedule::warmup_epochs`]). Set `cfg.epochs` first.
+    pub fn apply_to(
+        &self,
+        cfg: &mut ssl_core::trainer::TrainConfig,
+        default_every: usize,
+        default_warmup: usize,
+    ) {
         cfg.checkpoint_every = self.checkpoint_every_or(default_every);
         cfg.checkpoint_every_steps = self.checkpoint_every_steps;
         cfg.checkpoint_every_minutes = self.checkpoint_every_minutes;
         cfg.seed = self.seed;
+        cfg.log_every = self.log_every as usize;
+        cfg.bf16 = !self.no_bf16;
+        cfg.accumulate = self.accumulate as usize;
+        cfg.warmup_epochs =
+            ssl_core::schedule::warmup_epochs(self.warmup_epochs.unwrap_or(default_warmup), cfg.epochs);
     }
 }
 
@@ -494,6 +519,18 @@ pub fn encoder_table(ssl: &ssl_core::eval::EvalReport, random: &ssl_core::eval::
         ));
     }
     out
+}
+
+/// `--batch-size` against the samples there are to draw batches from
+/// (`available`, described by `what`, e.g. "training images of mnist5k"):
+/// a batch larger than them is an error, the same in every binary.
+pub fn check_batch_size(batch: usize, available: usize, what: &str) -> Result<()> {
+    if batch > available {
+        return Err(Error::Config(format!(
+            "--batch-size {batch} is larger than the {available} {what}; pass --batch-size {available} or less"
+        )));
+    }
+    Ok(())
 }
 
 /// `--finetune-fractions`, checked: each in (0, 1].

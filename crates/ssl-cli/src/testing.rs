@@ -231,25 +231,71 @@ pub fn sigterm_and_resume(binary: &Path, args: &[&str], dir: &Path, full: &RunFi
     stopped_at
 }
 
+/// `binary ARGS --print-config`: the resolved config it printed, and the
+/// printed text.
+fn printed_config(binary: &Path, args: &[&str]) -> (String, Value) {
+    let o = Command::new(binary).args(args).arg("--print-config").output().expect("running the binary");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{} {args:?} --print-config failed:\n{stderr}", binary.display());
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let v = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("--print-config printed no JSON ({e}):\n{text}"));
+    (text, v)
+}
+
 /// `binary --print-config` with `args` (stdout parsed), then the printed
 /// config given back as `--config FILE` alone (written in `dir`): both must
 /// resolve to the same config. Returns the first.
 pub fn print_config_round_trips(binary: &Path, args: &[&str], dir: &Path) -> Value {
-    let print = |args: &[&str]| -> (String, Value) {
-        let o = Command::new(binary).args(args).arg("--print-config").output().expect("running the binary");
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "{} {args:?} --print-config failed:\n{stderr}", binary.display());
-        let text = String::from_utf8_lossy(&o.stdout).into_owned();
-        let v = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("--print-config printed no JSON ({e}):\n{text}"));
-        (text, v)
-    };
-    let (text, first) = print(args);
+    let (text, first) = printed_config(binary, args);
     let file = dir.join("printed-config.json");
     std::fs::write(&file, text).expect("writing the printed config");
-    let (_, again) = print(&["--config", file.to_str().expect("a UTF-8 path")]);
+    let (_, again) = printed_config(binary, &["--config", file.to_str().expect("a UTF-8 path")]);
     assert_eq!(again, first, "the printed config's options resolve to another config");
     first
+}
+
+/// The shared run options resolve the same way in every binary (checked
+/// on `binary ARGS … --print-config`, `args` choosing small data): the
+/// warmup is `--warmup-epochs` (or the binary's default) but at most
+/// `--epochs` − 1; `--log-every`, `--checkpoint-every 0` and
+/// `--accumulate` reach the trainer's config as given; and `--batch-size
+/// too_big` (more than the data holds) is refused with the same words.
+pub fn shared_options_resolve_alike(binary: &Path, args: &[&str], too_big: &str) {
+    let train = |extra: &[&str]| {
+        let all: Vec<&str> = args.iter().chain(extra).copied().collect();
+        printed_config(binary, &all).1["train"].clone()
+    };
+    let t = train(&["--epochs", "1"]);
+    assert_eq!((&t["warmup_epochs"], &t["log_every"]), (&0.into(), &10.into()), "{}: {t}", binary.display());
+    let t = train(&["--epochs", "3", "--warmup-epochs", "7"]);
+    assert_eq!(t["warmup_epochs"], 2, "{}: at most epochs - 1: {t}", binary.display());
+    let t = train(&[
+        "--epochs",
+        "3",
+        "--warmup-epochs",
+        "1",
+        "--log-every",
+        "5",
+        "--checkpoint-every",
+        "0",
+        "--accumulate",
+        "2",
+    ]);
+    let got = (&t["warmup_epochs"], &t["log_every"], &t["checkpoint_every"], &t["accumulate"]);
+    assert_eq!(got, (&1.into(), &5.into(), &0.into(), &2.into()), "{}: {t}", binary.display());
+    let o = Command::new(binary)
+        .args(args)
+        .args(["--batch-size", too_big, "--print-config"])
+        .output()
+        .expect("running the binary");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let want = format!("--batch-size {too_big} is larger than the ");
+    assert!(
+        !o.status.success() && stderr.contains(&want) && stderr.contains("or less"),
+        "{}: a batch larger than the data: {stderr}",
+        binary.display()
+    );
 }
 
 /// A page as headless Chromium shows it.

@@ -33,6 +33,13 @@ impl WarmupCosine {
     }
 }
 
+/// The warmup epochs of a run of `epochs`: `requested`, but at most
+/// `epochs - 1`, so that at least one epoch decays (a run of one epoch has
+/// none). The rule of all three `train-*` binaries.
+pub fn warmup_epochs(requested: usize, epochs: usize) -> usize {
+    requested.min(epochs.saturating_sub(1))
+}
+
 /// BYOL's momentum: `1 - (1 - base) * (cos(pi * step / total) + 1) / 2`,
 /// rising from `base` to 1.
 pub fn cosine_momentum(base: f64, step: usize, total: usize) -> f64 {
@@ -43,6 +50,14 @@ pub fn cosine_momentum(base: f64, step: usize, total: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warmup_leaves_at_least_one_epoch_to_decay() {
+        assert_eq!(warmup_epochs(2, 15), 2);
+        assert_eq!(warmup_epochs(10, 3), 2);
+        assert_eq!(warmup_epochs(2, 1), 0);
+        assert_eq!(warmup_epochs(0, 0), 0);
+    }
 
     #[test]
     fn warmup_then_cosine() {

@@ -32,6 +32,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("checkpoint_state", checkpoint_state),
     ("safetensors", safetensors),
     ("run_config", run_config),
+    ("config_file", config_file),
 ];
 
 thread_local! {
@@ -158,6 +159,28 @@ pub fn run_config(data: &[u8]) {
     let _ = ssl_cli::check_resume_in(path.parent().expect("the run folder"), &new, true);
 }
 
+/// A `--config FILE` as TOML and as JSON, read against the options every
+/// training binary shares (plus a comma-separated list), then parsed by
+/// clap as the binaries do.
+pub fn config_file(data: &[u8]) {
+    use clap::{Arg, ArgAction, Args};
+    let cmd = ssl_cli::RunArgs::augment_args(clap::Command::new("train-fuzz").args_override_self(true)).arg(
+        Arg::new("fractions")
+            .long("fractions")
+            .value_delimiter(',')
+            .action(ArgAction::Append)
+            .value_parser(clap::value_parser!(f64)),
+    );
+    for name in ["config.toml", "config.json"] {
+        let path = as_file(name, data);
+        let argv =
+            vec!["train-fuzz".into(), "--config".into(), path.into_os_string(), "--seed".into(), "3".into()];
+        if let Ok(argv) = ssl_cli::config_file::expand(&cmd, argv) {
+            let _ = cmd.clone().try_get_matches_from(argv);
+        }
+    }
+}
+
 /// A valid 16-bit mono WAV of 0.1 s at 16 kHz.
 pub fn valid_wav() -> Vec<u8> {
     let spec = hound::WavSpec {
@@ -240,6 +263,13 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         (
             "run_config",
             vec![br#"{"method": "simclr", "train": {"epochs": 1, "optimizer": {"lr": 0.1}}}"#.to_vec()],
+        ),
+        (
+            "config_file",
+            vec![
+                b"device = \"cpu\"\nseeds = 2\nfractions = [0.1, 1]\nsync-bn = true\n[set]\nout = 64\n".to_vec(),
+                br#"{"args": {"seed": 1, "set": [{"key": "out", "value": 8}], "dist_timeout": 60}, "train": {}}"#.to_vec(),
+            ],
         ),
     ]
 }

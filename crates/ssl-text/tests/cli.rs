@@ -278,3 +278,16 @@ fn print_config_writes_no_run_and_its_output_starts_the_same_run() {
     assert_eq!(first["pretrain_dropout"], 0.05, "{first}");
     assert!(!out.join("config.json").exists() && !out.join("tokenizer.json").exists());
 }
+
+#[test]
+fn shared_run_options_resolve_as_in_every_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    let (corpus, labeled, out) =
+        (dir.path().join("corpus.txt"), dir.path().join("labeled"), dir.path().join("run"));
+    let mut args = vec!["--corpus", corpus.to_str().unwrap(), "--labeled", labeled.to_str().unwrap()];
+    args.extend(["--out", out.to_str().unwrap()]);
+    args.extend(SMALL);
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_train-text"));
+    ssl_cli::testing::shared_options_resolve_alike(binary, &args, "100000");
+}

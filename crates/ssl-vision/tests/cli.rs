@@ -420,7 +420,7 @@ fn a_named_recipe_sets_its_flags_and_the_command_line_overrides_them() {
     assert!(opt.to_string().contains("\"clip_lr\":true") && opt.to_string().contains("0.02"), "{opt}");
     // 0.4 per 256, scaled to the command line's batch of 8.
     assert!((opt["lr"].as_f64().unwrap() - 0.4 * 8.0 / 256.0).abs() < 1e-12, "{opt}");
-    assert_eq!(config["train"]["warmup_epochs"], 1, "the recipe's 10, capped at the epochs");
+    assert_eq!(config["train"]["warmup_epochs"], 0, "the recipe's 10, capped at epochs - 1");
     assert_eq!(config["augment"]["preset"], "simclr");
 }
 
@@ -729,4 +729,14 @@ fn report_html_draws_every_chart_in_headless_chromium() {
         img.pixels().filter(|p| p.0.iter().max().unwrap() - p.0.iter().min().unwrap() > 100).count() as f64
             / n;
     assert!(dark > 0.005 && coloured > 0.001, "a blank page? dark {dark:.4}, coloured {coloured:.4}");
+}
+
+#[test]
+fn shared_run_options_resolve_as_in_every_binary() {
+    let data = tempfile::tempdir().unwrap();
+    tiny_folder(data.path());
+    let spec = format!("folder:{}", data.path().display());
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_train-vision"));
+    let args = ["--data", &spec, "--device", "cpu", "--batch-size", "8"];
+    ssl_cli::testing::shared_options_resolve_alike(binary, &args, "1000");
 }

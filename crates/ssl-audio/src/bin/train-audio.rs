@@ -77,9 +77,6 @@ struct Args {
     /// Peak learning rate (default: the method's recipe).
     #[arg(long)]
     lr: Option<f64>,
-    /// Warmup epochs.
-    #[arg(long, default_value_t = 2)]
-    warmup_epochs: usize,
     /// Model sample rate: clips are resampled to it.
     #[arg(long, default_value_t = 16_000)]
     sample_rate: u32,
@@ -225,10 +222,9 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     pretrain_clips.extend(unlabeled_clips);
     let mut pretrain_labels = data.train.labels.clone();
     pretrain_labels.resize(pretrain_clips.len(), 0);
-    let batch_size = (args.batch_size as usize).min(pretrain_clips.len());
-    if batch_size < 2 {
-        bail!("{}: need at least two training clips, found {}", args.data, pretrain_clips.len());
-    }
+    let batch_size = args.batch_size as usize;
+    let what = if unlabeled_files.is_empty() { "training" } else { "training and unlabelled" };
+    ssl_cli::check_batch_size(batch_size, pretrain_clips.len(), &format!("{what} clips of {}", args.data))?;
 
     let out = args.run.run_dir(|| {
         PathBuf::from("runs").join(format!("{}-{}", args.method, dataset.replace([':', '/', ','], "_")))
@@ -239,19 +235,15 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     let mut train_cfg = TrainConfig {
         epochs,
         optimizer,
-        warmup_epochs: args.warmup_epochs.min(epochs.saturating_sub(1)),
         final_lr: 0.0,
         grad_clip: Some(3.0),
-        bf16: !args.run.no_bf16,
         keep_checkpoints: 2,
-        log_every: 10,
         online_probe_classes: args.unlabeled.is_none().then_some(classes),
         monitor_every: args.knn_every.max(1),
-        accumulate: args.run.accumulate as usize,
         ..TrainConfig::default()
     };
-    args.run.apply_to(&mut train_cfg, 5);
-    train_cfg.checkpoint_every = train_cfg.checkpoint_every.max(1);
+    // Checkpoints every 5 epochs, 2 warmup epochs.
+    args.run.apply_to(&mut train_cfg, 5, 2);
     let mut vs = nn::VarStore::new(device);
     let (mut method, model_cfg) = methods::build(&args.method, &vs, &encoder, &args.run.set)?;
     let init = match &args.init {

@@ -237,14 +237,11 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         run.describe()
     );
     }
-    if packed.train.len() < args.batch_size {
-        bail!(
-            "--batch-size {} is larger than the {} training sequences of {}",
-            args.batch_size,
-            packed.train.len(),
-            corpus_path.display()
-        );
-    }
+    ssl_cli::check_batch_size(
+        args.batch_size,
+        packed.train.len(),
+        &format!("training sequences of {}", corpus_path.display()),
+    )?;
 
     ssl_cli::refuse_set(
         &args.run.set,
@@ -282,18 +279,15 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     let mut train_cfg = TrainConfig {
         epochs: args.epochs,
         optimizer: OptimizerConfig::adamw(args.lr, 0.01),
-        warmup_epochs: 1.min(args.epochs),
         final_lr: 0.0,
         grad_clip: Some(1.0),
-        bf16: !args.run.no_bf16,
         keep_checkpoints: 2,
-        log_every: 20,
         online_probe_classes: None,
         monitor_every: 1,
-        accumulate: args.run.accumulate as usize,
         ..TrainConfig::default()
     };
-    args.run.apply_to(&mut train_cfg, 1);
+    // Checkpoints every epoch, 1 warmup epoch.
+    args.run.apply_to(&mut train_cfg, 1, 1);
     let mut config = json!({
         "objective": objective, "corpus": corpus_path, "labeled": labeled, "device": device_name(device),
         "world_size": run.group.world_size(),

@@ -98,9 +98,6 @@ struct Args {
     /// Weight decay (default: the method's recipe).
     #[arg(long)]
     weight_decay: Option<f64>,
-    /// Warmup epochs.
-    #[arg(long, default_value_t = 2)]
-    warmup_epochs: usize,
     /// Temperature of simclr and moco-v2 (default 0.2: the MoCo v2 value;
     /// for SimCLR it learns faster in short runs than the paper's 0.5).
     #[arg(long)]
@@ -524,10 +521,8 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     };
     let (train_n, test_n) = (data.labels().0.len(), data.labels().1.len());
     let pretrain_n = pretrain.as_ref().map_or(train_n, |p| p.len());
-    if pretrain_n < batch_size {
-        let what = if pretrain.is_some() { "pretraining" } else { "training" };
-        bail!("--batch-size {batch_size} is larger than the {pretrain_n} {what} images of {}", data.name());
-    }
+    let what = if pretrain.is_some() { "pretraining" } else { "training" };
+    ssl_cli::check_batch_size(batch_size, pretrain_n, &format!("{what} images of {}", data.name()))?;
     ssl_cli::check_fractions(&args.finetune_fractions)?;
     ssl_cli::refuse_set(
         &args.run.set,
@@ -614,18 +609,15 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     let mut train_cfg = TrainConfig {
         epochs,
         optimizer,
-        warmup_epochs: args.warmup_epochs.min(epochs),
         final_lr: 0.0,
         grad_clip: args.grad_clip,
-        bf16: !args.run.no_bf16,
         keep_checkpoints: 2,
-        log_every: 10,
         online_probe_classes: (!args.unlabeled).then_some(data.classes().len()),
         monitor_every: args.knn_every.max(1),
-        accumulate: args.run.accumulate as usize,
         ..TrainConfig::default()
     };
-    args.run.apply_to(&mut train_cfg, 5);
+    // Checkpoints every 5 epochs, 2 warmup epochs.
+    args.run.apply_to(&mut train_cfg, 5, 2);
     let out = args.run.run_dir(|| PathBuf::from("runs").join(format!("{}-{}", args.method, data.name())));
     if run.is_main() && !args.run.print_config {
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
