@@ -142,8 +142,17 @@ fn flags(
                 .filter(|l| !META.contains(&l.replace('-', "_").as_str()) && *l != "help" && *l != "version")
                 .collect();
             known.sort_unstable();
+            // The closest option by name, as clap suggests for a mistyped flag.
+            let wanted = key.replace('_', "-");
+            let closest = known
+                .iter()
+                .map(|k| (strsim::jaro_winkler(&wanted, k), *k))
+                .filter(|(score, _)| *score > 0.8)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, k)| format!(" did you mean `{k}`?"))
+                .unwrap_or_default();
             return Err(Error::Config(format!(
-                "--config {}: `{key}` is not an option of {bin}; the options are: {}",
+                "--config {}: `{key}` is not an option of {bin};{closest} the options are: {}",
                 path.display(),
                 known.join(", ")
             )));
@@ -271,6 +280,11 @@ mod tests {
     fn bad_files_and_values_are_named() {
         let e = parse("epoch = 3\n", "run.toml", &[]).unwrap_err().to_string();
         assert!(e.contains("run.toml") && e.contains("`epoch` is not an option of train-x"), "{e}");
+        assert!(e.contains("did you mean `epochs`?"), "{e}");
+        let e = parse("finetune_fraction = [1]\n", "run.toml", &[]).unwrap_err().to_string();
+        assert!(e.contains("did you mean `finetune-fractions`?"), "{e}");
+        let e = parse("zzz = 1\n", "run.toml", &[]).unwrap_err().to_string();
+        assert!(!e.contains("did you mean"), "no option is close: {e}");
         assert!(e.contains("epochs, finetune-fractions, method, set, stream"), "{e}");
         let e = parse("epochs = \"many\"\n", "run.toml", &[]).unwrap_err().to_string();
         assert!(e.contains("run.toml") && e.contains("`epochs`") && e.contains("many"), "{e}");

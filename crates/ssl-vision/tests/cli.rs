@@ -662,7 +662,7 @@ fn a_runs_config_json_or_a_toml_file_sets_the_options_and_flags_override_them() 
         !ok && err.contains("run.toml") && err.contains("`epoch` is not an option of train-vision"),
         "{err}"
     );
-    assert!(err.contains("epochs") && err.contains("batch-size"), "the known options: {err}");
+    assert!(err.contains("did you mean `epochs`?") && err.contains("batch-size"), "the known options: {err}");
     std::fs::write(&toml, "epochs = \"three\"\n").unwrap();
     let (ok, _, err) = vision(&["--config", toml_s, "--print-config"]);
     assert!(!ok && err.contains("run.toml: `epochs`") && err.contains("three"), "{err}");
