@@ -7,6 +7,11 @@
 //! random initialisation, it tells how much pretraining helps when labels
 //! are used end to end.
 //!
+//! [`train_classifier`] is the one training loop of every fine-tuning in
+//! ssl-rs: [`fine_tune`] here (vision and audio: a new head on the
+//! encoder) and ssl-text's (BERT with its classification head, over
+//! length-grouped batches of token ids and attention masks).
+//!
 //! The head standardises the features per dimension before its linear
 //! layer (a BatchNorm without affine parameters, as MAE's probing head and
 //! [`crate::eval::linear_probe`]): a transformer's pooled token after its
@@ -139,10 +144,7 @@ pub fn fine_tune(
     test_y: &Tensor,
     recipe: &FineTuneRecipe,
 ) -> Result<FineTuneResult> {
-    use rand::SeedableRng;
     recipe.mixup.check()?;
-    let (epochs, optimizer) = (recipe.epochs, &recipe.optimizer);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(recipe.seed);
     let device = encoder_vs.device();
     let head_vs = nn::VarStore::new(device);
     let bn = nn::BatchNormConfig { affine: false, ..Default::default() };
@@ -151,49 +153,19 @@ pub fn fine_tune(
     let head = |f: &Tensor, train: bool| linear.forward(&f.apply_t(&norm, train));
     let mut named: Vec<(String, Tensor)> = encoder_vs.variables().into_iter().collect();
     named.extend(head_vs.variables());
-    let mut opt = Optimizer::new(optimizer, named);
     let per_epoch = source.batches_per_epoch();
-    let schedule = WarmupCosine {
-        base_lr: optimizer.lr,
-        final_lr: 0.0,
-        warmup_steps: per_epoch.min(epochs * per_epoch / 10),
-        total_steps: epochs * per_epoch,
+    let cfg = LoopConfig {
+        epochs: recipe.epochs,
+        optimizer: recipe.optimizer.clone(),
+        warmup_steps: per_epoch.min(recipe.epochs * per_epoch / 10),
+        grad_clip: None,
+        mixup: recipe.mixup.clone(),
+        seed: recipe.seed,
     };
-    let mut step = 0;
-    let mut last_loss = f64::NAN;
-    let mut curve = Vec::with_capacity(epochs);
-    for epoch in 0..epochs {
-        let mut sum = Tensor::zeros([], (Kind::Float, device));
-        for i in 0..per_epoch {
-            let batch = source.batch(epoch, i)?.to_device(device);
-            let y = batch
-                .labels
-                .as_ref()
-                .ok_or_else(|| Error::Config("fine-tuning needs labelled batches".into()))?;
-            let x = &batch.views[0];
-            let mix = if recipe.mixup.mixes() {
-                let size = x.size();
-                if recipe.mixup.cutmix_alpha > 0.0 && size.len() != 4 {
-                    return Err(Error::Config(format!(
-                        "CutMix needs [B, C, H, W] inputs, got {size:?}; set its alpha to 0"
-                    )));
-                }
-                let (h, w) = (size.get(2).copied().unwrap_or(1), size.get(3).copied().unwrap_or(1));
-                recipe.mixup.sample(h, w, &mut rng)
-            } else {
-                crate::mixup::Mix::None
-            };
-            let (x, targets) = mix.apply(x, y, num_classes as i64, recipe.mixup.label_smoothing);
-            opt.zero_grad();
-            let loss = soft_cross_entropy(&head(&encoder.forward_t(&x, true), true), &targets);
-            loss.backward();
-            opt.step(schedule.lr(step));
-            step += 1;
-            sum += loss.detach();
-        }
-        last_loss = sum.double_value(&[]) / per_epoch.max(1) as f64;
-        curve.push(last_loss);
-    }
+    let logits =
+        |x: &Tensor, _: &crate::method::Batch, train: bool| Ok(head(&encoder.forward_t(x, train), train));
+    let curve = train_classifier(&logits, named, source, num_classes, device, &cfg, &mut |_| Ok(()))?;
+    let last_loss = curve.last().copied().unwrap_or(f64::NAN);
     let n = test_x.len();
     let mut correct = 0i64;
     for s in (0..n).step_by(512) {
@@ -208,6 +180,92 @@ pub fn fine_tune(
         final_train_loss: last_loss,
         train_loss_curve: curve,
     })
+}
+
+/// How [`train_classifier`] trains, besides the model and the data.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoopConfig {
+    /// Epochs over the source.
+    pub epochs: usize,
+    /// The optimizer and its peak learning rate.
+    pub optimizer: OptimizerConfig,
+    /// Steps of linear warmup, then cosine decay to 0 at the last step.
+    pub warmup_steps: usize,
+    /// Clip the global gradient norm to this before each step.
+    pub grad_clip: Option<f64>,
+    /// Mixup, CutMix and label smoothing (off: plain cross-entropy).
+    pub mixup: MixupConfig,
+    /// Seed of the mixing draws.
+    pub seed: u64,
+}
+
+/// The training loop of every fine-tuning in ssl-rs (vision, audio and
+/// text): for each batch of `source` (labelled; `views[0]` is the input)
+/// the input is mixed as `cfg.mixup` says, `logits(x, batch, true)` scored
+/// with the soft-target cross-entropy, the gradients of `params` clipped
+/// when asked, and one optimizer step taken on a warmup-cosine schedule;
+/// after each epoch, `after_epoch(epoch)` (0-based) runs, to evaluate for
+/// a learning curve. `logits` gets the mixed input and the batch (for its
+/// other views, such as a text's attention mask). Returns each epoch's
+/// mean training loss.
+pub fn train_classifier(
+    logits: &dyn Fn(&Tensor, &crate::method::Batch, bool) -> Result<Tensor>,
+    params: Vec<(String, Tensor)>,
+    source: &dyn BatchSource,
+    num_classes: usize,
+    device: Device,
+    cfg: &LoopConfig,
+    after_epoch: &mut dyn FnMut(usize) -> Result<()>,
+) -> Result<Vec<f64>> {
+    use rand::SeedableRng;
+    cfg.mixup.check()?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut opt = Optimizer::new(&cfg.optimizer, params);
+    let per_epoch = source.batches_per_epoch();
+    let schedule = WarmupCosine {
+        base_lr: cfg.optimizer.lr,
+        final_lr: 0.0,
+        warmup_steps: cfg.warmup_steps,
+        total_steps: cfg.epochs * per_epoch,
+    };
+    let mut step = 0;
+    let mut curve = Vec::with_capacity(cfg.epochs);
+    for epoch in 0..cfg.epochs {
+        let mut sum = Tensor::zeros([], (Kind::Float, device));
+        for i in 0..per_epoch {
+            let batch = source.batch(epoch, i)?.to_device(device);
+            let y = batch
+                .labels
+                .as_ref()
+                .ok_or_else(|| Error::Config("fine-tuning needs labelled batches".into()))?;
+            let x = &batch.views[0];
+            let mix = if cfg.mixup.mixes() {
+                let size = x.size();
+                if cfg.mixup.cutmix_alpha > 0.0 && size.len() != 4 {
+                    return Err(Error::Config(format!(
+                        "CutMix needs [B, C, H, W] inputs, got {size:?}; set its alpha to 0"
+                    )));
+                }
+                let (h, w) = (size.get(2).copied().unwrap_or(1), size.get(3).copied().unwrap_or(1));
+                cfg.mixup.sample(h, w, &mut rng)
+            } else {
+                crate::mixup::Mix::None
+            };
+            let (x, targets) = mix.apply(x, y, num_classes as i64, cfg.mixup.label_smoothing);
+            opt.zero_grad();
+            let loss = soft_cross_entropy(&logits(&x, &batch, true)?, &targets);
+            loss.backward();
+            if let Some(c) = cfg.grad_clip {
+                opt.clip_grad_norm(c);
+            }
+            opt.step(schedule.lr(step));
+            step += 1;
+            sum += loss.detach();
+        }
+        curve.push(sum.double_value(&[]) / per_epoch.max(1) as f64);
+        after_epoch(epoch)?;
+    }
+    Ok(curve)
 }
 
 /// Copies an encoder's weights from a method's `method_vs` into

@@ -20,8 +20,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
 use ssl_core::eval::{macro_f1, LinearHead, LinearProbeConfig};
-use ssl_core::optim::{Optimizer, OptimizerConfig};
-use ssl_core::schedule::WarmupCosine;
+use ssl_core::optim::OptimizerConfig;
 use std::path::Path;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
@@ -362,10 +361,43 @@ pub fn copy_encoder(from: &nn::VarStore, to: &nn::VarStore) -> Result<()> {
     })
 }
 
+/// A labelled set's length-grouped batches for fine-tuning
+/// ([`length_grouped_batches`]; epoch `e`'s grouping is drawn from
+/// `seed ^ (e + 1)`): views `[ids, attention mask]`, padded to the longest
+/// text of the batch, and the labels.
+struct GroupedBatches<'a> {
+    set: &'a LabeledSet,
+    batch_size: usize,
+    seed: u64,
+    pad: i64,
+}
+
+impl ssl_core::BatchSource for GroupedBatches<'_> {
+    fn batches_per_epoch(&self) -> usize {
+        grouped_batch_count(self.set.ids.len(), self.batch_size)
+    }
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+    fn batch(&self, epoch: usize, index: usize) -> ssl_core::Result<ssl_core::method::Batch> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed ^ (epoch as u64 + 1));
+        let batches = length_grouped_batches(&self.set.ids, self.batch_size, &mut rng);
+        let chunk = batches.get(index).ok_or_else(|| {
+            ssl_core::Error::Data(format!("batch {index} of an epoch of {} batches", batches.len()))
+        })?;
+        let (ids, mask) = pad_batch(self.set, chunk, self.pad);
+        let y: Vec<i64> = chunk.iter().map(|&i| self.set.labels[i]).collect();
+        Ok(ssl_core::method::Batch { views: vec![ids, mask], labels: Some(Tensor::from_slice(&y)) })
+    }
+}
+
 /// Fine-tunes `model` (its variables in `vs`) on `train`, then scores it on
-/// `test`. The score's `curve` holds the test top-1 after every epoch, for
-/// reading the learning curve; the reported score is always the last
-/// epoch's (no epoch is chosen on the test set).
+/// `test`, with ssl-core's fine-tuning loop ([`ssl_core::finetune::train_classifier`]:
+/// AdamW, warmup for `cfg.warmup` of the steps then cosine, gradients
+/// clipped to norm 1, cross-entropy) over length-grouped batches. The
+/// score's `curve` holds the test top-1 after every epoch, for reading the
+/// learning curve; the reported score is always the last epoch's (no epoch
+/// is chosen on the test set).
 pub fn fine_tune(
     model: &SequenceClassifier,
     vs: &nn::VarStore,
@@ -374,37 +406,37 @@ pub fn fine_tune(
     pad: i64,
     cfg: &FineTuneConfig,
 ) -> Result<ClassifierScore> {
+    use ssl_core::BatchSource;
     let device = vs.device();
-    let n = train.ids.len();
-    let bs = cfg.batch_size.max(1);
-    let per_epoch = n.div_ceil(bs);
-    let total = per_epoch * cfg.epochs;
-    let schedule = WarmupCosine {
-        base_lr: cfg.lr,
-        final_lr: 0.0,
+    let source = GroupedBatches { set: train, batch_size: cfg.batch_size.max(1), seed: cfg.seed, pad };
+    let total = source.batches_per_epoch() * cfg.epochs;
+    let loop_cfg = ssl_core::finetune::LoopConfig {
+        epochs: cfg.epochs,
+        optimizer: OptimizerConfig::adamw(cfg.lr, cfg.weight_decay),
         warmup_steps: (total as f64 * cfg.warmup) as usize,
-        total_steps: total,
+        grad_clip: Some(1.0),
+        mixup: ssl_core::mixup::MixupConfig::smoothing_only(0.0),
+        seed: cfg.seed,
     };
-    let mut opt = Optimizer::from_var_store(&OptimizerConfig::adamw(cfg.lr, cfg.weight_decay), vs);
-    let mut step = 0;
+    let classes = model.classifier.ws.size()[0] as usize;
+    let logits = |ids: &Tensor, batch: &ssl_core::method::Batch, train: bool| -> ssl_core::Result<Tensor> {
+        Ok(model.forward(ids, &batch.views[1], train)?)
+    };
     let (mut curve, mut last) = (Vec::with_capacity(cfg.epochs), None);
-    for epoch in 0..cfg.epochs {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ (epoch as u64 + 1));
-        for chunk in &length_grouped_batches(&train.ids, bs, &mut rng) {
-            let (ids, mask) = pad_batch(train, chunk, pad);
-            let y: Vec<i64> = chunk.iter().map(|&i| train.labels[i]).collect();
-            let logits = model.forward(&ids.to_device(device), &mask.to_device(device), true)?;
-            let loss = ssl_core::losses::cross_entropy(&logits, &Tensor::from_slice(&y).to_device(device));
-            opt.zero_grad();
-            loss.backward();
-            opt.clip_grad_norm(1.0);
-            opt.step(schedule.lr(step));
-            step += 1;
-        }
-        let s = score(model, test, pad, device)?;
-        curve.push(s.top1);
-        last = Some(s);
-    }
+    ssl_core::finetune::train_classifier(
+        &logits,
+        vs.variables().into_iter().collect(),
+        &source,
+        classes,
+        device,
+        &loop_cfg,
+        &mut |_| {
+            let s = score(model, test, pad, device)?;
+            curve.push(s.top1);
+            last = Some(s);
+            Ok(())
+        },
+    )?;
     let mut s = match last {
         Some(s) => s,
         None => score(model, test, pad, device)?,
