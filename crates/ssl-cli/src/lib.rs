@@ -533,6 +533,41 @@ pub fn check_batch_size(batch: usize, available: usize, what: &str) -> Result<()
     Ok(())
 }
 
+/// The end of a vision or audio run on rank 0, written once for both:
+/// `report` (the binary's own fields) gains the comparison with random
+/// initialisation ([`ssl_core::eval::comparison_json`]) and, when there was
+/// fine-tuning, its rows ([`ssl_core::finetune::add_to_report`]) and
+/// `finetune` (`{"config": …, "fractions": rows}`); then `report.json` and
+/// `report.html` (with `extras`) are written into `out`, and the headline,
+/// the encoder table, the fine-tuning lines and both paths printed.
+pub fn finish_run(
+    out: PathBuf,
+    mut report: serde_json::Value,
+    headline: &str,
+    (ssl, random_init): (&ssl_core::eval::EvalReport, &ssl_core::eval::EvalReport),
+    finetune: Option<(&[ssl_core::finetune::FractionResult], serde_json::Value)>,
+    extras: &ssl_core::html_report::Extras,
+) -> Result<Finished> {
+    if let (Some(obj), serde_json::Value::Object(cmp)) =
+        (report.as_object_mut(), ssl_core::eval::comparison_json(ssl, random_init))
+    {
+        obj.extend(cmp);
+    }
+    if let Some((rows, config)) = &finetune {
+        ssl_core::finetune::add_to_report(&mut report, rows);
+        report["finetune"] = serde_json::json!({"config": config, "fractions": rows});
+    }
+    write_json_atomic(&out.join("report.json"), &report)?;
+    let html = ssl_core::html_report::write(&out, extras)?;
+    println!("\n{headline}");
+    print!("{}", encoder_table(ssl, random_init));
+    if let Some((rows, _)) = &finetune {
+        print!("{}", finetune_lines(rows));
+    }
+    println!("report: {} and {}", out.join("report.json").display(), html.display());
+    Ok(Finished { dir: out, report })
+}
+
 /// `--finetune-fractions`, checked: each in (0, 1].
 pub fn check_fractions(fractions: &[f64]) -> Result<()> {
     match fractions.iter().find(|f| !(**f > 0.0 && **f <= 1.0)) {

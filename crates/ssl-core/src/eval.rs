@@ -309,6 +309,20 @@ pub fn pca_2d(features: &Tensor) -> Tensor {
     x.matmul(&v.narrow(1, 0, 2.min(v.size()[1])))
 }
 
+/// The report fields of a pretrained encoder against the same architecture
+/// at random initialisation, as every vision and audio `report.json` holds
+/// them: `ssl` and `random_init` ([`EvalReport::summary`]), `feature_dim`,
+/// and each side's `linear_probe` and `label_efficiency` in full.
+pub fn comparison_json(ssl: &EvalReport, random_init: &EvalReport) -> serde_json::Value {
+    serde_json::json!({
+        "ssl": ssl.summary(),
+        "random_init": random_init.summary(),
+        "feature_dim": ssl.feature_dim,
+        "linear_probe": {"ssl": ssl.linear, "random_init": random_init.linear},
+        "label_efficiency": {"ssl": ssl.label_efficiency, "random_init": random_init.label_efficiency},
+    })
+}
+
 /// What [`evaluate_encoder`] measured of an encoder's frozen features.
 pub struct Evaluated {
     /// kNN, linear probe and label-efficiency probes.

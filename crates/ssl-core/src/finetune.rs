@@ -182,6 +182,45 @@ pub fn fine_tune(
     })
 }
 
+/// Fine-tuning of both encoders on each of `fractions` of the training
+/// labels, the step of the experiment flow that vision and audio share:
+/// for a fraction below 1 the class-balanced subset of `train_labels` fixed
+/// by `seed` ([`crate::eval::label_subset`], the linear probes' subsets),
+/// for 1 every sample; each fraction trains for as many optimizer steps as
+/// `epochs` on all labels ([`FractionPlan`]). `run(plan, subset)` builds
+/// fresh copies of the pretrained and the random-init encoder, fine-tunes
+/// them on the samples `subset` (every one when `None`) as `plan` says, and
+/// returns their results in that order (its errors are passed on). Says
+/// on stderr what it starts, as the trainer does.
+pub fn over_fractions<E>(
+    fractions: &[f64],
+    train_labels: &[i64],
+    batch_size: usize,
+    epochs: usize,
+    seed: u64,
+    mut run: impl FnMut(
+        &FractionPlan,
+        Option<&[usize]>,
+    ) -> std::result::Result<(FineTuneResult, FineTuneResult), E>,
+) -> std::result::Result<Vec<FractionResult>, E> {
+    let n = train_labels.len();
+    let mut rows = Vec::with_capacity(fractions.len());
+    for &fraction in fractions {
+        let subset = (fraction < 1.0).then(|| crate::eval::label_subset(train_labels, fraction, seed));
+        let labels = subset.as_ref().map_or(n, Vec::len);
+        let plan = FractionPlan::new(fraction.min(1.0), labels, n, batch_size.min(n), epochs);
+        eprintln!(
+            "fine-tuning both encoders on {}% of the labels ({} samples, {} epochs) ...",
+            crate::eval::percent(fraction),
+            plan.labels,
+            plan.epochs
+        );
+        let (ssl, random_init) = run(&plan, subset.as_deref())?;
+        rows.push(FractionResult { plan, ssl, random_init });
+    }
+    Ok(rows)
+}
+
 /// How [`train_classifier`] trains, besides the model and the data.
 #[derive(Clone, Debug, Serialize)]
 pub struct LoopConfig {

@@ -17,9 +17,8 @@ use ssl_audio::frontend::LogMelConfig;
 use ssl_audio::methods::{self, ENCODER_PREFIXES};
 use ssl_audio::views::{AudioInput, AudioViewSource, ViewRecipe};
 use ssl_core::device::{device_name, seed_everything};
-use ssl_core::eval::label_subset;
 use ssl_core::eval::{evaluate_encoder, extract_features, Evaluated, KnnMonitor};
-use ssl_core::finetune::{copy_encoder, fine_tune, FineTuneRecipe, FractionPlan, FractionResult};
+use ssl_core::finetune::{copy_encoder, fine_tune, FineTuneRecipe};
 use ssl_core::metrics::write_json_atomic;
 use ssl_core::optim::OptimizerConfig;
 use ssl_core::trainer::{TrainConfig, Trainer};
@@ -365,99 +364,74 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     };
     let (ssl, rnd) = (ssl.report, rnd.report);
 
-    let finetune: Option<Vec<FractionResult>> = if args.finetune_epochs > 0 {
+    let finetune = if args.finetune_epochs > 0 {
         let opt = OptimizerConfig::adamw(args.finetune_lr, 0.05);
         let dim = encoder.feature_dim();
-        let n = train_clips.len();
-        let full_batch = batch_size.min(n);
-        let mut rows = Vec::new();
-        for &fraction in &args.finetune_fractions {
-            use std::borrow::Cow;
-            let (clips, labels, plan): (Cow<[Vec<f32>]>, Cow<[i64]>, _) = if fraction >= 1.0 {
-                let plan = FractionPlan::new(1.0, n, n, full_batch, args.finetune_epochs);
-                (Cow::Borrowed(&train_clips), Cow::Borrowed(&data.train.labels), plan)
-            } else {
-                let ids = label_subset(&data.train.labels, fraction, seed);
-                let plan = FractionPlan::new(fraction, ids.len(), n, full_batch, args.finetune_epochs);
-                (
-                    Cow::Owned(ids.iter().map(|&i| train_clips[i].clone()).collect()),
-                    Cow::Owned(ids.iter().map(|&i| data.train.labels[i]).collect()),
-                    plan,
-                )
-            };
-            eprintln!(
-                "fine-tuning both encoders on {}% of the labels ({} clips, {} epochs) ...",
-                ssl_core::eval::percent(fraction),
-                plan.labels,
-                plan.epochs
-            );
-            let ft_source = AudioViewSource::new(
-                &clips,
-                &labels,
-                &input,
-                ViewRecipe::single(input.clip_len),
-                plan.batch_size,
-                seed,
-            );
-            // Fresh copies each time: fine-tuning changes the weights.
-            let ssl_vs = nn::VarStore::new(device);
-            let ssl_encoder = AudioEncoder::new(&ssl_vs.root(), &encoder);
-            copy_encoder(&vs, &ssl_vs, &ENCODER_PREFIXES)?;
-            seed_everything(seed);
-            let rnd_vs = nn::VarStore::new(device);
-            let rnd_encoder = AudioEncoder::new(&rnd_vs.root(), &encoder);
-            let run = |e: &AudioEncoder, evs: &nn::VarStore| {
-                let recipe = FineTuneRecipe { seed, ..FineTuneRecipe::plain(plan.epochs, opt.clone()) };
-                fine_tune(e, evs, dim, &ft_source, classes, &test_x, &test_y, &recipe)
-            };
-            rows.push(FractionResult {
-                plan,
-                ssl: run(&ssl_encoder, &ssl_vs)?,
-                random_init: run(&rnd_encoder, &rnd_vs)?,
-            });
-        }
+        let rows = ssl_core::finetune::over_fractions(
+            &args.finetune_fractions,
+            &data.train.labels,
+            batch_size,
+            args.finetune_epochs,
+            seed,
+            |plan, subset| -> Result<_> {
+                use std::borrow::Cow;
+                let (clips, labels): (Cow<[Vec<f32>]>, Cow<[i64]>) = match subset {
+                    Some(ids) => (
+                        Cow::Owned(ids.iter().map(|&i| train_clips[i].clone()).collect()),
+                        Cow::Owned(ids.iter().map(|&i| data.train.labels[i]).collect()),
+                    ),
+                    None => (Cow::Borrowed(&train_clips), Cow::Borrowed(&data.train.labels)),
+                };
+                let ft_source = AudioViewSource::new(
+                    &clips,
+                    &labels,
+                    &input,
+                    ViewRecipe::single(input.clip_len),
+                    plan.batch_size,
+                    seed,
+                );
+                // Fresh copies each time: fine-tuning changes the weights.
+                let ssl_vs = nn::VarStore::new(device);
+                let ssl_encoder = AudioEncoder::new(&ssl_vs.root(), &encoder);
+                copy_encoder(&vs, &ssl_vs, &ENCODER_PREFIXES)?;
+                seed_everything(seed);
+                let rnd_vs = nn::VarStore::new(device);
+                let rnd_encoder = AudioEncoder::new(&rnd_vs.root(), &encoder);
+                let run = |e: &AudioEncoder, evs: &nn::VarStore| {
+                    let recipe = FineTuneRecipe { seed, ..FineTuneRecipe::plain(plan.epochs, opt.clone()) };
+                    fine_tune(e, evs, dim, &ft_source, classes, &test_x, &test_y, &recipe)
+                };
+                Ok((run(&ssl_encoder, &ssl_vs)?, run(&rnd_encoder, &rnd_vs)?))
+            },
+        )?;
         Some(rows)
     } else {
         None
     };
 
     let wall = started.elapsed().as_secs_f64();
-    let mut report = json!({
+    let report = json!({
         "method": args.method,
         "dataset": dataset,
-        "ssl": ssl.summary(),
-        "random_init": rnd.summary(),
         "epochs": summary.epochs,
         "wall_s": wall,
         "device": device_name(device),
         "train": summary,
         "encoder": encoder,
-        "feature_dim": ssl.feature_dim,
-        "linear_probe": {"ssl": ssl.linear, "random_init": rnd.linear},
-        "label_efficiency": {"ssl": ssl.label_efficiency, "random_init": rnd.label_efficiency},
         "pretrain_clips": pretrain_clips.len(),
         "train_clips": train_clips.len(),
         "test_clips": test_clips.len(),
     });
-    if let Some(rows) = &finetune {
-        ssl_core::finetune::add_to_report(&mut report, rows);
-        report["finetune"] =
-            json!({"epochs": args.finetune_epochs, "lr": args.finetune_lr, "fractions": rows});
-    }
-    write_json_atomic(&out.join("report.json"), &report)?;
-    println!(
-        "\n{} on {} ({} epochs, {:.0} s, {})",
+    let headline = format!(
+        "{} on {} ({} epochs, {:.0} s, {})",
         args.method,
         dataset,
         summary.epochs,
         wall,
         device_name(device)
     );
-    print!("{}", ssl_cli::encoder_table(&ssl, &rnd));
-    if let Some(rows) = &finetune {
-        print!("{}", ssl_cli::finetune_lines(rows));
-    }
-    let html = ssl_core::html_report::write(&out, &extras)?;
-    println!("report: {} and {}", out.join("report.json").display(), html.display());
-    Ok(Some(ssl_cli::Finished { dir: out, report }))
+    let finetune_config =
+        json!({"epochs": args.finetune_epochs, "lr": args.finetune_lr, "weight_decay": 0.05});
+    let finetune = finetune.as_ref().map(|rows| (rows.as_slice(), finetune_config));
+    Ok(Some(ssl_cli::finish_run(out, report, &headline, (&ssl, &rnd), finetune, &extras)?))
 }

@@ -10,9 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde_json::json;
 use ssl_core::device::{device_name, seed_everything};
-use ssl_core::eval::label_subset;
 use ssl_core::eval::{evaluate_encoder, extract_features_from, Evaluated, InputChunks, KnnMonitor};
-use ssl_core::finetune::{FractionPlan, FractionResult};
 use ssl_core::metrics::write_json_atomic;
 use ssl_core::trainer::{TrainConfig, Trainer};
 use ssl_core::BatchSource;
@@ -789,79 +787,64 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         let test_y = tch::Tensor::from_slice(&data.test.labels);
         let classes = data.classes.len();
         let test_x = eval_tensor(&data.test, &aug);
-        let n = data.train.len();
-        let mut rows = Vec::new();
-        for &fraction in &args.finetune_fractions {
-            let subset;
-            let (set, plan) = if fraction >= 1.0 {
-                (&data.train, FractionPlan::new(1.0, n, n, cfg.batch_size, cfg.epochs))
-            } else {
-                subset = data.train.subset(&label_subset(&data.train.labels, fraction, seed));
-                (&subset, FractionPlan::new(fraction, subset.len(), n, cfg.batch_size, cfg.epochs))
-            };
-            let cfg = FineTuneConfig { epochs: plan.epochs, batch_size: plan.batch_size, ..cfg.clone() };
-            eprintln!(
-                "fine-tuning both encoders on {}% of the labels ({} images, {} epochs) ...",
-                ssl_core::eval::percent(fraction),
-                plan.labels,
-                plan.epochs
-            );
-            // Fresh copies each time: fine-tuning changes the weights.
-            let ssl_vs = nn::VarStore::new(device);
-            let ssl_backbone = Backbone::new(&ssl_vs.root(), &ft_backbone);
-            copy_backbone(&vs, &ssl_vs)?;
-            seed_everything(seed);
-            let rnd_vs = nn::VarStore::new(device);
-            let rnd_backbone = Backbone::new(&(rnd_vs.root() / "backbone"), &ft_backbone);
-            if channels_last {
-                channels_last_(&ssl_vs);
-                channels_last_(&rnd_vs);
-            }
-            let ft_ssl = fine_tune(&ssl_backbone, &ssl_vs, set, &aug, classes, &test_x, &test_y, &cfg)?;
-            let ft_rnd = fine_tune(&rnd_backbone, &rnd_vs, set, &aug, classes, &test_x, &test_y, &cfg)?;
-            rows.push(FractionResult { plan, ssl: ft_ssl, random_init: ft_rnd });
-        }
+        let rows = ssl_core::finetune::over_fractions(
+            &args.finetune_fractions,
+            &data.train.labels,
+            cfg.batch_size,
+            cfg.epochs,
+            seed,
+            |plan, subset| -> Result<_> {
+                let part;
+                let set = match subset {
+                    Some(ids) => {
+                        part = data.train.subset(ids);
+                        &part
+                    }
+                    None => &data.train,
+                };
+                let cfg = FineTuneConfig { epochs: plan.epochs, batch_size: plan.batch_size, ..cfg.clone() };
+                // Fresh copies each time: fine-tuning changes the weights.
+                let ssl_vs = nn::VarStore::new(device);
+                let ssl_backbone = Backbone::new(&ssl_vs.root(), &ft_backbone);
+                copy_backbone(&vs, &ssl_vs)?;
+                seed_everything(seed);
+                let rnd_vs = nn::VarStore::new(device);
+                let rnd_backbone = Backbone::new(&(rnd_vs.root() / "backbone"), &ft_backbone);
+                if channels_last {
+                    channels_last_(&ssl_vs);
+                    channels_last_(&rnd_vs);
+                }
+                let ft_ssl = fine_tune(&ssl_backbone, &ssl_vs, set, &aug, classes, &test_x, &test_y, &cfg)?;
+                let ft_rnd = fine_tune(&rnd_backbone, &rnd_vs, set, &aug, classes, &test_x, &test_y, &cfg)?;
+                Ok((ft_ssl, ft_rnd))
+            },
+        )?;
         Some((rows, cfg))
     } else {
         None
     };
 
     let wall = started.elapsed().as_secs_f64();
-    let mut report = json!({
+    let report = json!({
         "recipe": args.recipe,
         "method": args.method,
         "dataset": data.name(),
-        "ssl": ssl.summary(),
-        "random_init": rnd.summary(),
         "epochs": summary.epochs,
         "wall_s": wall,
         "device": device_name(device),
         "train": summary,
-        "feature_dim": ssl.feature_dim,
-        "linear_probe": {"ssl": ssl.linear, "random_init": rnd.linear},
-        "label_efficiency": {"ssl": ssl.label_efficiency, "random_init": rnd.label_efficiency},
         "train_images": train_n,
         "pretrain_images": pretrain_n,
         "test_images": test_n,
     });
-    if let Some((rows, cfg)) = &finetune {
-        ssl_core::finetune::add_to_report(&mut report, rows);
-        report["finetune"] = json!({"config": cfg, "fractions": rows});
-    }
-    write_json_atomic(&out.join("report.json"), &report)?;
-    println!(
-        "\n{} on {} ({} epochs, {:.0} s, {})",
+    let headline = format!(
+        "{} on {} ({} epochs, {:.0} s, {})",
         args.method,
         data.name(),
         summary.epochs,
         wall,
         device_name(device)
     );
-    print!("{}", ssl_cli::encoder_table(&ssl, &rnd));
-    if let Some((rows, _)) = &finetune {
-        print!("{}", ssl_cli::finetune_lines(rows));
-    }
-    let html = ssl_core::html_report::write(&out, &extras)?;
-    println!("report: {} and {}", out.join("report.json").display(), html.display());
-    Ok(Some(ssl_cli::Finished { dir: out, report }))
+    let finetune = finetune.as_ref().map(|(rows, cfg)| (rows.as_slice(), json!(cfg)));
+    Ok(Some(ssl_cli::finish_run(out, report, &headline, (&ssl, &rnd), finetune, &extras)?))
 }
