@@ -14,6 +14,9 @@ fn bench_augment(c: &mut Criterion) {
     let mut group = c.benchmark_group("cpu");
     group.sample_size(20);
     for (side, crop, batch) in [(32usize, 32usize, 256usize), (256, 224, 64)] {
+        if !ssl_benches::wanted(&format!("cpu/simclr_views/{crop}px/b{batch}")) {
+            continue;
+        }
         let set = random_images(batch * 4, side, 0);
         let source = ViewSource::new(&set, ViewAugment::simclr(crop), batch, 0);
         let mut i = 0;

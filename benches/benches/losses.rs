@@ -21,6 +21,9 @@ fn bench_losses(c: &mut Criterion) {
         ("vicreg", Box::new(|| losses::vicreg(&z0, &z1, 25.0, 25.0, 1.0, 1e-4))),
     ];
     for (name, f) in &cases {
+        if !ssl_benches::wanted(&format!("cpu/{name}/{n}x{d}")) {
+            continue;
+        }
         group.bench_function(format!("{name}/{n}x{d}"), |b| {
             b.iter(|| {
                 let loss = f();

@@ -17,6 +17,9 @@ use std::time::Duration;
 use tch::{nn, Device, Kind, Tensor};
 
 fn bench_simclr(c: &mut Criterion) {
+    if !ssl_benches::wanted("cpu/simclr_step/resnet18_cifar/b128") {
+        return;
+    }
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = SimClr::new(&vs.root(), &SimClrConfig::resnet18_cifar(3));
@@ -55,6 +58,9 @@ fn bert_small() -> BertConfig {
 }
 
 fn bench_bert(c: &mut Criterion) {
+    if !ssl_benches::wanted("cpu/bert_small_mlm_step/b8x128") {
+        return;
+    }
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = BertForMaskedLm::new(&vs.root(), &bert_small()).expect("valid config");

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from common import report, setup_torch, threads
+from common import report, setup_torch, threads, wanted
 
 
 def simclr(size):
@@ -44,6 +44,8 @@ class TwoViews(Dataset):
 
 
 def bench(side, crop, batch, batches=24):
+    if not wanted(f"cpu/simclr_views/{crop}px/b{batch}"):
+        return
     images = torch.randint(0, 256, (batch * batches, 3, side, side), dtype=torch.uint8)
     loader = DataLoader(TwoViews(images, simclr(crop)), batch_size=batch, shuffle=True,
                         num_workers=threads(), persistent_workers=True, prefetch_factor=2)

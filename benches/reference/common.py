@@ -36,5 +36,13 @@ def median_time(fn, warmup=3, repeats=20, min_seconds=3.0):
     return statistics.median(times)
 
 
+def wanted(bench_id):
+    """Whether to run the case `bench_id`: every case, unless $BENCH_ONLY
+    names one (`cargo xtask bench-compare` runs one case per process, so
+    that each process's peak memory is that case's)."""
+    only = os.environ.get("BENCH_ONLY")
+    return only is None or only == bench_id
+
+
 def report(bench_id, seconds):
     print(f"RESULT {bench_id} {seconds:.9f}", flush=True)

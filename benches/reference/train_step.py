@@ -14,7 +14,7 @@ from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from transformers import BertConfig, BertForMaskedLM
 
-from common import median_time, report, setup_torch
+from common import median_time, report, setup_torch, wanted
 
 
 def simclr_step():
@@ -63,8 +63,10 @@ def bert_step():
 
 def main():
     setup_torch()
-    simclr_step()
-    bert_step()
+    if wanted("cpu/simclr_step/resnet18_cifar/b128"):
+        simclr_step()
+    if wanted("cpu/bert_small_mlm_step/b8x128"):
+        bert_step()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,14 @@ use ssl_text::tokenizer::SpecialIds;
 use ssl_vision::data::ImageSet;
 use ssl_vision::transforms::ImageU8;
 
+/// Whether to run the case `id` (its criterion full id): every case,
+/// unless `$BENCH_ONLY` names one. `cargo xtask bench-compare` runs one case
+/// per process this way, so that each process's peak memory is that case's
+/// (criterion's own filter skips the timing but not the set-up).
+pub fn wanted(id: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only == id)
+}
+
 /// `n` RGB images of `side × side` random bytes, labels 0.
 pub fn random_images(n: usize, side: usize, seed: u64) -> ImageSet {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

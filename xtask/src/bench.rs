@@ -1,7 +1,9 @@
 //! `cargo xtask bench-compare`: each criterion bench of `benches/` beside
 //! its PyTorch-ecosystem reference (`benches/reference/*.py`), in one run on
 //! the same cores, and `BENCHMARKS.md` with the medians and the ratios
-//! ours/theirs (time per batch or step: below 1 means we are faster).
+//! ours/theirs (time per batch or step: below 1 means we are faster), and
+//! beside each time the peak memory of each side's process tree
+//! ([`crate::memory`]), one case per process.
 
 use crate::project_root;
 use crate::setup::{run, setup, venv_python, Torch};
@@ -23,6 +25,9 @@ struct Case {
     theirs: &'static str,
     max_ratio: f64,
     target: &'static str,
+    /// The target on the peak-memory ratio ours/theirs (issue 17: 0.7 for
+    /// the input pipelines, 1.0 for losses and training steps).
+    mem_max: f64,
 }
 
 const CASES: [Case; 7] = [
@@ -32,6 +37,7 @@ const CASES: [Case; 7] = [
         theirs: "torchvision v2 + DataLoader workers",
         max_ratio: 1.0 / 3.0,
         target: "≥ 3× throughput",
+        mem_max: 0.7,
     },
     Case {
         bench: "augment",
@@ -39,6 +45,7 @@ const CASES: [Case; 7] = [
         theirs: "torchvision v2 + DataLoader workers",
         max_ratio: 1.0 / 3.0,
         target: "≥ 3× throughput",
+        mem_max: 0.7,
     },
     Case {
         bench: "losses",
@@ -46,6 +53,7 @@ const CASES: [Case; 7] = [
         theirs: "lightly NTXentLoss",
         max_ratio: 1.0,
         target: "time ≤ 1.0×",
+        mem_max: 1.0,
     },
     Case {
         bench: "train_step",
@@ -53,6 +61,7 @@ const CASES: [Case; 7] = [
         theirs: "PyTorch eager (torchvision + lightly)",
         max_ratio: 1.0,
         target: "time ≤ 1.0×",
+        mem_max: 1.0,
     },
     Case {
         bench: "train_step",
@@ -60,6 +69,7 @@ const CASES: [Case; 7] = [
         theirs: "transformers BertForMaskedLM",
         max_ratio: 1.0,
         target: "time ≤ 1.0×",
+        mem_max: 1.0,
     },
     Case {
         bench: "text",
@@ -67,6 +77,7 @@ const CASES: [Case; 7] = [
         theirs: "transformers DataCollatorForLanguageModeling",
         max_ratio: 0.2,
         target: "≥ 5× throughput",
+        mem_max: 0.7,
     },
     Case {
         bench: "audio",
@@ -74,6 +85,7 @@ const CASES: [Case; 7] = [
         theirs: "torchaudio MelSpectrogram",
         max_ratio: 1.0,
         target: "≥ 1.0× throughput",
+        mem_max: 0.7,
     },
 ];
 
@@ -155,6 +167,10 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores available to the process")
 }
 
+fn fmt_mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
+
 fn fmt_time(s: f64) -> String {
     if s >= 1.0 {
         format!("{s:.2} s")
@@ -201,25 +217,43 @@ pub fn bench_compare(args: &[String]) -> Result<()> {
     let root = project_root();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = std::time::Instant::now();
+    eprintln!("xtask: building the benches");
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build.current_dir(&root).args(["bench", "-p", "ssl-benches", "--no-run"]);
+    torch.apply(&mut build);
+    run(&mut build)?;
+    // One process per case and side, its peak memory sampled (see
+    // `crate::memory`): ours, then theirs on the same cores.
     let mut theirs = BTreeMap::new();
-    for bench in &benches {
-        eprintln!("xtask: cargo bench --bench {bench}");
+    let mut memory: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for c in CASES.iter().filter(|c| benches.contains(&c.bench)) {
+        eprintln!("xtask: cargo bench --bench {} ({})", c.bench, c.id);
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.current_dir(&root).args(["bench", "-p", "ssl-benches", "--bench", bench, "--", "--noplot"]);
+        cmd.current_dir(&root)
+            .args(["bench", "-p", "ssl-benches", "--bench", c.bench, "--", "--noplot"])
+            .env("BENCH_ONLY", c.id);
         torch.apply(&mut cmd);
-        run(&mut cmd)?;
-        let script = root.join("benches/reference").join(reference_script(bench));
-        eprintln!("xtask: {} {}", python.display(), script.display());
-        let out = Command::new(&python)
-            .arg(&script)
-            .current_dir(root.join("benches/reference"))
-            .env("BENCH_THREADS", threads.to_string())
-            .output()
-            .with_context(|| format!("running {}", script.display()))?;
-        if !out.status.success() {
-            bail!("{} failed:\n{}", script.display(), String::from_utf8_lossy(&out.stderr));
+        // cargo itself only waits for the bench binary: left out.
+        let ours = crate::memory::run_sampled(&mut cmd, true)?;
+        eprint!("{}", ours.stdout);
+        if !ours.status.success() {
+            bail!("cargo bench --bench {} failed:\n{}", c.bench, ours.stderr);
         }
-        theirs.extend(parse_results(&String::from_utf8_lossy(&out.stdout)));
+        let script = root.join("benches/reference").join(reference_script(c.bench));
+        eprintln!("xtask: {} {} ({})", python.display(), script.display(), c.id);
+        let out = crate::memory::run_sampled(
+            Command::new(&python)
+                .arg(&script)
+                .current_dir(root.join("benches/reference"))
+                .env("BENCH_THREADS", threads.to_string())
+                .env("BENCH_ONLY", c.id),
+            false,
+        )?;
+        if !out.status.success() {
+            bail!("{} failed:\n{}", script.display(), out.stderr);
+        }
+        theirs.extend(parse_results(&out.stdout));
+        memory.insert(c.id, (ours.peak_bytes, out.peak_bytes));
     }
     let ours = criterion_medians(&root.join("target/criterion"))?;
 
@@ -231,20 +265,35 @@ pub fn bench_compare(args: &[String]) -> Result<()> {
         machine(),
         torch.version
     );
-    md += "Ours: `cargo bench -p ssl-benches --bench NAME` (criterion's median). Theirs: \
-           `python benches/reference/NAME.py` in the project's venv (the median of timed runs after \
-           warm-up), run right after ours on the same cores. Times are per batch or step; the \
+    md += "Ours: `BENCH_ONLY=ID cargo bench -p ssl-benches --bench NAME` (criterion's median). Theirs: \
+           `BENCH_ONLY=ID python benches/reference/NAME.py` in the project's venv (the median of timed runs \
+           after warm-up), run right after ours on the same cores; one process per case and side. Times are per batch or step; the \
            ratio is ours/theirs, so below 1 means ssl-rs is faster. These machines are noisy: \
            compare ratios, not times.\n\n";
-    md += "| bench | ours | theirs | reference | ours/theirs | target | met |\n|---|---:|---:|---|---:|---|---|\n";
+    md += "| bench | ours | theirs | reference | ours/theirs | target | met | peak memory ours | theirs | ours/theirs | target | met |\n\
+           |---|---:|---:|---|---:|---|---|---:|---:|---:|---|---|\n";
     for c in CASES.iter().filter(|c| benches.contains(&c.bench)) {
+        let mem = match memory.get(c.id) {
+            Some(&(o, t)) if o > 0 && t > 0 => {
+                let r = o as f64 / t as f64;
+                format!(
+                    "{} | {} | {r:.2} | ≤ {:.1} | {}",
+                    fmt_mib(o),
+                    fmt_mib(t),
+                    c.mem_max,
+                    if r <= c.mem_max { "yes" } else { "**no**" }
+                )
+            }
+            _ => format!("– | – | – | ≤ {:.1} | not measured", c.mem_max),
+        };
         let (Some(&o), Some(&t)) = (ours.get(c.id), theirs.get(c.id)) else {
-            md += &format!("| `{}` | – | – | {} | – | {} | not measured |\n", c.id, c.theirs, c.target);
+            md +=
+                &format!("| `{}` | – | – | {} | – | {} | not measured | {mem} |\n", c.id, c.theirs, c.target);
             continue;
         };
         let r = o / t;
         md += &format!(
-            "| `{}` | {} | {} | {} | {:.2} | {} (≤ {:.2}) | {} |\n",
+            "| `{}` | {} | {} | {} | {:.2} | {} (≤ {:.2}) | {} | {mem} |\n",
             c.id,
             fmt_time(o),
             fmt_time(t),
@@ -255,6 +304,10 @@ pub fn bench_compare(args: &[String]) -> Result<()> {
             if r <= c.max_ratio { "yes" } else { "**no**" }
         );
     }
+    md += "\nPeak memory: the largest sum of the proportional set size (Pss) of the case's process and all \
+           its descendants (a DataLoader's workers with their main process; cargo, which only waits, left \
+           out), sampled every 20 ms while one process ran that case alone (`BENCH_ONLY`); it includes each \
+           runtime (libtorch, and Python with its modules) and the case's inputs.\n";
     md += "\nWhere a target is missed, `docs/benchmarks.md` gives the profile and the reason.\n";
     md += "GPU training throughput against PyTorch eager (no GPU in CI; `tools/device/bench_gpu.sh` on a \
            lent device) is in `docs/benchmarks.md`, section \"On a GPU\".\n";

@@ -22,6 +22,7 @@
 mod bench;
 mod fuzz;
 mod launch;
+mod memory;
 mod results;
 mod setup;
 mod tasks;
