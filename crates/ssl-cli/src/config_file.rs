@@ -94,6 +94,9 @@ fn read(path: &Path) -> Result<serde_json::Map<String, Value>> {
     let value: Value = if is_toml {
         let t: toml::Table = toml::from_str(&text)
             .map_err(|e| Error::Config(format!("--config {}: not valid TOML: {e}", path.display())))?;
+        if let Some(key) = non_finite("", &t) {
+            return Err(Error::Config(format!("--config {}: `{key}`: not a finite number", path.display())));
+        }
         serde_json::to_value(t).map_err(|e| Error::Config(format!("--config {}: {e}", path.display())))?
     } else {
         serde_json::from_str(&text).map_err(|e| {
@@ -111,6 +114,12 @@ fn read(path: &Path) -> Result<serde_json::Map<String, Value>> {
         Some(_) => {
             Err(Error::Config(format!("--config {}: `args` is not a table of options", path.display())))
         }
+        // A run's resolved config from before runs recorded their options.
+        None if map.contains_key("train") && map.contains_key("model") => Err(Error::Config(format!(
+            "--config {}: a run's config.json without `args` (the options it was started with), written \
+             before runs recorded them; start it with its flags, or give a file of options",
+            path.display()
+        ))),
         None => Ok(map),
     }
 }
@@ -177,20 +186,22 @@ fn flags(
                 let d = arg.get_value_delimiter().unwrap_or(',');
                 let parts: std::result::Result<Vec<String>, String> =
                     items.iter().map(|v| scalar(key, v)).collect();
-                these.extend([long.clone(), parts.map_err(bad)?.join(&d.to_string())]);
+                these.push(format!("{long}={}", parts.map_err(bad)?.join(&d.to_string())));
             }
             (ArgAction::Append, Value::Array(items)) => {
                 for v in items {
-                    these.extend([long.clone(), scalar(key, v).map_err(bad)?]);
+                    these.push(format!("{long}={}", scalar(key, v).map_err(bad)?));
                 }
             }
-            // `--set` as a table: `[set] out = 256`.
+            // `--set` as a table: `[set] out = 256`; nested tables
+            // (`[set] projector.out = 256` in TOML) as dotted keys.
             (ArgAction::Append, Value::Object(m)) => {
-                for (k, v) in m {
-                    these.extend([long.clone(), format!("{k}={v}")]);
-                }
+                let mut entries = Vec::new();
+                dotted("", m, &mut entries);
+                these.extend(entries.into_iter().map(|(k, v)| format!("{long}={k}={v}")));
             }
-            (_, v) => these.extend([long.clone(), scalar(key, v).map_err(bad)?]),
+            // `--name=value`, so that a value starting with `-` is a value.
+            (_, v) => these.push(format!("{long}={}", scalar(key, v).map_err(bad)?)),
         }
         // Each value on its own through clap: a wrong type is named here,
         // with the file and key, rather than as a flag the user never typed.
@@ -205,6 +216,34 @@ fn flags(
         out.extend(these);
     }
     Ok(out)
+}
+
+/// The leaves of a table as `(a.b.c, value)`, depth first.
+fn dotted(prefix: &str, m: &serde_json::Map<String, Value>, out: &mut Vec<(String, Value)>) {
+    for (k, v) in m {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            Value::Object(inner) if !inner.is_empty() => dotted(&key, inner, out),
+            other => out.push((key, other.clone())),
+        }
+    }
+}
+
+/// A non-finite float anywhere in `t`, by its dotted key (JSON has none:
+/// converted, it would become null and leave a default without a word).
+fn non_finite(prefix: &str, t: &toml::Table) -> Option<String> {
+    t.iter().find_map(|(k, v)| {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::Float(f) if !f.is_finite() => Some(key),
+            toml::Value::Table(inner) => non_finite(&key, inner),
+            toml::Value::Array(items) => items.iter().find_map(|i| match i {
+                toml::Value::Float(f) if !f.is_finite() => Some(key.clone()),
+                _ => None,
+            }),
+            _ => None,
+        }
+    })
 }
 
 /// One value as the text of a flag: a string as it is, a number or a
@@ -274,6 +313,10 @@ mod tests {
         let a = parse(json, "config.json", &[]).unwrap();
         assert_eq!((a.method.as_str(), a.epochs, a.stream), ("dino", None, false));
         assert_eq!(a.set, vec!["out=64".to_string()]);
+        // Nested --set tables become dotted keys; a value may start with `-`.
+        let a = parse("method = \"-x\"\n[set]\nhead.out = 8\nhead.norm = true\n", "run.toml", &[]).unwrap();
+        assert_eq!(a.method, "-x");
+        assert_eq!(a.set, vec!["head.norm=true".to_string(), "head.out=8".to_string()]);
     }
 
     #[test]
@@ -298,6 +341,13 @@ mod tests {
         assert!(e.contains("run.toml: not valid TOML"), "{e}");
         let e = parse("[1, 2]", "run.json", &[]).unwrap_err().to_string();
         assert!(e.contains("expected a table of options"), "{e}");
+        let e =
+            parse("epochs = 3\nfinetune_fractions = [0.5, nan]\n", "run.toml", &[]).unwrap_err().to_string();
+        assert!(e.contains("`finetune_fractions`: not a finite number"), "{e}");
+        let e = parse(r#"{"method": "mae", "train": {}, "model": {}}"#, "config.json", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("without `args`"), "{e}");
         let e = expand(&Args::command(), vec!["x".into(), "--config".into(), "/nonexistent/c.toml".into()])
             .unwrap_err()
             .to_string();

@@ -558,14 +558,27 @@ pub fn finish_run(
         report["finetune"] = serde_json::json!({"config": config, "fractions": rows});
     }
     write_json_atomic(&out.join("report.json"), &report)?;
-    let html = ssl_core::html_report::write(&out, extras)?;
+    let html = write_page(&out, extras);
     println!("\n{headline}");
     print!("{}", encoder_table(ssl, random_init));
     if let Some((rows, _)) = &finetune {
         print!("{}", finetune_lines(rows));
     }
-    println!("report: {} and {}", out.join("report.json").display(), html.display());
+    println!("report: {} and {html}", out.join("report.json").display());
     Ok(Finished { dir: out, report })
+}
+
+/// Writes `out/report.html` ([`ssl_core::html_report::write`]) and returns
+/// its path for printing. The page is for looking at, so a failure is a
+/// warning on stderr (and "no report.html"), not a lost run.
+pub fn write_page(out: &std::path::Path, extras: &ssl_core::html_report::Extras) -> String {
+    match ssl_core::html_report::write(out, extras) {
+        Ok(p) => p.display().to_string(),
+        Err(e) => {
+            eprintln!("warning: report.html was not written: {e}");
+            "no report.html".into()
+        }
+    }
 }
 
 /// `--finetune-fractions`, checked: each in (0, 1].

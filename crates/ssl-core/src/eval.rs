@@ -335,6 +335,13 @@ pub struct Evaluated {
     pub test: Tensor,
 }
 
+impl Evaluated {
+    /// The report and the plot, dropping the features (which can be large).
+    pub fn into_parts(self) -> (EvalReport, crate::plots::Scatter) {
+        (self.report, self.scatter)
+    }
+}
+
 /// [`evaluate_features`] on an encoder's frozen training and test
 /// features, and their embedding plot: the test features' first two
 /// principal components coloured by class (`classes`, by label), titled

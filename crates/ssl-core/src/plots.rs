@@ -176,6 +176,9 @@ fn tick(v: f64) -> String {
     if v == v.round() && v.abs() < 1e15 {
         return format!("{v:.0}");
     }
+    if v.abs() < 1e-4 {
+        return format!("{v:.1e}");
+    }
     let digits = (3 - v.abs().log10().floor() as i32).clamp(0, 10) as usize;
     let s = format!("{v:.digits$}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
@@ -219,7 +222,7 @@ fn draw_scatter<DB: DrawingBackend>(
             .points
             .iter()
             .zip(&s.labels)
-            .filter(|(_, &l)| l == c)
+            .filter(|(p, &l)| l == c && p[0].is_finite() && p[1].is_finite())
             .map(|(p, _)| Circle::new((f64::from(p[0]), f64::from(p[1])), 2, colour.filled()));
         let drawn = chart.draw_series(pts).map_err(|e| err(&e))?;
         if k < LEGEND_CLASSES {
@@ -324,7 +327,8 @@ mod tests {
     fn ticks_drop_needless_decimals() {
         let t: Vec<String> =
             [10.0, 0.25, 0.3000000004, 1e-5, -2.5, 123.456].iter().map(|&v| tick(v)).collect();
-        assert_eq!(t, ["10", "0.25", "0.3", "0.00001", "-2.5", "123.5"]);
+        assert_eq!(t, ["10", "0.25", "0.3", "1.0e-5", "-2.5", "123.5"]);
+        assert_eq!(tick(3e-12), "3.0e-12");
     }
 
     #[test]

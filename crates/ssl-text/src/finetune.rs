@@ -370,7 +370,12 @@ struct GroupedBatches<'a> {
     batch_size: usize,
     seed: u64,
     pad: i64,
+    /// The last epoch's grouping, drawn once per epoch.
+    grouping: std::sync::Mutex<Option<(usize, Grouping)>>,
 }
+
+/// One epoch's batches of row indices.
+type Grouping = std::sync::Arc<Vec<Vec<usize>>>;
 
 impl ssl_core::BatchSource for GroupedBatches<'_> {
     fn batches_per_epoch(&self) -> usize {
@@ -380,8 +385,19 @@ impl ssl_core::BatchSource for GroupedBatches<'_> {
         self.batch_size
     }
     fn batch(&self, epoch: usize, index: usize) -> ssl_core::Result<ssl_core::method::Batch> {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed ^ (epoch as u64 + 1));
-        let batches = length_grouped_batches(&self.set.ids, self.batch_size, &mut rng);
+        let batches = {
+            let mut cached = self.grouping.lock().unwrap_or_else(|p| p.into_inner());
+            match cached.as_ref() {
+                Some((e, b)) if *e == epoch => b.clone(),
+                _ => {
+                    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed ^ (epoch as u64 + 1));
+                    let b =
+                        std::sync::Arc::new(length_grouped_batches(&self.set.ids, self.batch_size, &mut rng));
+                    *cached = Some((epoch, b.clone()));
+                    b
+                }
+            }
+        };
         let chunk = batches.get(index).ok_or_else(|| {
             ssl_core::Error::Data(format!("batch {index} of an epoch of {} batches", batches.len()))
         })?;
@@ -408,7 +424,13 @@ pub fn fine_tune(
 ) -> Result<ClassifierScore> {
     use ssl_core::BatchSource;
     let device = vs.device();
-    let source = GroupedBatches { set: train, batch_size: cfg.batch_size.max(1), seed: cfg.seed, pad };
+    let source = GroupedBatches {
+        set: train,
+        batch_size: cfg.batch_size.max(1),
+        seed: cfg.seed,
+        pad,
+        grouping: Default::default(),
+    };
     let total = source.batches_per_epoch() * cfg.epochs;
     let loop_cfg = ssl_core::finetune::LoopConfig {
         epochs: cfg.epochs,

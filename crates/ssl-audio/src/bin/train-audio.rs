@@ -358,11 +358,11 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         "Test embeddings, random init",
         &out.join("pca_random_init.png"),
     )?;
-    let extras = ssl_core::html_report::Extras {
-        scatters: vec![ssl.scatter.clone(), rnd.scatter.clone()],
-        pictures: Vec::new(),
-    };
-    let (ssl, rnd) = (ssl.report, rnd.report);
+    // The features go here; the probes and plots stay.
+    let (ssl, ssl_scatter) = ssl.into_parts();
+    let (rnd, rnd_scatter) = rnd.into_parts();
+    let extras =
+        ssl_core::html_report::Extras { scatters: vec![ssl_scatter, rnd_scatter], pictures: Vec::new() };
 
     let finetune = if args.finetune_epochs > 0 {
         let opt = OptimizerConfig::adamw(args.finetune_lr, 0.05);

@@ -455,11 +455,8 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         .flatten()
         .cloned()
         .collect();
-    let html = ssl_core::html_report::write(
-        &out,
-        &ssl_core::html_report::Extras { scatters, pictures: Vec::new() },
-    )?;
-    println!("report: {} and {}", out.join("report.json").display(), html.display());
+    let html = ssl_cli::write_page(&out, &ssl_core::html_report::Extras { scatters, pictures: Vec::new() });
+    println!("report: {} and {html}", out.join("report.json").display());
     Ok(Some(ssl_cli::Finished { dir: out, report }))
 }
 

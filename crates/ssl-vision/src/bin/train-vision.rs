@@ -437,6 +437,10 @@ fn main() -> Result<()> {
     // The command line, with --config FILE read first.
     let argv = ssl_cli::argv::<Args>();
     let mut args = Args::parse_from(&argv);
+    // What config.json records: the options as given, before a recipe's
+    // flags and its batch-scaled learning rate are merged in, so that
+    // `--config` of it expands the recipe again for the batch it is given.
+    let as_given = args.clone();
     if let Some(name) = &args.recipe {
         if name == "list" {
             for r in ssl_vision::anchors::recipes() {
@@ -468,8 +472,11 @@ fn main() -> Result<()> {
             }
         }
     }
-    let result =
-        ssl_cli::over_seeds(&args.run, &SEED_SPEC, |run| train(&Args { run: run.clone(), ..args.clone() }));
+    let result = ssl_cli::over_seeds(&args.run, &SEED_SPEC, |run| {
+        let given =
+            Args { run: ssl_cli::RunArgs { seed: run.seed, ..as_given.run.clone() }, ..as_given.clone() };
+        train(&Args { run: run.clone(), ..args.clone() }, &given)
+    });
     if let Err(e) = &result {
         // A SIGTERM or SIGINT: the checkpoint is written; say how to resume.
         ssl_cli::exit_if_interrupted(e);
@@ -477,8 +484,9 @@ fn main() -> Result<()> {
     result
 }
 
-/// One run (one seed); its folder and report on rank 0.
-fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
+/// One run (one seed) of `args`; `given` is what config.json records (see
+/// `main`).
+fn train(args: &Args, given: &Args) -> Result<Option<ssl_cli::Finished>> {
     let started = Instant::now();
     let recipe = methods::recipe(&args.method)?;
     let batch_size = args.batch_size.map_or(recipe.batch_size, |b| b as usize);
@@ -655,7 +663,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     config["model"] = model_cfg;
     config["channels_last"] = json!(channels_last);
     config["augment_on_device"] = json!(on_device);
-    ssl_cli::record_args(&mut config, args, &out)?;
+    ssl_cli::record_args(&mut config, given, &out)?;
     // --resume refuses settings that would change the run; a longer
     // --epochs is allowed and said.
     if let Some(note) = ssl_cli::check_resume_in(&out, &config, args.run.resume)? {
@@ -753,13 +761,20 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         "Test embeddings, random init",
         seed,
     )?;
-    let pictures = vec![
-        neighbours_picture(&ssl, &data, &format!("{} encoder", args.method))?,
-        neighbours_picture(&rnd, &data, "random init")?,
-    ];
-    let extras =
-        ssl_core::html_report::Extras { scatters: vec![ssl.scatter.clone(), rnd.scatter.clone()], pictures };
-    let (ssl, rnd) = (ssl.report, rnd.report);
+    // The pictures are for the page only: a failure is a warning.
+    let mut pictures = Vec::new();
+    for (e, encoder) in [(&ssl, format!("{} encoder", args.method)), (&rnd, "random init".into())] {
+        match neighbours_picture(e, &data, &encoder) {
+            Ok(p) => pictures.push(p),
+            Err(err) => {
+                eprintln!("warning: no nearest-neighbour picture for report.html ({encoder}): {err:#}")
+            }
+        }
+    }
+    // The features go here (they can be large); the probes and plots stay.
+    let (ssl, ssl_scatter) = ssl.into_parts();
+    let (rnd, rnd_scatter) = rnd.into_parts();
+    let extras = ssl_core::html_report::Extras { scatters: vec![ssl_scatter, rnd_scatter], pictures };
 
     let finetune = if let (Loaded::Memory(data), true) = (&data, args.finetune_epochs > 0) {
         let cfg = FineTuneConfig {
