@@ -159,6 +159,22 @@ fn max_diff(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
     a.iter().map(|(n, t)| (t - b[n]).abs().max().double_value(&[])).fold(0.0, f64::max)
 }
 
+/// On a rank: writes how long `f` took to fail, and its error, for the
+/// test's process to read with [`rank_error`].
+fn record_error(dir: &Path, rank: usize, f: impl FnOnce() -> String) {
+    let started = std::time::Instant::now();
+    let err = f();
+    let waited = started.elapsed().as_secs_f64();
+    std::fs::write(dir.join(format!("error{rank}.txt")), format!("{waited}\n{err}")).unwrap();
+}
+
+/// What [`record_error`] wrote for `rank`: seconds waited, and the error.
+fn rank_error(dir: &Path, rank: usize) -> (f64, String) {
+    let text = std::fs::read_to_string(dir.join(format!("error{rank}.txt"))).unwrap();
+    let (waited, err) = text.split_once('\n').unwrap();
+    (waited.parse().unwrap(), err.to_string())
+}
+
 const PLAIN: Source = Source { fail_at: None, stall: None, nan_at: None };
 
 #[test]
@@ -268,19 +284,16 @@ fn when_rank_0_finds_no_good_checkpoint_every_rank_fails_at_once() {
             }
         }
         g.barrier().unwrap();
-        let started = std::time::Instant::now();
-        let err = fit(&run, 1, &PLAIN, true, serde_json::json!({})).unwrap_err().to_string();
-        // Well under the 20 s collective timeout: no rank waits for another.
-        let waited = started.elapsed().as_secs_f64();
-        std::fs::write(dir.join(format!("error{}.txt", g.rank())), format!("{waited}\n{err}")).unwrap();
+        record_error(&dir, g.rank(), || {
+            fit(&run, 1, &PLAIN, true, serde_json::json!({})).unwrap_err().to_string()
+        });
         return;
     }
     let run = run_ranks(test, 2, DEADLINE, &[]);
     run.assert_success();
     for rank in 0..2 {
-        let text = std::fs::read_to_string(run.dir.join(format!("error{rank}.txt"))).unwrap();
-        let (waited, err) = text.split_once('\n').unwrap();
-        let waited: f64 = waited.parse().unwrap();
+        let (waited, err) = rank_error(&run.dir, rank);
+        // Well under the 20 s collective timeout: no rank waits for another.
         assert!(waited < 10.0, "rank {rank} took {waited} s to fail: {err}");
         let want =
             if rank == 0 { "no checkpoint passes its checks" } else { "rank 0 could not pick a checkpoint" };
@@ -299,24 +312,20 @@ fn a_non_finite_buffer_on_one_rank_stops_every_rank_as_diverged() {
         let (mut vs, mut m) = model_with_buffer();
         let source = Source { fail_at: None, stall: None, nan_at: Some((1, 4)) };
         let t = Trainer::new(config(1), Device::Cpu, &dir.join("run"), serde_json::json!({}));
-        let started = std::time::Instant::now();
-        let err = match t.fit(&mut m, &mut vs, &source, false) {
+        record_error(&dir, g.rank(), || match t.fit(&mut m, &mut vs, &source, false) {
             Err(e @ Error::Diverged { .. }) => e.to_string(),
             other => panic!("rank {}: expected Diverged, got {:?}", g.rank(), other.map(|s| s.steps)),
-        };
-        let waited = started.elapsed().as_secs_f64();
-        std::fs::write(dir.join(format!("error{}.txt", g.rank())), format!("{waited}\n{err}")).unwrap();
+        });
         return;
     }
     let run = run_ranks(test, 2, DEADLINE, &[]);
     run.assert_success();
     for rank in 0..2 {
-        let text = std::fs::read_to_string(run.dir.join(format!("error{rank}.txt"))).unwrap();
-        let (waited, err) = text.split_once('\n').unwrap();
+        let (waited, err) = rank_error(&run.dir, rank);
         eprintln!("rank {rank} after {waited} s: {err}");
         // Well under the 20 s collective timeout: no rank waits for one
         // that has already stopped.
-        assert!(waited.parse::<f64>().unwrap() < 10.0, "rank {rank} took {waited} s: {err}");
+        assert!(waited < 10.0, "rank {rank} took {waited} s: {err}");
         assert!(
             err.contains("diverged at step 5") && err.contains("non-finite gradient norm"),
             "rank {rank}: {err}"
