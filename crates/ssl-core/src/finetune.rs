@@ -144,7 +144,6 @@ pub fn fine_tune(
     test_y: &Tensor,
     recipe: &FineTuneRecipe,
 ) -> Result<FineTuneResult> {
-    recipe.mixup.check()?;
     let device = encoder_vs.device();
     let head_vs = nn::VarStore::new(device);
     let bn = nn::BatchNormConfig { affine: false, ..Default::default() };

@@ -7,6 +7,7 @@
 //! system font is needed.
 
 use crate::{Error, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -123,13 +124,7 @@ fn draw_lines<DB: DrawingBackend>(
         .map(|p| (p.1 - ys.start) / (ys.end - ys.start))
         .collect();
     let high = !right.is_empty() && right.iter().sum::<f64>() / right.len() as f64 > 0.5;
-    let mut chart = ChartBuilder::on(root)
-        .caption(&c.title, ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(xs, ys)
-        .map_err(|e| err(&e))?;
+    let mut chart = frame(root, &c.title, 60, (xs, ys))?;
     chart
         .configure_mesh()
         .x_desc(&c.x_label)
@@ -159,16 +154,46 @@ fn draw_lines<DB: DrawingBackend>(
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
         }
     }
+    let corner = if high { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight };
+    finish(root, &mut chart, corner)
+}
+
+/// A chart of `root` with a caption, axis label areas (`y_area` pixels for
+/// the y labels) and `ranges`.
+fn frame<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    y_area: u32,
+    (xs, ys): (std::ops::Range<f64>, std::ops::Range<f64>),
+) -> std::result::Result<Plot<'a, DB>, String> {
+    ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(y_area)
+        .build_cartesian_2d(xs, ys)
+        .map_err(|e| e.to_string())
+}
+
+/// Draws `chart`'s legend in `corner` and presents `root`.
+fn finish<'a, DB: DrawingBackend + 'a>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &mut Plot<'a, DB>,
+    corner: SeriesLabelPosition,
+) -> std::result::Result<(), String> {
     chart
         .configure_series_labels()
         .label_font(("sans-serif", 12))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.4))
-        .position(if high { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight })
+        .position(corner)
         .draw()
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
 }
+
+/// A chart on f64 axes.
+type Plot<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// A tick label: whole numbers without decimals, others to 4 significant
 /// digits without trailing zeros.
@@ -195,16 +220,9 @@ fn draw_scatter<DB: DrawingBackend>(
 ) -> std::result::Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(root)
-        .caption(&s.title, ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d(
-            padded(s.points.iter().map(|p| f64::from(p[0]))),
-            padded(s.points.iter().map(|p| f64::from(p[1]))),
-        )
-        .map_err(|e| err(&e))?;
+    let ranges =
+        (padded(s.points.iter().map(|p| f64::from(p[0]))), padded(s.points.iter().map(|p| f64::from(p[1]))));
+    let mut chart = frame(root, &s.title, 55, ranges)?;
     chart
         .configure_mesh()
         .x_desc(&s.axes[0])
@@ -233,15 +251,7 @@ fn draw_scatter<DB: DrawingBackend>(
                 .legend(|(x, y)| Circle::new((x + 8, y), 0, WHITE));
         }
     }
-    chart
-        .configure_series_labels()
-        .label_font(("sans-serif", 12))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))
+    finish(root, &mut chart, SeriesLabelPosition::UpperRight)
 }
 
 /// An SVG document of `size` pixels drawn by `draw`; `title` names the
