@@ -26,7 +26,7 @@ for name, n in [(f"data_batch_{i}.bin", 10000) for i in range(1, 6)] + [("test_b
     rows = rng.integers(0, 256, size=(n, 3073), dtype=np.uint8); rows[:, 0] %= 10
     rows.tofile(os.path.join(d, name))
 PY
-for aug in device cpu; do
+for aug in ${AUGS:-device cpu}; do
   start=$(date +%s.%N)
   $B/train-vision --data cifar10:$D --backbone resnet18 --batch-size $BS --epochs $EPOCHS --device cuda \
     --optimizer sgd --lr 0.1 --weight-decay 1e-6 --temperature 0.5 --warmup-epochs 0 \
@@ -46,6 +46,7 @@ print(f"RESULT ssl-rs augment-on {aug}: images/s whole run {t['samples_per_s']:.
       f"train {t['train_wall_s']:.1f} s, process {end - start:.1f} s")
 PY
 done
+[ "${REF:-1}" = 1 ] || exit 0
 # PyTorch eager as written in most scripts (NCHW), then channels-last as
 # ssl-rs uses on CUDA.
 for layout in "" --channels-last; do

@@ -19,12 +19,12 @@ TORCHRUN=$(command -v torchrun || echo "python3 -m torch.distributed.run")
 GPUS=$(nvidia-smi -L | wc -l)
 nvidia-smi -L; nproc
 echo "== ssl-dist CUDA tests"
-timeout 180 "$B/dist-cuda-tests" --test-threads=1 --nocapture 2>&1 | grep -E "^test |test result|panicked|skipped|e-"
+timeout 90 "$B/dist-cuda-tests" --test-threads=1 --nocapture 2>&1 | grep -E "^test |test result|panicked|skipped|e-"
 echo "== train-vision, one process on cuda:0"
-time timeout 240 "$B/train-vision" --device cuda:0 --out /tmp/one > /tmp/one.log 2>&1; tail -4 /tmp/one.log
+time timeout 120 "$B/train-vision" --device cuda:0 --out /tmp/one > /tmp/one.log 2>&1; tail -4 /tmp/one.log
 cp /tmp/one/report.json "$OUT/one-process-report.json" 2>/dev/null
 echo "== train-vision, 2 ranks sharing cuda:0 through Gloo (torchrun)"
-time timeout 300 $TORCHRUN --no-python --standalone --nproc-per-node 2 "$B/train-vision" \
+time timeout 150 $TORCHRUN --no-python --standalone --nproc-per-node 2 "$B/train-vision" \
   --device cuda:0 --dist-backend gloo --out /tmp/two > /tmp/two.log 2>&1; tail -4 /tmp/two.log
 cp /tmp/two/report.json "$OUT/two-ranks-gloo-report.json" 2>/dev/null
 if [ "$GPUS" -ge 2 ]; then

@@ -30,6 +30,7 @@ pub mod embed;
 pub mod error;
 pub mod eval;
 pub mod finetune;
+mod fused;
 pub mod html_report;
 pub mod losses;
 pub mod mae;

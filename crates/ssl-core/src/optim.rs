@@ -7,6 +7,12 @@
 //! dimensions) can be excluded from weight decay and from LARS adaptation,
 //! as SimCLR, BYOL and solo-learn do. Updates match `torch.optim.SGD`,
 //! `torch.optim.AdamW` and lightly's `LARS`, checked by `tests/optim_parity.rs`.
+//!
+//! On CUDA, SGD and AdamW update each group of parameters (same learning
+//! rate and decay) with libtorch's multi-tensor kernels (`_fused_sgd_`,
+//! `_fused_adamw_`, as `torch.optim`'s `fused=True`) and the gradient norm
+//! comes from `_foreach_norm`; on the CPU each parameter is updated on its
+//! own. `tests/optim_parity.rs` checks that both paths agree.
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -131,6 +137,10 @@ pub struct Optimizer {
     cfg: OptimizerConfig,
     params: Vec<Param>,
     step: i64,
+    /// Multi-tensor kernels (see the module docs).
+    fused: bool,
+    /// The step number on the parameters' device, for the fused AdamW.
+    step_tensor: Option<Tensor>,
 }
 
 impl Optimizer {
@@ -154,7 +164,21 @@ impl Optimizer {
             })
             .collect();
         params.sort_by(|a, b| a.name.cmp(&b.name));
-        Self { cfg: cfg.clone(), params, step: 0 }
+        let fused = params.first().is_some_and(|p| p.value.device().is_cuda());
+        Self { cfg: cfg.clone(), params, step: 0, fused, step_tensor: None }
+    }
+
+    /// The same optimizer with the multi-tensor kernels on or off (on by
+    /// default when the parameters are on CUDA). LARS always updates each
+    /// parameter on its own.
+    pub fn with_fused(mut self, on: bool) -> Self {
+        self.fused = on;
+        self
+    }
+
+    /// Whether SGD and AdamW steps use the multi-tensor kernels.
+    pub fn fused(&self) -> bool {
+        self.fused && !matches!(self.cfg.kind, OptimizerKind::Lars { .. })
     }
 
     /// An optimizer over every trainable variable of a var store.
@@ -193,7 +217,7 @@ impl Optimizer {
     /// as `torch.nn.utils.clip_grad_norm_`. Returns the norm before clipping.
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
         let grads: Vec<Tensor> = self.params.iter().map(|p| p.value.grad()).filter(|g| g.defined()).collect();
-        let total = Self::global_norm(&grads);
+        let total = self.norm_of(&grads);
         if grads.is_empty() || !total.is_finite() {
             return total;
         }
@@ -212,7 +236,15 @@ impl Optimizer {
     /// infinite when a gradient holds a NaN or an infinity).
     pub fn grad_norm(&self) -> f64 {
         let grads: Vec<Tensor> = self.params.iter().map(|p| p.value.grad()).filter(|g| g.defined()).collect();
-        Self::global_norm(&grads)
+        self.norm_of(&grads)
+    }
+
+    fn norm_of(&self, grads: &[Tensor]) -> f64 {
+        if self.fused {
+            Self::fused_global_norm(grads)
+        } else {
+            Self::global_norm(grads)
+        }
     }
 
     fn global_norm(grads: &[Tensor]) -> f64 {
@@ -223,9 +255,76 @@ impl Optimizer {
         Tensor::stack(&norms, 0).norm().double_value(&[])
     }
 
+    /// [`Optimizer::global_norm`] through `_foreach_norm`.
+    fn fused_global_norm(grads: &[Tensor]) -> f64 {
+        if grads.is_empty() {
+            return 0.0;
+        }
+        let refs: Vec<&Tensor> = grads.iter().collect();
+        match crate::fused::global_norm(&refs) {
+            Ok(n) => n.double_value(&[]),
+            Err(e) => panic!("the gradient norm (_foreach_norm) failed: {e}"),
+        }
+    }
+
+    /// One fused update of every parameter with a gradient, a call per
+    /// group of equal learning rate and weight decay.
+    fn fused_step(&mut self, lr: f64) {
+        let t = self.step as f64;
+        let mut groups: Vec<((u64, u64), Vec<usize>)> = Vec::new();
+        let mut grads = Vec::with_capacity(self.params.len());
+        for (i, p) in self.params.iter().enumerate() {
+            let g = p.value.grad();
+            grads.push(g);
+            if !grads[i].defined() {
+                continue;
+            }
+            let wd = if p.decay { self.cfg.weight_decay } else { 0.0 };
+            let lr = if p.fixed_lr { self.cfg.lr } else { lr } * p.lr_scale;
+            let key = (lr.to_bits(), wd.to_bits());
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((key, vec![i])),
+            }
+        }
+        let device = self.params.first().map_or(tch::Device::Cpu, |p| p.value.device());
+        let step_t = self.step_tensor.get_or_insert_with(|| Tensor::zeros([], (tch::Kind::Float, device)));
+        tch::no_grad(|| {
+            if matches!(self.cfg.kind, OptimizerKind::AdamW { .. }) {
+                let _ = step_t.fill_(t);
+            }
+            for ((lr_bits, wd_bits), members) in &groups {
+                let (lr, wd) = (f64::from_bits(*lr_bits), f64::from_bits(*wd_bits));
+                let params: Vec<&Tensor> = members.iter().map(|&i| &self.params[i].value).collect();
+                let gs: Vec<&Tensor> = members.iter().map(|&i| &grads[i]).collect();
+                let bufs: Vec<&Tensor> = members.iter().map(|&i| &self.params[i].buf1).collect();
+                let done = match self.cfg.kind {
+                    OptimizerKind::Sgd { momentum, nesterov } => {
+                        crate::fused::sgd(&params, &gs, &bufs, lr, (momentum, nesterov), wd)
+                    }
+                    OptimizerKind::AdamW { beta1, beta2, eps } => {
+                        let v: Vec<&Tensor> = members
+                            .iter()
+                            .map(|&i| self.params[i].buf2.as_ref().expect("AdamW keeps a second moment"))
+                            .collect();
+                        crate::fused::adamw(&params, &gs, &bufs, &v, step_t, lr, (beta1, beta2, eps), wd)
+                    }
+                    OptimizerKind::Lars { .. } => unreachable!("LARS has no fused path"),
+                };
+                if let Err(e) = done {
+                    panic!("the fused optimizer step failed: {e}");
+                }
+            }
+        });
+    }
+
     /// One update with learning rate `lr` (the schedule's value).
     pub fn step(&mut self, lr: f64) {
         self.step += 1;
+        if self.fused() {
+            self.fused_step(lr);
+            return;
+        }
         let t = self.step as f64;
         let wd = self.cfg.weight_decay;
         tch::no_grad(|| {
