@@ -6,7 +6,10 @@
 //! data, methods and help texts (`#[command(mut_arg(…))]` rewords a shared
 //! option where its meaning differs, such as the default run folder).
 //!
-//! [`EmbedArgs`] does the same for the `embed-*` binaries.
+//! [`EmbedArgs`] does the same for the `embed-*` binaries. [`finish_run`]
+//! is the end of the experiment flow the binaries share (pretrain, evaluate
+//! against random initialisation, fine-tune on fractions of the labels with
+//! `ssl_core::finetune::over_fractions`, report).
 //!
 //! Libraries never parse flags; this crate is the one place that does for
 //! what the binaries share.
@@ -533,7 +536,8 @@ pub fn check_batch_size(batch: usize, available: usize, what: &str) -> Result<()
     Ok(())
 }
 
-/// The end of a vision or audio run on rank 0, written once for both:
+/// The end of every modality's run on rank 0 (vision, audio and text,
+/// and `finetune-text`), written once for all:
 /// `report` (the binary's own fields) gains the comparison with random
 /// initialisation ([`ssl_core::eval::comparison_json`]) and, when there was
 /// fine-tuning, its rows ([`ssl_core::finetune::add_to_report`]) and
@@ -607,6 +611,16 @@ pub fn finetune_lines(rows: &[ssl_core::finetune::FractionResult]) -> String {
             100.0 * r.ssl.test_top1,
             100.0 * r.random_init.test_top1
         ));
+        if r.ssl.runs.len() > 1 {
+            let pct =
+                |v: &[f64]| v.iter().map(|x| format!("{:.2}", 100.0 * x)).collect::<Vec<_>>().join(", ");
+            out.push_str(&format!(
+                "    each of {} seeds: SSL {}; random init {}\n",
+                r.ssl.runs.len(),
+                pct(&r.ssl.runs),
+                pct(&r.random_init.runs)
+            ));
+        }
     }
     out
 }

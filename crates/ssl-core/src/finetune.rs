@@ -37,6 +37,51 @@ pub struct FineTuneResult {
     pub final_train_loss: f64,
     /// Mean training loss of each epoch (the last is `final_train_loss`).
     pub train_loss_curve: Vec<f64>,
+    /// Macro-averaged F1 on the held-out split, where the modality reports
+    /// it (text).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_macro_f1: Option<f64>,
+    /// Held-out top-1 after each epoch, where it is measured (text), for
+    /// reading the learning curve: the reported score is always the last
+    /// epoch's, no epoch is chosen on the test split.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub test_top1_curve: Vec<f64>,
+    /// Each seed's top-1 when fine-tuning ran with several seeds (text);
+    /// `test_top1`, the F1 and the curves are then their means.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<f64>,
+}
+
+impl FineTuneResult {
+    /// The mean of several runs (seeds) of one fine-tuning: scores and
+    /// curves averaged (epoch by epoch, over the runs that reach it), each
+    /// run's top-1 kept in `runs`. `None` without runs.
+    pub fn mean(runs: &[FineTuneResult]) -> Option<FineTuneResult> {
+        let n = runs.len();
+        if n == 0 {
+            return None;
+        }
+        let avg = |f: &dyn Fn(&FineTuneResult) -> f64| runs.iter().map(f).sum::<f64>() / n as f64;
+        let curve = |f: &dyn Fn(&FineTuneResult) -> &Vec<f64>| -> Vec<f64> {
+            let len = runs.iter().map(|r| f(r).len()).max().unwrap_or(0);
+            (0..len)
+                .map(|e| {
+                    let at: Vec<f64> = runs.iter().filter_map(|r| f(r).get(e).copied()).collect();
+                    at.iter().sum::<f64>() / at.len() as f64
+                })
+                .collect()
+        };
+        let train_loss_curve = curve(&|r| &r.train_loss_curve);
+        let f1: Option<Vec<f64>> = runs.iter().map(|r| r.test_macro_f1).collect();
+        Some(FineTuneResult {
+            test_top1: avg(&|r| r.test_top1),
+            final_train_loss: train_loss_curve.last().copied().unwrap_or(f64::NAN),
+            train_loss_curve,
+            test_macro_f1: f1.map(|v| v.iter().sum::<f64>() / n as f64),
+            test_top1_curve: curve(&|r| &r.test_top1_curve),
+            runs: runs.iter().map(|r| r.test_top1).collect(),
+        })
+    }
 }
 
 /// How to fine-tune, besides the data.
@@ -178,6 +223,9 @@ pub fn fine_tune(
         test_top1: correct as f64 / n.max(1) as f64,
         final_train_loss: last_loss,
         train_loss_curve: curve,
+        test_macro_f1: None,
+        test_top1_curve: Vec::new(),
+        runs: Vec::new(),
     })
 }
 
@@ -325,6 +373,34 @@ pub fn copy_encoder(method_vs: &nn::VarStore, encoder_vs: &nn::VarStore, prefixe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn result(top1: f64, f1: Option<f64>, losses: &[f64], curve: &[f64]) -> FineTuneResult {
+        FineTuneResult {
+            test_top1: top1,
+            final_train_loss: losses.last().copied().unwrap_or(f64::NAN),
+            train_loss_curve: losses.to_vec(),
+            test_macro_f1: f1,
+            test_top1_curve: curve.to_vec(),
+            runs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_mean_of_runs_averages_scores_and_curves_and_keeps_each_run() {
+        let a = result(0.6, Some(0.5), &[1.0, 0.5], &[0.4, 0.6]);
+        let b = result(0.8, Some(0.7), &[2.0, 1.5], &[0.6, 0.8]);
+        let m = FineTuneResult::mean(&[a.clone(), b]).unwrap();
+        assert!((m.test_top1 - 0.7).abs() < 1e-12);
+        assert!((m.test_macro_f1.unwrap() - 0.6).abs() < 1e-12);
+        assert_eq!(m.train_loss_curve, [1.5, 1.0]);
+        assert_eq!(m.final_train_loss, 1.0);
+        assert!((m.test_top1_curve[0] - 0.5).abs() < 1e-12 && (m.test_top1_curve[1] - 0.7).abs() < 1e-12);
+        assert_eq!(m.runs, [0.6, 0.8]);
+        // Without an F1 on every run there is no mean F1; no run, no mean.
+        let c = result(0.7, None, &[1.0], &[]);
+        assert_eq!(FineTuneResult::mean(&[a, c]).unwrap().test_macro_f1, None);
+        assert!(FineTuneResult::mean(&[]).is_none());
+    }
 
     #[test]
     fn a_fraction_of_the_labels_trains_for_as_many_steps() {

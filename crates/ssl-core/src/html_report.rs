@@ -217,16 +217,14 @@ fn figure_name(key: &str) -> String {
     }
 }
 
-/// The table of the pretrained encoder against its baseline (vision and
-/// audio: `ssl` / `random_init`; text: `pretrained` / `from_scratch`).
+/// The table of the pretrained encoder (`ssl`) against its baseline
+/// (`random_init`), every modality alike.
 fn comparison(report: &Value) -> Option<String> {
-    let (a, b, names) = [
-        ("ssl", "random_init", ["SSL", "random init"]),
-        ("pretrained", "from_scratch", ["pretrained", "from scratch"]),
-    ]
-    .into_iter()
-    .find(|(a, b, _)| report[*a].is_object() && report[*b].is_object())?;
-    let (x, y) = (&report[a], &report[b]);
+    let names = ["SSL", "random init"];
+    let (x, y) = (&report["ssl"], &report["random_init"]);
+    if !(x.is_object() && y.is_object()) {
+        return None;
+    }
     let mut keys: Vec<&String> = x.as_object()?.keys().filter(|k| x[k.as_str()].is_number()).collect();
     for k in y.as_object()?.keys() {
         if y[k.as_str()].is_number() && !keys.contains(&k) {
@@ -343,8 +341,8 @@ fn training_charts(rows: &[Value]) -> Vec<LineChart> {
     charts
 }
 
-/// The fine-tuning section: a table per label fraction and the training
-/// loss curves (vision and audio), or text's test top-1 curves.
+/// The fine-tuning section: a table per label fraction, the training loss
+/// curves and, where measured (text), the test top-1 curves.
 fn finetune(report: &Value) -> Result<Option<String>> {
     let mut out = String::new();
     if let Some(rows) = report["finetune"]["fractions"].as_array() {
@@ -384,31 +382,31 @@ fn finetune(report: &Value) -> Result<Option<String>> {
                     series,
                 });
             }
+            // Text measures the test top-1 after each epoch too.
+            let mut series = Vec::new();
+            for (key, name) in [("ssl", "SSL"), ("random_init", "random init")] {
+                let c = curve(&r[key]["test_top1_curve"]);
+                if !c.is_empty() {
+                    series.push(Series {
+                        name: name.into(),
+                        points: c.into_iter().map(|(x, y)| (x, 100.0 * y)).collect(),
+                    });
+                }
+            }
+            if !series.is_empty() {
+                curves.push(LineChart {
+                    title: format!(
+                        "Fine-tuning on {}% of the labels: test top-1 after each epoch",
+                        crate::eval::percent(f)
+                    ),
+                    x_label: "epoch".into(),
+                    y_label: "top-1 (%)".into(),
+                    series,
+                });
+            }
         }
         out.push_str("</tbody></table>\n");
         push_charts(&mut out, &curves)?;
-    }
-    // Text: the test top-1 after each fine-tuning epoch.
-    let mut curves = Vec::new();
-    for (key, name) in [("pretrained", "pretrained"), ("from_scratch", "from scratch")] {
-        let c = curve(&report["downstream"][key]["finetune"]["curve"]);
-        if !c.is_empty() {
-            curves.push(Series {
-                name: name.into(),
-                points: c.into_iter().map(|(x, y)| (x, 100.0 * y)).collect(),
-            });
-        }
-    }
-    if !curves.is_empty() {
-        push_charts(
-            &mut out,
-            &[LineChart {
-                title: "Fine-tuning: test top-1 after each epoch".into(),
-                x_label: "epoch".into(),
-                y_label: "top-1 (%)".into(),
-                series: curves,
-            }],
-        )?;
     }
     Ok((!out.is_empty()).then_some(out))
 }
@@ -510,12 +508,14 @@ mod tests {
     }
 
     #[test]
-    fn text_reports_compare_pretrained_with_from_scratch() {
-        let report = json!({"objective": "mlm", "pretrained": {"linear_top1": 0.6}, "from_scratch": {"linear_top1": 0.5},
-            "downstream": {"pretrained": {"finetune": {"curve": [0.5, 0.7]}}, "from_scratch": {"finetune": {"curve": [0.4, 0.6]}}}});
+    fn text_reports_show_their_test_top1_curves() {
+        let report = json!({"objective": "mlm", "ssl": {"linear_top1": 0.6}, "random_init": {"linear_top1": 0.5},
+            "finetune": {"fractions": [{"plan": {"fraction": 1.0, "labels": 40, "epochs": 2},
+                "ssl": {"test_top1": 0.7, "train_loss_curve": [1.0, 0.5], "test_top1_curve": [0.5, 0.7]},
+                "random_init": {"test_top1": 0.6, "train_loss_curve": [1.1, 0.9], "test_top1_curve": [0.4, 0.6]}}]}});
         let html = render(&report, &Value::Null, &[], &Extras::default()).unwrap();
-        assert!(html.contains("<th>pretrained</th><th>from scratch</th>"), "{html}");
-        assert!(html.contains("Fine-tuning: test top-1 after each epoch"), "{html}");
+        assert!(html.contains("<th>SSL</th><th>random init</th>"), "{html}");
+        assert!(html.contains("Fine-tuning on 100% of the labels: test top-1 after each epoch"), "{html}");
         assert!(!html.contains("Resolved config"));
     }
 }

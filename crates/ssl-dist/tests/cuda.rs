@@ -43,7 +43,11 @@ fn nccl_with_a_world_of_one() {
     let bf = Tensor::ones([8], (Kind::BFloat16, Device::Cuda(0)));
     g.all_reduce_(&bf, ReduceOp::Sum).unwrap();
     assert_eq!(bf.kind(), Kind::BFloat16);
-    assert_eq!(bf.to_kind(Kind::Float).sum(Kind::Float).double_value(&[]), 8.0, "bf16 sum over a world of one");
+    assert_eq!(
+        bf.to_kind(Kind::Float).sum(Kind::Float).double_value(&[]),
+        8.0,
+        "bf16 sum over a world of one"
+    );
     let x = batch(Device::Cuda(0)).set_requires_grad(true);
     gathered_loss(&x, &g.all_gather_with_grad(&x).unwrap()).backward();
     let y = batch(Device::Cuda(0)).set_requires_grad(true);

@@ -9,7 +9,10 @@
 //! - [`fine_tune`]: encoder and classifier trained together (AdamW,
 //!   warmup + cosine, dropout on), as transformers' sequence classification.
 //!
-//! Both report top-1 (and the classifiers macro-F1) on the test split.
+//! Both report top-1 and macro-F1 on the test split. [`downstream`] runs
+//! them in the experiment flow that vision and audio share: a pretrained
+//! encoder against random initialisation, frozen and fine-tuned on
+//! fractions of the labels.
 
 use crate::bert::{BertConfig, BertModel};
 use crate::corpus::Example;
@@ -19,7 +22,8 @@ use crate::tokenizer::TextTokenizer;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
-use ssl_core::eval::{macro_f1, LinearHead, LinearProbeConfig};
+use ssl_core::eval::{evaluate_encoder, macro_f1, EvalReport, Evaluated, LinearHead, LinearProbeConfig};
+use ssl_core::finetune::{FineTuneResult, FractionResult};
 use ssl_core::optim::OptimizerConfig;
 use std::path::Path;
 use tch::nn::{self, Module};
@@ -155,10 +159,6 @@ pub struct ClassifierScore {
     pub top1: f64,
     /// Macro-averaged F1.
     pub macro_f1: f64,
-    /// Fine-tuning only: test top-1 after each epoch (the last one is
-    /// `top1`); empty for a linear probe.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub curve: Vec<f64>,
 }
 
 /// What the frozen encoder's pooled features score.
@@ -196,7 +196,7 @@ pub fn frozen_eval(
         num_classes,
         &LinearProbeConfig::default(),
     )?;
-    let linear = ClassifierScore { top1: r.test_top1, macro_f1: r.test_macro_f1, curve: Vec::new() };
+    let linear = ClassifierScore { top1: r.test_top1, macro_f1: r.test_macro_f1 };
     Ok(FrozenScores { knn_top1, linear, head, test_pca: ssl_core::eval::pca_2d(&te) })
 }
 
@@ -411,9 +411,9 @@ impl ssl_core::BatchSource for GroupedBatches<'_> {
 /// `test`, with ssl-core's fine-tuning loop ([`ssl_core::finetune::train_classifier`]:
 /// AdamW, warmup for `cfg.warmup` of the steps then cosine, gradients
 /// clipped to norm 1, cross-entropy) over length-grouped batches. The
-/// score's `curve` holds the test top-1 after every epoch, for reading the
-/// learning curve; the reported score is always the last epoch's (no epoch
-/// is chosen on the test set).
+/// result holds the training loss and the test top-1 after every epoch,
+/// for reading the learning curve; the reported score is always the last
+/// epoch's (no epoch is chosen on the test set).
 pub fn fine_tune(
     model: &SequenceClassifier,
     vs: &nn::VarStore,
@@ -421,7 +421,7 @@ pub fn fine_tune(
     test: &LabeledSet,
     pad: i64,
     cfg: &FineTuneConfig,
-) -> Result<ClassifierScore> {
+) -> Result<FineTuneResult> {
     use ssl_core::BatchSource;
     let device = vs.device();
     let source = GroupedBatches {
@@ -445,7 +445,7 @@ pub fn fine_tune(
         Ok(model.forward(ids, &batch.views[1], train)?)
     };
     let (mut curve, mut last) = (Vec::with_capacity(cfg.epochs), None);
-    ssl_core::finetune::train_classifier(
+    let losses = ssl_core::finetune::train_classifier(
         &logits,
         vs.variables().into_iter().collect(),
         &source,
@@ -459,12 +459,18 @@ pub fn fine_tune(
             Ok(())
         },
     )?;
-    let mut s = match last {
+    let s = match last {
         Some(s) => s,
         None => score(model, test, pad, device)?,
     };
-    s.curve = curve;
-    Ok(s)
+    Ok(FineTuneResult {
+        test_top1: s.top1,
+        final_train_loss: losses.last().copied().unwrap_or(f64::NAN),
+        train_loss_curve: losses,
+        test_macro_f1: Some(s.macro_f1),
+        test_top1_curve: curve,
+        runs: Vec::new(),
+    })
 }
 
 /// Top-1 and macro-F1 of a classifier on `test`.
@@ -492,7 +498,7 @@ pub fn score(
     let pred = Tensor::from_slice(&pred);
     let y = Tensor::from_slice(&test.labels);
     let top1 = pred.eq_tensor(&y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
-    Ok(ClassifierScore { top1, macro_f1: macro_f1(&pred, &y, classes), curve: Vec::new() })
+    Ok(ClassifierScore { top1, macro_f1: macro_f1(&pred, &y, classes) })
 }
 
 /// The labelled split files of a folder: `train.jsonl` or `train.csv`, and
@@ -505,44 +511,6 @@ pub fn labeled_files(dir: &Path) -> Result<(std::path::PathBuf, std::path::PathB
             )
         };
     Ok((find("train")?, find("test")?))
-}
-
-impl Downstream {
-    /// The comparison as a small text table, each line starting with `indent`.
-    pub fn table(&self, indent: &str) -> String {
-        let pct = |s: &ClassifierScore| format!("{:.2}% ({:.3})", 100.0 * s.top1, s.macro_f1);
-        let mut t = format!(
-            "{indent}downstream: {} classes, {} training / {} test texts\n{indent}  {:<14} {:>10} {:>20} {:>24}\n",
-            self.classes.len(),
-            self.train_examples,
-            self.test_examples,
-            "",
-            "kNN top-1",
-            "linear top-1 (F1)",
-            "fine-tuned top-1 (F1)"
-        );
-        for (name, s) in [("pretrained", &self.pretrained), ("from scratch", &self.from_scratch)] {
-            let ft = s.finetune.as_ref().map_or("-".into(), pct);
-            let knn = format!("{:.2}%", 100.0 * s.knn_top1);
-            t += &format!("{indent}  {name:<14} {knn:>10} {:>20} {ft:>24}\n", pct(&s.linear));
-        }
-        let n = self.pretrained.finetune_runs.len();
-        if n > 1 {
-            t += &format!(
-                "{indent}  fine-tuned: mean of {n} seeds; pretrained ahead on {} of {n}\n",
-                self.finetune_wins()
-            );
-        }
-        t
-    }
-
-    /// Fine-tuning seeds on which the pretrained encoder scored higher than
-    /// from scratch (the runs are paired: the same seed shuffles the same
-    /// batches and draws the same head for both).
-    pub fn finetune_wins(&self) -> usize {
-        let (p, s) = (&self.pretrained.finetune_runs, &self.from_scratch.finetune_runs);
-        p.iter().zip(s).filter(|(a, b)| a.top1 > b.top1).count()
-    }
 }
 
 /// Reads a labelled folder and checks it (both files parse, at least two
@@ -565,82 +533,83 @@ pub fn check_labeled(dir: &Path) -> Result<Vec<String>> {
     Ok(classes)
 }
 
-/// Scores of one encoder on the downstream task.
-#[derive(Clone, Debug, Serialize)]
-pub struct EncoderScores {
-    /// Weighted kNN on frozen pooled features (the first seed's encoder).
-    pub knn_top1: f64,
-    /// Linear probe on frozen pooled features (the first seed's encoder).
-    pub linear: ClassifierScore,
-    /// Full fine-tuning, averaged over the runs (absent when `epochs` is
-    /// 0): mean top-1, mean macro-F1 and the mean curve.
-    pub finetune: Option<ClassifierScore>,
-    /// Each fine-tuning run, seeds `seed`, `seed + 1`, ….
-    pub finetune_runs: Vec<ClassifierScore>,
-    /// The frozen test features' first two principal components, coloured
-    /// by class (for `report.html`; not in `report.json`).
-    #[serde(skip)]
-    pub test_embedding: Option<ssl_core::plots::Scatter>,
-}
-
-impl EncoderScores {
-    /// The flat fields of `report.json`: `knn_top1`, `linear_top1`, `linear_macro_f1`,
-    /// `finetune_top1`, `finetune_macro_f1` (means over the fine-tuning
-    /// seeds; null when not fine-tuned) and `finetune_top1_runs`.
-    pub fn summary(&self) -> serde_json::Value {
-        serde_json::json!({
-            "knn_top1": self.knn_top1,
-            "linear_top1": self.linear.top1, "linear_macro_f1": self.linear.macro_f1,
-            "finetune_top1": self.finetune.as_ref().map(|s| s.top1),
-            "finetune_macro_f1": self.finetune.as_ref().map(|s| s.macro_f1),
-            "finetune_top1_runs": self.finetune_runs.iter().map(|s| s.top1).collect::<Vec<_>>(),
-        })
-    }
-}
-
-/// The mean of several runs' scores (top-1, macro-F1 and curve).
-pub fn mean_score(runs: &[ClassifierScore]) -> Option<ClassifierScore> {
-    let n = runs.len() as f64;
-    let first = runs.first()?;
-    let curve = (0..first.curve.len())
-        .map(|e| runs.iter().map(|r| r.curve.get(e).copied().unwrap_or(0.0)).sum::<f64>() / n);
-    Some(ClassifierScore {
-        top1: runs.iter().map(|r| r.top1).sum::<f64>() / n,
-        macro_f1: runs.iter().map(|r| r.macro_f1).sum::<f64>() / n,
-        curve: curve.collect(),
-    })
-}
-
-/// The downstream comparison: pretrained against from scratch.
-#[derive(Clone, Debug, Serialize)]
+/// What [`downstream`] measured on a labelled task.
 pub struct Downstream {
     /// Class names, indexed by label.
     pub classes: Vec<String>,
-    /// Training examples.
+    /// Training texts (after `label_fraction`).
     pub train_examples: usize,
-    /// Test examples.
+    /// Test texts.
     pub test_examples: usize,
-    /// The pretrained encoder.
-    pub pretrained: EncoderScores,
-    /// The same architecture at random initialisation (seeded).
-    pub from_scratch: EncoderScores,
-    /// The fine-tuning recipe.
-    pub finetune_config: FineTuneConfig,
+    /// The pretrained encoder's frozen features: kNN, linear probe and
+    /// linear probes on 1% and 10% of the labels.
+    pub ssl: EvalReport,
+    /// The same for the architecture at random initialisation (seeded).
+    pub random_init: EvalReport,
+    /// Both encoders' test embeddings (the pretrained one first).
+    pub scatters: Vec<ssl_core::plots::Scatter>,
+    /// Fine-tuning of both encoders on each fraction of the labels asked for.
+    pub finetune: Vec<FractionResult>,
 }
 
-/// Linear probe and fine-tuning of the `bert.*` weights in `pretrained` and
-/// of a freshly initialised encoder of the same shape, on the labelled
-/// folder `dir`. Sequences are truncated to the model's positions.
-/// Fine-tuning runs `ft.seeds` times per encoder (seeds `ft.seed`,
-/// `ft.seed + 1`, …; from scratch, each seed also draws the encoder's
-/// weights), and the scores are averaged: on a small test set one run's
-/// top-1 moves by a point or more from seed to seed.
-pub fn compare(
+impl Downstream {
+    /// Seeds of the fine-tuning on all labels on which the pretrained
+    /// encoder scored higher than random initialisation (the runs are
+    /// paired: one seed shuffles the same batches and draws the same head
+    /// for both). `None` without fine-tuning on all labels.
+    pub fn ssl_ahead(&self) -> Option<usize> {
+        let row = self.finetune.iter().find(|r| r.plan.fraction >= 1.0)?;
+        Some(row.ssl.runs.iter().zip(&row.random_init.runs).filter(|(a, b)| a > b).count())
+    }
+}
+
+/// What a text run adds to the shared report and headline
+/// (`ssl_cli::finish_run` writes the rest): the task's size (`classes`,
+/// `train_examples`, `test_examples`) and, with several fine-tuning seeds
+/// on all labels, `finetune_ssl_ahead` (see [`Downstream::ssl_ahead`]).
+pub fn add_downstream(report: &mut serde_json::Value, headline: &mut String, d: &Downstream) {
+    report["classes"] = serde_json::json!(d.classes);
+    report["train_examples"] = serde_json::json!(d.train_examples);
+    report["test_examples"] = serde_json::json!(d.test_examples);
+    headline.push_str(&format!(
+        "\n  downstream: {} classes, {} training / {} test texts",
+        d.classes.len(),
+        d.train_examples,
+        d.test_examples
+    ));
+    let seeds = d.finetune.iter().find(|r| r.plan.fraction >= 1.0).map_or(0, |r| r.ssl.runs.len());
+    if let (Some(ahead), true) = (d.ssl_ahead(), seeds > 1) {
+        report["finetune_ssl_ahead"] = serde_json::json!(ahead);
+        headline.push_str(&format!(
+            "\n  fine-tuned on all labels: mean of {seeds} seeds, the pretrained encoder ahead on {ahead}"
+        ));
+    }
+}
+
+/// The downstream half of the experiment flow that vision and audio share
+/// ([`ssl_core::eval::evaluate_encoder`], then
+/// [`ssl_core::finetune::over_fractions`]), for text: the `bert.*` weights
+/// of `pretrained` and the same architecture at random initialisation
+/// (drawn with `ft.seed`) are each evaluated on frozen mean-pooled features
+/// of the labelled folder `dir` (kNN, linear probe, linear probes on 1% and
+/// 10% of the labels; the PCA plots go to `plots/pca_ssl.png` and
+/// `plots/pca_random_init.png`), then fine-tuned on each of `fractions` of
+/// the training labels (class-balanced subsets fixed by the seed, as many
+/// optimizer steps as `ft.epochs` on all labels). Fine-tuning runs
+/// `ft.seeds` times per encoder (seeds `ft.seed`, `ft.seed + 1`, …; at
+/// random initialisation each seed also draws the encoder's weights) and
+/// reports the mean: on a small test set one run's top-1 moves by a point
+/// or more from seed to seed. Sequences are truncated to the model's
+/// positions; `ft.label_fraction` first keeps a stratified part of the
+/// training texts for everything.
+pub fn downstream(
     pretrained: &nn::VarStore,
     cfg: &BertConfig,
     tok: &TextTokenizer,
     dir: &Path,
     ft: &FineTuneConfig,
+    fractions: &[f64],
+    plots: &Path,
 ) -> Result<Downstream> {
     let device = pretrained.device();
     let (train_path, test_path) = labeled_files(dir)?;
@@ -654,66 +623,77 @@ pub fn compare(
     let max_len = cfg.max_position_embeddings as usize;
     let train = encode_examples(tok, &train_ex, &classes, max_len, &train_path)?;
     let test = encode_examples(tok, &test_ex, &classes, max_len, &test_path)?;
-    let pad = tok.special.pad;
-    let k = classes.len();
-    let runs = if ft.epochs > 0 { ft.seeds.max(1) } else { 0 };
-    let scores = |from: Option<&nn::VarStore>| -> Result<EncoderScores> {
-        // The first seed's frozen scores are reported. LP-FT needs each
-        // run's own probe only from scratch, where each seed draws other
-        // weights; the pretrained encoder's probe is the same every run.
-        let mut first: Option<FrozenScores> = None;
-        let mut finetune_runs = Vec::with_capacity(runs);
-        for r in 0..runs.max(1) {
-            let run_cfg = FineTuneConfig { seed: ft.seed + r as u64, ..ft.clone() };
-            tch::manual_seed(run_cfg.seed as i64);
-            let vs = nn::VarStore::new(device);
-            let mut model = SequenceClassifier::new(&vs, cfg, k)?;
-            if let Some(src) = from {
-                copy_encoder(src, &vs)?;
-            }
-            let own = if first.is_none() || (ft.head_init == HeadInit::Probe && from.is_none()) {
-                Some(frozen_eval(&model.bert, &train, &test, k, pad)?)
-            } else {
-                None
-            };
-            if ft.head_init == HeadInit::Probe {
-                let head = &own.as_ref().or(first.as_ref()).expect("evaluated on the first run").head;
-                model.init_from_probe(head)?;
-            }
-            if first.is_none() {
-                first = own;
-            }
-            if r < runs {
-                finetune_runs.push(fine_tune(&model, &vs, &train, &test, pad, &run_cfg)?);
-            }
+    let (pad, k) = (tok.special.pad, classes.len());
+    // A classifier on the pretrained encoder (`from`) or on a fresh one,
+    // its head (and fresh encoder) drawn with `seed`.
+    let classifier = |from: Option<&nn::VarStore>, seed: u64| -> Result<(nn::VarStore, SequenceClassifier)> {
+        tch::manual_seed(seed as i64);
+        let vs = nn::VarStore::new(device);
+        let model = SequenceClassifier::new(&vs, cfg, k)?;
+        if let Some(src) = from {
+            copy_encoder(src, &vs)?;
         }
-        let f = first.ok_or_else(|| Error::Config("no linear probe was run".into()))?;
-        let title = if from.is_some() {
-            "Test embeddings, pretrained encoder"
-        } else {
-            "Test embeddings, from scratch"
-        };
-        let test_embedding = ssl_core::plots::Scatter::from_tensors(
-            title,
-            &f.test_pca,
-            &Tensor::from_slice(&test.labels),
-            &classes,
-        )?;
-        Ok(EncoderScores {
-            test_embedding: Some(test_embedding),
-            knn_top1: f.knn_top1,
-            linear: f.linear,
-            finetune: mean_score(&finetune_runs),
-            finetune_runs,
-        })
+        Ok((vs, model))
+    };
+    let (train_y, test_y) = (Tensor::from_slice(&train.labels), Tensor::from_slice(&test.labels));
+    let evaluate = |from: Option<&nn::VarStore>, title: &str, png: &str| -> Result<Evaluated> {
+        let (_, model) = classifier(from, ft.seed)?;
+        let tr = pooled_features(&model.bert, &train, pad, 64)?;
+        let te = pooled_features(&model.bert, &test, pad, 64)?;
+        Ok(evaluate_encoder(tr, &train_y, te, &test_y, &classes, ft.seed, title, &plots.join(png))?)
+    };
+    let (ssl, ssl_scatter) =
+        evaluate(Some(pretrained), "Test embeddings, pretrained encoder", "pca_ssl.png")?.into_parts();
+    let (random_init, rnd_scatter) =
+        evaluate(None, "Test embeddings, random init", "pca_random_init.png")?.into_parts();
+    let finetune = if ft.epochs > 0 && !fractions.is_empty() {
+        ssl_core::finetune::over_fractions(
+            fractions,
+            &train.labels,
+            ft.batch_size.max(1),
+            ft.epochs,
+            ft.seed,
+            |plan, subset| -> Result<(FineTuneResult, FineTuneResult)> {
+                let part = match subset {
+                    Some(ids) => std::borrow::Cow::Owned(LabeledSet {
+                        ids: ids.iter().map(|&i| train.ids[i].clone()).collect(),
+                        labels: ids.iter().map(|&i| train.labels[i]).collect(),
+                    }),
+                    None => std::borrow::Cow::Borrowed(&train),
+                };
+                let tune = |from: Option<&nn::VarStore>| -> Result<FineTuneResult> {
+                    let mut runs = Vec::with_capacity(ft.seeds.max(1));
+                    for r in 0..ft.seeds.max(1) {
+                        let seed = ft.seed + r as u64;
+                        let (vs, mut model) = classifier(from, seed)?;
+                        if ft.head_init == HeadInit::Probe {
+                            let probe = frozen_eval(&model.bert, &part, &test, k, pad)?;
+                            model.init_from_probe(&probe.head)?;
+                        }
+                        let run_cfg = FineTuneConfig {
+                            epochs: plan.epochs,
+                            batch_size: plan.batch_size,
+                            seed,
+                            ..ft.clone()
+                        };
+                        runs.push(fine_tune(&model, &vs, &part, &test, pad, &run_cfg)?);
+                    }
+                    FineTuneResult::mean(&runs).ok_or_else(|| Error::Config("no fine-tuning run".into()))
+                };
+                Ok((tune(Some(pretrained))?, tune(None)?))
+            },
+        )?
+    } else {
+        Vec::new()
     };
     Ok(Downstream {
-        classes: classes.clone(),
+        classes,
         train_examples: train_ex.len(),
         test_examples: test_ex.len(),
-        pretrained: scores(Some(pretrained))?,
-        from_scratch: scores(None)?,
-        finetune_config: ft.clone(),
+        ssl,
+        random_init,
+        scatters: vec![ssl_scatter, rnd_scatter],
+        finetune,
     })
 }
 

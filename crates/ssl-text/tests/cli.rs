@@ -66,11 +66,31 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// With no --corpus, the bundled fortunes (written into the run folder)
+/// are the corpus and their categories the task, as the README's first
+/// command runs it.
+#[test]
+fn train_text_runs_on_the_bundled_corpus_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_train-text"))
+        .args(["--out", out.to_str().unwrap(), "--max-docs", "300", "--finetune-epochs", "0"])
+        .args(["--epochs", "1", "--seq-len", "32", "--vocab-size", "300", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["classes"].as_array().unwrap().len(), 5, "{r}");
+    assert!(r["ssl"]["linear_top1"].as_f64().is_some() && r.get("finetune").is_none(), "{r}");
+    assert!(out.join("data/fortunes/corpus.txt").is_file());
+}
+
 #[test]
 fn train_text_reports_and_exports_a_loadable_model() {
     let dir = tempfile::tempdir().unwrap();
     write_data(dir.path());
-    let o = train_text(dir.path(), &["--finetune-fractions", "0.1"]);
+    let o = train_text(dir.path(), &["--finetune-fractions", "0.1,1"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let run = dir.path().join("run");
     let r: serde_json::Value =
@@ -79,39 +99,59 @@ fn train_text_reports_and_exports_a_loadable_model() {
     for key in ["mlm_top1", "wall_s"] {
         assert!(r[key].as_f64().is_some(), "{key}");
     }
-    for key in ["knn_top1", "linear_top1", "finetune_top1", "linear_macro_f1", "finetune_macro_f1"] {
-        assert!(r["pretrained"][key].as_f64().is_some(), "pretrained.{key}");
-        assert!(r["from_scratch"][key].as_f64().is_some(), "from_scratch.{key}");
+    // The report every modality writes: the pretrained encoder (`ssl`)
+    // against random initialisation, frozen and fine-tuned.
+    for enc in ["ssl", "random_init"] {
+        for key in [
+            "knn_top1",
+            "linear_top1",
+            "linear_top1_1pct",
+            "linear_top1_10pct",
+            "finetune_top1",
+            "finetune_top1_10pct",
+        ] {
+            assert!(r[enc][key].as_f64().is_some(), "{enc}.{key} in {}", r[enc]);
+        }
+        assert!(r[enc].get("finetune_top1_1pct").is_none(), "1% was not fine-tuned");
+        assert!(r["linear_probe"][enc]["test_macro_f1"].as_f64().is_some(), "{enc}'s probe F1");
     }
-    // Two paired fine-tuning runs per encoder, reported one by one and as
-    // their mean, with one test score per epoch.
-    for enc in ["pretrained", "from_scratch"] {
-        let runs: Vec<f64> =
-            r[enc]["finetune_top1_runs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-        assert_eq!(runs.len(), 2, "{enc}");
-        let mean = r[enc]["finetune_top1"].as_f64().unwrap();
-        assert!((mean - (runs[0] + runs[1]) / 2.0).abs() < 1e-9, "{enc}: {mean} is not the mean of {runs:?}");
-        assert_eq!(r["downstream"][enc]["finetune"]["curve"].as_array().unwrap().len(), 1, "{enc}");
+    assert_eq!(r["label_efficiency"]["ssl"].as_array().unwrap().len(), 2);
+    // --finetune-fractions 0.1,1: two rows; two paired fine-tuning runs
+    // per encoder, reported one by one and as their mean, with one test
+    // score and one training loss per epoch.
+    let rows = r["finetune"]["fractions"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        for enc in ["ssl", "random_init"] {
+            let f = &row[enc];
+            let runs: Vec<f64> = f["runs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            assert_eq!(runs.len(), 2, "{enc}");
+            let mean = f["test_top1"].as_f64().unwrap();
+            assert!(
+                (mean - (runs[0] + runs[1]) / 2.0).abs() < 1e-9,
+                "{enc}: {mean} is not the mean of {runs:?}"
+            );
+            assert_eq!(
+                f["test_top1_curve"].as_array().unwrap().len(),
+                row["plan"]["epochs"].as_u64().unwrap() as usize
+            );
+            assert!(
+                f["test_macro_f1"].as_f64().is_some() && f["train_loss_curve"].as_array().is_some(),
+                "{f}"
+            );
+        }
     }
-    assert!(r["finetune_pretrained_ahead"].as_u64().unwrap() <= 2);
+    assert!(r["finetune_ssl_ahead"].as_u64().unwrap() <= 2);
+    assert_eq!(r["classes"].as_array().unwrap().len(), 2);
     // The page: both encoders' embedding plots and the fine-tuning curves.
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
     for text in [
         "Test embeddings, pretrained encoder",
-        "Test embeddings, from scratch",
-        "test top-1 after each epoch",
+        "Test embeddings, random init",
+        "Fine-tuning on 100% of the labels: test top-1 after each epoch",
     ] {
         assert!(html.contains(text), "report.html lacks {text:?}");
     }
-    // Label efficiency: linear probes with 1% and 10% of the labels, and
-    // fine-tuning on 10% where asked (--finetune-fractions 0.1).
-    for enc in ["pretrained", "from_scratch"] {
-        for key in ["linear_top1_1pct", "linear_top1_10pct", "finetune_top1_10pct"] {
-            assert!(r[enc][key].as_f64().is_some(), "{enc}.{key} in {}", r[enc]);
-        }
-        assert!(r[enc].get("finetune_top1_1pct").is_none(), "1% was not fine-tuned");
-    }
-    assert_eq!(r["label_efficiency"].as_array().unwrap().len(), 2);
     let c = &r["train"]["collapse"];
     assert!(c["rankme"].as_f64().is_some() && c["normalized_std"].as_f64().is_some(), "{r}");
     for f in
@@ -133,7 +173,7 @@ fn train_text_reports_and_exports_a_loadable_model() {
     let r2: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("ft/report.json")).unwrap()).unwrap();
     // The same encoder, probed the same way, scores the same.
-    assert_eq!(r2["pretrained"]["linear_top1"], r["pretrained"]["linear_top1"]);
+    assert_eq!(r2["ssl"]["linear_top1"], r["ssl"]["linear_top1"]);
     assert!(r2.to_string().contains(r#""head_init":"probe""#), "{r2}");
 
     // Embeddings: the labelled folder (train, then test), and the test

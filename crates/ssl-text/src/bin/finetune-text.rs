@@ -1,16 +1,16 @@
 //! `finetune-text`: the downstream comparison on its own. A pretrained
 //! encoder (a `train-text` run's `hf/` folder, or any transformers BERT
 //! folder with `config.json`, `model.safetensors` and `tokenizer.json`) and
-//! the same architecture from scratch are each scored with a linear probe
-//! on frozen pooled features and with full fine-tuning, on a labelled
-//! folder (`train.jsonl`/`test.jsonl` or `.csv`, text and label).
+//! the same architecture at random initialisation are each scored on
+//! frozen pooled features (kNN, linear probes) and fine-tuned, on a
+//! labelled folder (`train.jsonl`/`test.jsonl` or `.csv`, text and label):
+//! the downstream half of `train-text`'s flow, with the same report.
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use serde_json::json;
 use ssl_core::device::{device_name, parse_device, seed_everything};
-use ssl_core::metrics::write_json_atomic;
-use ssl_text::finetune::{compare, FineTuneConfig};
+use ssl_text::finetune::{add_downstream, downstream, FineTuneConfig};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -41,6 +41,11 @@ struct Args {
     /// Fraction of the training labels used (stratified); 1: all.
     #[arg(long, default_value_t = 1.0)]
     label_fraction: f64,
+    /// Fractions of the training labels to fine-tune on (class-balanced,
+    /// fixed by the seed; each for as many optimizer steps as on all
+    /// labels; 1: all), as train-text's.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    finetune_fractions: Vec<f64>,
     /// Fine-tuning's classifier starts at random (random) or from the
     /// linear probe's (probe: LP-FT).
     #[arg(long, default_value = "random")]
@@ -79,18 +84,24 @@ fn main() -> Result<()> {
     if args.seeds < 1 {
         anyhow::bail!("--seeds must be at least 1");
     }
-    let d = compare(&vs, &cfg, &tok, &args.labeled, &ft)?;
+    ssl_cli::check_fractions(&args.finetune_fractions)?;
     let out = args.out.unwrap_or_else(|| PathBuf::from("runs").join("finetune-text"));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let report = json!({
-        "model": args.model, "labeled": args.labeled, "device": device_name(device),
-        "pretrained": d.pretrained.summary(),
-        "from_scratch": d.from_scratch.summary(),
-        "finetune_pretrained_ahead": d.finetune_wins(),
-        "downstream": d, "wall_s": started.elapsed().as_secs_f64(),
+    let d = downstream(&vs, &cfg, &tok, &args.labeled, &ft, &args.finetune_fractions, &out)?;
+    let wall = started.elapsed().as_secs_f64();
+    let mut report = json!({
+        "model": args.model, "labeled": args.labeled, "device": device_name(device), "wall_s": wall,
     });
-    write_json_atomic(&out.join("report.json"), &report)?;
-    print!("{}", d.table(""));
-    println!("report: {}", out.join("report.json").display());
+    let mut headline = format!(
+        "{} on {} ({:.0} s, {})",
+        args.model.display(),
+        args.labeled.display(),
+        wall,
+        device_name(device)
+    );
+    add_downstream(&mut report, &mut headline, &d);
+    let finetune = (!d.finetune.is_empty()).then(|| (d.finetune.as_slice(), json!(ft)));
+    let extras = ssl_core::html_report::Extras { scatters: d.scatters.clone(), pictures: Vec::new() };
+    ssl_cli::finish_run(out, report, &headline, (&d.ssl, &d.random_init), finetune, &extras)?;
     Ok(())
 }

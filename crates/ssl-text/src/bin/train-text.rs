@@ -15,7 +15,7 @@ use ssl_core::optim::OptimizerConfig;
 use ssl_core::trainer::{TrainConfig, Trainer};
 use ssl_text::bert::{BertConfig, BertForMaskedLm};
 use ssl_text::corpus::Corpus;
-use ssl_text::finetune::{compare, FineTuneConfig};
+use ssl_text::finetune::{add_downstream, downstream, FineTuneConfig};
 use ssl_text::masking::MaskingConfig;
 use ssl_text::pack::{pack_corpus, PackConfig};
 use ssl_text::pretrain::{HeldoutMonitor, Objective, TextPretrainer, TextSource};
@@ -109,10 +109,13 @@ struct Args {
     /// semi-supervised evaluations do; 1: all.
     #[arg(long, default_value_t = 1.0)]
     label_fraction: f64,
-    /// Fractions of all downstream training labels below 1 to fine-tune on
-    /// as well (e.g. 0.01,0.1; each for as many steps as the run on all
-    /// labels). Linear probes with 1% and 10% of the labels always run.
-    #[arg(long, value_delimiter = ',')]
+    /// Fractions of the downstream training labels to fine-tune on
+    /// (class-balanced, fixed by the seed; each for as many optimizer steps
+    /// as the run on all labels; 1: all), e.g. 0.01,0.1,1. Text fine-tunes
+    /// on all labels only by default (vision and audio: 0.01,0.1,1), since
+    /// each fraction runs --finetune-seeds times per encoder. Linear probes
+    /// with 1% and 10% of the labels always run.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
     finetune_fractions: Vec<f64>,
     /// Use at most this many documents of the corpus (0: all).
     #[arg(long, default_value_t = 0)]
@@ -143,8 +146,8 @@ fn model_config(name: &str, vocab: i64, positions: i64, pre_ln: bool) -> Result<
 
 /// What `--seeds` summarises.
 const SEED_SPEC: ssl_core::seeds::SeedSpec = ssl_core::seeds::SeedSpec {
-    figures: &["mlm_top1", "heldout_loss", "pretrained", "from_scratch", "wall_s"],
-    paired: ("pretrained", "from_scratch"),
+    figures: &["mlm_top1", "heldout_loss", "ssl", "random_init", "wall_s"],
+    paired: ("ssl", "random_init"),
 };
 
 fn main() -> Result<()> {
@@ -185,9 +188,12 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     let (corpus_path, labeled) = match &args.corpus {
         Some(c) => (c.clone(), args.labeled.clone()),
         None => {
-            let dir = out.join("data");
+            // `write_fortunes` writes into `data/fortunes`, which the other
+            // ranks read once rank 0 has written it.
+            let dir = out.join("data").join("fortunes");
             if main {
-                ssl_text::bundled::write_fortunes(&dir)?;
+                let written = ssl_text::bundled::write_fortunes(&out.join("data"))?;
+                debug_assert_eq!(written, dir);
             }
             (dir.join("corpus.txt"), Some(args.labeled.clone().unwrap_or(dir)))
         }
@@ -248,10 +254,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         &["hidden_dropout_prob", "attention_probs_dropout_prob"],
         "pretraining's dropout is --dropout; the exported model and fine-tuning keep BERT's 0.1",
     )?;
-    // Optional here (vision and audio default to 0.01,0.1,1).
-    if !args.finetune_fractions.is_empty() {
-        ssl_cli::check_fractions(&args.finetune_fractions)?;
-    }
+    ssl_cli::check_fractions(&args.finetune_fractions)?;
     if args.finetune_seeds < 1 {
         bail!("--finetune-seeds must be at least 1");
     }
@@ -343,51 +346,16 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         seeds: args.finetune_seeds,
         ..FineTuneConfig::default()
     };
-    let downstream = match &labeled {
+    let d = match &labeled {
         Some(dir) => {
             eprintln!(
-                "downstream: linear probes and {} fine-tuning epochs ({} seeds), pretrained and from scratch ...",
-                ft.epochs, ft.seeds
+                "evaluating the pretrained and a randomly initialised encoder on {} ...",
+                dir.display()
             );
-            Some(compare(&vs, &cfg, &tok, dir, &ft)?)
+            Some(downstream(&vs, &cfg, &tok, dir, &ft, &args.finetune_fractions, &out)?)
         }
         None => None,
     };
-    // Label efficiency: linear probes (and fine-tuning where asked) on
-    // class-balanced fractions of all the training labels.
-    let mut fractions: Vec<(f64, usize, ssl_text::finetune::Downstream)> = Vec::new();
-    if let Some(dir) = &labeled {
-        let all = ssl_text::corpus::read_labeled(&ssl_text::finetune::labeled_files(dir)?.0)?;
-        let full = ssl_text::finetune::subsample(&all, args.label_fraction, seed).len();
-        let mut wanted: Vec<f64> = ssl_core::eval::LABEL_FRACTIONS.to_vec();
-        wanted.extend(args.finetune_fractions.iter().filter(|f| **f < 1.0));
-        wanted.sort_by(f64::total_cmp);
-        wanted.dedup();
-        for f in wanted {
-            let n = ssl_text::finetune::subsample(&all, f, seed).len();
-            let tuned = args.finetune_fractions.contains(&f) && args.finetune_epochs > 0;
-            let epochs = if tuned {
-                ssl_core::finetune::FractionPlan::with_batches(
-                    f,
-                    n,
-                    full,
-                    ft.batch_size,
-                    ft.epochs,
-                    ssl_text::finetune::grouped_batch_count,
-                )
-                .epochs
-            } else {
-                0
-            };
-            eprintln!(
-                "downstream with {}% of the labels ({n} texts): linear probes{} ...",
-                ssl_core::eval::percent(f),
-                if tuned { format!(" and {epochs} fine-tuning epochs") } else { String::new() }
-            );
-            let cfg_f = FineTuneConfig { label_fraction: f, epochs, ..ft.clone() };
-            fractions.push((f, n, compare(&vs, &cfg, &tok, dir, &cfg_f)?));
-        }
-    }
     let wall = started.elapsed().as_secs_f64();
     let mut report = json!({
         "objective": objective,
@@ -402,62 +370,30 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         "model": cfg,
         "pretrain_dropout": args.dropout,
     });
-    if let Some(d) = &downstream {
-        report["pretrained"] = d.pretrained.summary();
-        report["from_scratch"] = d.from_scratch.summary();
-        report["finetune_pretrained_ahead"] = json!(d.finetune_wins());
-        report["downstream"] = json!(d);
-        let mut rows = Vec::new();
-        for (f, n, df) in &fractions {
-            let name = ssl_core::eval::fraction_name(*f);
-            for (key, scores) in [("pretrained", &df.pretrained), ("from_scratch", &df.from_scratch)] {
-                report[key][format!("linear_top1_{name}")] = json!(scores.linear.top1);
-                if let Some(ft) = &scores.finetune {
-                    report[key][format!("finetune_top1_{name}")] = json!(ft.top1);
-                }
-            }
-            rows.push(json!({"fraction": f, "train_examples": n, "pretrained": df.pretrained.summary(),
-                             "from_scratch": df.from_scratch.summary(), "finetune_config": df.finetune_config}));
-        }
-        report["label_efficiency"] = json!(rows);
-    }
-    write_json_atomic(&out.join("report.json"), &report)?;
-
-    println!(
-        "\n{} on {} ({} epochs, {:.0} s, {}, {:.0} tokens/s)",
+    let what = if objective == Objective::Mlm { "masked-token" } else { "next-token" };
+    let mut headline = format!(
+        "{} on {} ({} epochs, {:.0} s, {}, {:.0} tokens/s)\n  held-out {what} top-1: {:.2}%",
         method_name(objective),
         corpus_name,
         summary.epochs,
         wall,
         device_name(device),
-        summary.samples_per_s
+        summary.samples_per_s,
+        100.0 * heldout_top1
     );
-    let what = if objective == Objective::Mlm { "masked-token" } else { "next-token" };
-    println!("  held-out {what} top-1: {:.2}%", 100.0 * heldout_top1);
-    if let Some(d) = &downstream {
-        print!("{}", d.table("  "));
-    }
-    for (f, n, df) in &fractions {
-        let tuned = match (&df.pretrained.finetune, &df.from_scratch.finetune) {
-            (Some(p), Some(s)) => format!("; fine-tuned {:.2}% / {:.2}%", 100.0 * p.top1, 100.0 * s.top1),
-            _ => String::new(),
-        };
-        println!(
-            "  {}% of the labels ({n} texts): linear probe pretrained {:.2}%, from scratch {:.2}%{tuned}",
-            ssl_core::eval::percent(*f),
-            100.0 * df.pretrained.linear.top1,
-            100.0 * df.from_scratch.linear.top1
-        );
-    }
-    let scatters = downstream
-        .iter()
-        .flat_map(|d| [&d.pretrained.test_embedding, &d.from_scratch.test_embedding])
-        .flatten()
-        .cloned()
-        .collect();
-    let html = ssl_cli::write_page(&out, &ssl_core::html_report::Extras { scatters, pictures: Vec::new() });
-    println!("report: {} and {html}", out.join("report.json").display());
-    Ok(Some(ssl_cli::Finished { dir: out, report }))
+    let Some(d) = d else {
+        // No labelled folder: the pretraining figures alone.
+        write_json_atomic(&out.join("report.json"), &report)?;
+        let html = ssl_cli::write_page(&out, &ssl_core::html_report::Extras::default());
+        println!("\n{headline}");
+        println!("report: {} and {html}", out.join("report.json").display());
+        return Ok(Some(ssl_cli::Finished { dir: out, report }));
+    };
+    add_downstream(&mut report, &mut headline, &d);
+    let finetune_config = json!(ft);
+    let finetune = (!d.finetune.is_empty()).then_some((d.finetune.as_slice(), finetune_config));
+    let extras = ssl_core::html_report::Extras { scatters: d.scatters.clone(), pictures: Vec::new() };
+    Ok(Some(ssl_cli::finish_run(out, report, &headline, (&d.ssl, &d.random_init), finetune, &extras)?))
 }
 
 /// Rust's MLM logits for the first two held-out (or training) sequences,
