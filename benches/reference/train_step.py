@@ -6,7 +6,11 @@
 - BERT-small (4 layers, width 512, 8 heads, 30,522 tokens): transformers'
   BertForMaskedLM with 15% of positions labelled, AdamW; batch 8 x 128.
 
-A step is forward, loss, backward and optimizer step."""
+A step is forward, loss, backward and optimizer step. Each case also runs
+compiled (`ID+compile`): the same step with the model wrapped in
+`torch.compile` (default mode, the inductor backend; forward and backward
+compiled, the optimizer step eager), the strongest PyTorch peer on the CPU.
+Its compilation falls in the warm-up."""
 
 import torch
 import torchvision
@@ -17,7 +21,10 @@ from transformers import BertConfig, BertForMaskedLM
 from common import median_time, report, setup_torch, wanted
 
 
-def simclr_step():
+COMPILED = "+compile"
+
+
+def simclr_step(compiled=False):
     backbone = torchvision.models.resnet18()
     backbone.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
     backbone.maxpool = torch.nn.Identity()
@@ -29,19 +36,23 @@ def simclr_step():
     backbone.train()
     head.train()
     x0, x1 = torch.randn(128, 3, 32, 32), torch.randn(128, 3, 32, 32)
+    net = torch.nn.Sequential(backbone, head)
+    if compiled:
+        net = torch.compile(net)
 
     def step():
         opt.zero_grad()
-        z = head(backbone(torch.cat([x0, x1])))
+        z = net(torch.cat([x0, x1]))
         loss = loss_fn(z[:128], z[128:])
         loss.backward()
         opt.step()
         return loss.item()
 
-    report("cpu/simclr_step/resnet18_cifar/b128", median_time(step, warmup=2, repeats=10, min_seconds=20))
+    report("cpu/simclr_step/resnet18_cifar/b128" + (COMPILED if compiled else ""),
+           median_time(step, warmup=3 if compiled else 2, repeats=10, min_seconds=20))
 
 
-def bert_step():
+def bert_step(compiled=False):
     cfg = BertConfig(vocab_size=30522, hidden_size=512, num_hidden_layers=4, num_attention_heads=8,
                      intermediate_size=2048, max_position_embeddings=512)
     model = BertForMaskedLM(cfg)
@@ -50,23 +61,27 @@ def bert_step():
     ids = torch.randint(1000, 30000, (8, 128))
     labels = torch.where(torch.rand(8, 128) < 0.15, ids, torch.full_like(ids, -100))
     attn = torch.ones_like(ids)
+    net = torch.compile(model) if compiled else model
 
     def step():
         opt.zero_grad()
-        loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
+        loss = net(input_ids=ids, attention_mask=attn, labels=labels).loss
         loss.backward()
         opt.step()
         return loss.item()
 
-    report("cpu/bert_small_mlm_step/b8x128", median_time(step, warmup=2, repeats=10, min_seconds=10))
+    report("cpu/bert_small_mlm_step/b8x128" + (COMPILED if compiled else ""),
+           median_time(step, warmup=3 if compiled else 2, repeats=10, min_seconds=10))
 
 
 def main():
     setup_torch()
-    if wanted("cpu/simclr_step/resnet18_cifar/b128"):
-        simclr_step()
-    if wanted("cpu/bert_small_mlm_step/b8x128"):
-        bert_step()
+    for compiled in (False, True):
+        suffix = COMPILED if compiled else ""
+        if wanted("cpu/simclr_step/resnet18_cifar/b128" + suffix):
+            simclr_step(compiled)
+        if wanted("cpu/bert_small_mlm_step/b8x128" + suffix):
+            bert_step(compiled)
 
 
 if __name__ == "__main__":
