@@ -9,6 +9,7 @@ use ssl_audio::frontend::{LogMel, LogMelConfig};
 use tch::{Device, Kind, Tensor};
 
 fn bench_logmel(c: &mut Criterion) {
+    ssl_benches::init();
     tch::manual_seed(0);
     let frontend = LogMel::new(&LogMelConfig::default(), Device::Cpu);
     let wave = Tensor::randn([32, 16_000], (Kind::Float, Device::Cpu)) * 0.1;

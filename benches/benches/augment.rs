@@ -17,6 +17,7 @@ use ssl_vision::source::ViewSource;
 use ssl_vision::stream::{index_folder, StreamingViewSource};
 
 fn bench_augment(c: &mut Criterion) {
+    ssl_benches::init();
     let mut group = c.benchmark_group("cpu");
     group.sample_size(20);
     for (side, crop, batch) in [(32usize, 32usize, 256usize), (256, 224, 64)] {
@@ -38,6 +39,7 @@ fn bench_augment(c: &mut Criterion) {
 }
 
 fn bench_jpeg_folder(c: &mut Criterion) {
+    ssl_benches::init();
     let (crop, batch) = (224usize, 64usize);
     let id = format!("cpu/jpeg_folder_views/{crop}px/b{batch}");
     if !ssl_benches::wanted(&id) {

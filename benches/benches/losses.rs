@@ -6,6 +6,7 @@ use ssl_core::losses;
 use tch::{Device, Kind, Tensor};
 
 fn bench_losses(c: &mut Criterion) {
+    ssl_benches::init();
     let device = Device::Cpu;
     let (n, d) = (512, 128);
     tch::manual_seed(0);

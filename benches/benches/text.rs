@@ -11,6 +11,7 @@ use ssl_text::pretrain::{Objective, TextSource};
 use ssl_text::tokenizer::SpecialIds;
 
 fn bench_collate(c: &mut Criterion) {
+    ssl_benches::init();
     let special = SpecialIds { pad: 0, unk: 100, cls: 101, sep: 102, mask: 103 };
     let (batch, seq) = (32usize, 128usize);
     let data = random_packed(batch * 16, seq, &special, 0);

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tch::{nn, Device, Kind, Tensor};
 
 fn bench_simclr(c: &mut Criterion) {
+    ssl_benches::init();
     if !ssl_benches::wanted("cpu/simclr_step/resnet18_cifar/b128") {
         return;
     }
@@ -58,6 +59,7 @@ fn bert_small() -> BertConfig {
 }
 
 fn bench_bert(c: &mut Criterion) {
+    ssl_benches::init();
     if !ssl_benches::wanted("cpu/bert_small_mlm_step/b8x128") {
         return;
     }

@@ -18,6 +18,12 @@ pub fn wanted(id: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only == id)
 }
 
+/// What every bench does first, as the `train-*` binaries do at start:
+/// [`ssl_core::device::retain_freed_memory`].
+pub fn init() {
+    ssl_core::device::retain_freed_memory();
+}
+
 /// `n` RGB images of `side × side` random bytes, labels 0.
 pub fn random_images(n: usize, side: usize, seed: u64) -> ImageSet {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

@@ -446,7 +446,7 @@ pub fn bench_compare(args: &[String]) -> Result<()> {
     }
     md += "\nPeak memory: the largest sum of the proportional set size (Pss) of the case's process and all \
            its descendants (a DataLoader's workers with their main process; cargo, which only waits, left \
-           out), sampled every 20 ms while one process ran that case alone (`BENCH_ONLY`); it includes each \
+           out), sampled every 100 ms while one process ran that case alone (`BENCH_ONLY`); it includes each \
            runtime (libtorch, and Python with its modules) and the case's inputs.\n";
     md += "\nWhere a target is missed, `docs/benchmarks.md` gives the profile and the reason.\n";
     md += "GPU training throughput against PyTorch eager (no GPU in CI; `tools/device/bench_gpu.sh` on a \

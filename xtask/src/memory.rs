@@ -1,13 +1,20 @@
 //! The peak memory of a command, as `bench-compare` records it beside each
 //! time: the sum of the proportional set size (`Pss` of
 //! `/proc/PID/smaps_rollup`) of the process and all its descendants,
-//! sampled every 20 ms while it runs. Pss counts a page shared by several
+//! sampled every 100 ms while it runs. (Reading `smaps_rollup` walks the
+//! process's page tables under its memory-map lock. It was every 20 ms
+//! until 2026-12-04, when steps timed under it ran up to 1.6× slower than
+//! alone, the BERT step 1.33 s against 0.81 s, a cause not isolated; the
+//! benches' peaks last many iterations, far longer than 100 ms.) Pss counts a page shared by several
 //! processes once in all (each gets its share), so a PyTorch `DataLoader`'s
 //! forked workers are counted with the main process and copy-on-write
 //! pages are not counted twice; a single-process program with threads is
 //! measured the same way. Linux only.
 
 use anyhow::{Context, Result};
+
+/// The sampling period.
+const SAMPLE_MS: u64 = 100;
 use std::collections::HashMap;
 use std::io::Read;
 use std::process::{Command, ExitStatus, Stdio};
@@ -94,7 +101,7 @@ pub fn run_sampled(cmd: &mut Command, exclude_root: bool) -> Result<Sampled> {
             let mut peak = 0u64;
             while !done.load(Ordering::Relaxed) {
                 peak = peak.max(tree_pss(pid, exclude_root));
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(SAMPLE_MS));
             }
             peak
         })

@@ -45,6 +45,36 @@ pub fn device_name(device: Device) -> String {
     }
 }
 
+/// Keeps freed memory in the process's heap instead of giving it back to
+/// the kernel (glibc's `mallopt`: no `mmap` for large blocks, no trimming).
+/// libtorch frees and allocates every activation at every step; with
+/// glibc's defaults the large ones are fresh `mmap`s, so each step faults
+/// its pages in again, which took about a third of a SimCLR step on the
+/// CPU (`docs/benchmarks.md`). Afterwards the process stays resident at its
+/// peak (a SimCLR step's peak rose from 2.1 to 3.5 GB on the CPU). The
+/// `train-*` binaries call it first thing, and so do the benches of
+/// `benches/`; `SSL_RS_KEEP_FREED_MEMORY=0` in the environment turns it
+/// off. Linux with glibc only; returns whether both settings took effect.
+#[allow(unsafe_code)]
+pub fn retain_freed_memory() -> bool {
+    if std::env::var("SSL_RS_KEEP_FREED_MEMORY").is_ok_and(|v| v == "0") {
+        return false;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: `mallopt` only sets two of the allocator's parameters;
+        // any value is valid for both (glibc returns 0 when it refuses one).
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, i32::MAX) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 /// Seeds libtorch's CPU and CUDA generators.
 pub fn seed_everything(seed: u64) {
     tch::manual_seed(seed as i64);
