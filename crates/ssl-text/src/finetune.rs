@@ -663,12 +663,23 @@ pub fn downstream(
                 };
                 let tune = |from: Option<&nn::VarStore>| -> Result<FineTuneResult> {
                     let mut runs = Vec::with_capacity(ft.seeds.max(1));
+                    // LP-FT: the pretrained encoder's probe is the same for
+                    // every seed (frozen features, a probe that draws
+                    // nothing), so it is trained once; at random
+                    // initialisation each seed's encoder needs its own.
+                    let mut pretrained_head: Option<LinearHead> = None;
                     for r in 0..ft.seeds.max(1) {
                         let seed = ft.seed + r as u64;
                         let (vs, mut model) = classifier(from, seed)?;
-                        if ft.head_init == HeadInit::Probe {
-                            let probe = frozen_eval(&model.bert, &part, &test, k, pad)?;
-                            model.init_from_probe(&probe.head)?;
+                        if ft.head_init == HeadInit::Probe && from.is_none() {
+                            model.init_from_probe(&frozen_eval(&model.bert, &part, &test, k, pad)?.head)?;
+                        } else if ft.head_init == HeadInit::Probe {
+                            if pretrained_head.is_none() {
+                                pretrained_head = Some(frozen_eval(&model.bert, &part, &test, k, pad)?.head);
+                            }
+                            if let Some(head) = &pretrained_head {
+                                model.init_from_probe(head)?;
+                            }
                         }
                         let run_cfg = FineTuneConfig {
                             epochs: plan.epochs,
