@@ -19,9 +19,14 @@ pub fn wanted(id: &str) -> bool {
 }
 
 /// What every bench does first, as the `train-*` binaries do at start:
-/// [`ssl_core::device::retain_freed_memory`].
+/// [`ssl_core::device::tune_cpu_allocator`] (`$SSL_RS_CPU_ALLOCATOR`).
+///
+/// # Panics
+/// On an unknown `$SSL_RS_CPU_ALLOCATOR`, naming it.
 pub fn init() {
-    ssl_core::device::retain_freed_memory();
+    if let Err(e) = ssl_core::device::tune_cpu_allocator() {
+        panic!("{e}");
+    }
 }
 
 /// `n` RGB images of `side × side` random bytes, labels 0.

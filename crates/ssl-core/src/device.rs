@@ -45,34 +45,93 @@ pub fn device_name(device: Device) -> String {
     }
 }
 
-/// Keeps freed memory in the process's heap instead of giving it back to
-/// the kernel (glibc's `mallopt`: no `mmap` for large blocks, no trimming).
-/// libtorch frees and allocates every activation at every step; with
+/// How large CPU blocks are allocated, chosen by `$SSL_RS_CPU_ALLOCATOR`
+/// in [`tune_cpu_allocator`].
+///
+/// libtorch frees and allocates every activation at every step. With
 /// glibc's defaults the large ones are fresh `mmap`s, so each step faults
-/// its pages in again, which took about a third of a SimCLR step on the
-/// CPU (`docs/benchmarks.md`). Afterwards the process stays resident at its
-/// peak (a SimCLR step's peak rose from 2.1 to 3.5 GB on the CPU). The
-/// `train-*` binaries call it first thing, and so do the benches of
-/// `benches/`; `SSL_RS_KEEP_FREED_MEMORY=0` in the environment turns it
-/// off. Linux with glibc only; returns whether both settings took effect.
-#[allow(unsafe_code)]
-pub fn retain_freed_memory() -> bool {
-    if std::env::var("SSL_RS_KEEP_FREED_MEMORY").is_ok_and(|v| v == "0") {
-        return false;
+/// their pages in again and the kernel zeroes them: about a third of a
+/// SimCLR step on the CPU (`docs/benchmarks.md`, "The allocator").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuAllocator {
+    /// `hugepages`, the default: libtorch aligns blocks of 2 MiB and more
+    /// to 2 MiB and asks for transparent huge pages (its own
+    /// `THP_MEM_ALLOC_ENABLE`), so a block faults in 512 times less often.
+    /// Blocks still go back to the kernel when freed, so the peak stays
+    /// the live set's. Needs `/sys/kernel/mm/transparent_hugepage/enabled`
+    /// at `always` or `madvise`; elsewhere it changes nothing.
+    HugePages,
+    /// `retain`: glibc keeps freed blocks in the heap (`mallopt`: no `mmap`
+    /// for large blocks, no trimming). The fastest steps, but the process
+    /// stays resident at its heap's peak, which fragmentation raises (a
+    /// SimCLR step's peak rose from 2.1 to 3.4 GB). Linux with glibc only.
+    Retain,
+    /// `system`: the allocators' defaults, nothing changed.
+    System,
+}
+
+impl CpuAllocator {
+    /// The policy `$SSL_RS_CPU_ALLOCATOR` names; unset is `hugepages`.
+    pub fn parse(value: Option<&str>) -> Result<Self> {
+        Ok(match value {
+            None | Some("hugepages") => Self::HugePages,
+            Some("retain") => Self::Retain,
+            Some("system") => Self::System,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "SSL_RS_CPU_ALLOCATOR={other:?} is not a CPU allocator policy (expected hugepages, retain or system)"
+                )))
+            }
+        })
     }
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: `mallopt` only sets two of the allocator's parameters;
-        // any value is valid for both (glibc returns 0 when it refuses one).
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, i32::MAX) == 1
-                && libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1
+
+    /// Its name in `$SSL_RS_CPU_ALLOCATOR`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HugePages => "hugepages",
+            Self::Retain => "retain",
+            Self::System => "system",
         }
     }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        false
+}
+
+/// Applies `$SSL_RS_CPU_ALLOCATOR` (`hugepages`, the default; `retain`;
+/// `system`: see [`CpuAllocator`]) and returns the policy in effect. It must
+/// run before libtorch allocates its first large CPU block, which reads the
+/// setting once: the `train-*` binaries call it first thing, and so do the
+/// benches of `benches/`. It sets `THP_MEM_ALLOC_ENABLE` in this process's
+/// environment for `hugepages`, unless the caller set that variable; call
+/// it before starting threads. An unknown name is an error naming it.
+#[allow(unsafe_code)]
+pub fn tune_cpu_allocator() -> Result<CpuAllocator> {
+    let policy = CpuAllocator::parse(std::env::var("SSL_RS_CPU_ALLOCATOR").ok().as_deref())?;
+    match policy {
+        CpuAllocator::HugePages => {
+            if std::env::var_os("THP_MEM_ALLOC_ENABLE").is_none() {
+                std::env::set_var("THP_MEM_ALLOC_ENABLE", "1");
+            }
+        }
+        CpuAllocator::Retain => {
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            // SAFETY: `mallopt` only sets two of the allocator's
+            // parameters; any value is valid for both (glibc returns 0 when
+            // it refuses one).
+            let applied = unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, i32::MAX) == 1
+                    && libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1
+            };
+            #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+            let applied = false;
+            if !applied {
+                return Err(Error::Config(
+                    "SSL_RS_CPU_ALLOCATOR=retain needs glibc's mallopt, which refused or is missing here"
+                        .into(),
+                ));
+            }
+        }
+        CpuAllocator::System => {}
     }
+    Ok(policy)
 }
 
 /// Seeds libtorch's CPU and CUDA generators.
@@ -86,6 +145,16 @@ pub fn seed_everything(seed: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_allocator_policies_parse_by_name() {
+        assert_eq!(CpuAllocator::parse(None).unwrap(), CpuAllocator::HugePages);
+        for p in [CpuAllocator::HugePages, CpuAllocator::Retain, CpuAllocator::System] {
+            assert_eq!(CpuAllocator::parse(Some(p.name())).unwrap(), p);
+        }
+        let err = CpuAllocator::parse(Some("jemalloc")).unwrap_err().to_string();
+        assert!(err.contains("\"jemalloc\"") && err.contains("SSL_RS_CPU_ALLOCATOR"), "{err}");
+    }
 
     #[test]
     fn parses_names() {

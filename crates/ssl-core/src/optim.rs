@@ -8,11 +8,13 @@
 //! as SimCLR, BYOL and solo-learn do. Updates match `torch.optim.SGD`,
 //! `torch.optim.AdamW` and lightly's `LARS`, checked by `tests/optim_parity.rs`.
 //!
-//! On CUDA, SGD and AdamW update each group of parameters (same learning
-//! rate and decay) with libtorch's multi-tensor kernels (`_fused_sgd_`,
-//! `_fused_adamw_`, as `torch.optim`'s `fused=True`) and the gradient norm
-//! comes from `_foreach_norm`; on the CPU each parameter is updated on its
-//! own. `tests/optim_parity.rs` checks that both paths agree.
+//! SGD and AdamW update each group of parameters (same learning rate and
+//! decay) with libtorch's multi-tensor kernels (`_fused_sgd_`,
+//! `_fused_adamw_`, as `torch.optim`'s `fused=True`, on CUDA and on the
+//! CPU) and the gradient norm comes from `_foreach_norm`;
+//! [`Optimizer::with_fused`] turns that off, to update each parameter on
+//! its own. `tests/optim_parity.rs` checks both paths against `torch.optim`
+//! and against each other.
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -164,13 +166,12 @@ impl Optimizer {
             })
             .collect();
         params.sort_by(|a, b| a.name.cmp(&b.name));
-        let fused = params.first().is_some_and(|p| p.value.device().is_cuda());
-        Self { cfg: cfg.clone(), params, step: 0, fused, step_tensor: None }
+        Self { cfg: cfg.clone(), params, step: 0, fused: true, step_tensor: None }
     }
 
     /// The same optimizer with the multi-tensor kernels on or off (on by
-    /// default when the parameters are on CUDA). LARS always updates each
-    /// parameter on its own.
+    /// default, on every device). LARS always updates each parameter on its
+    /// own.
     pub fn with_fused(mut self, on: bool) -> Self {
         self.fused = on;
         self

@@ -1,8 +1,7 @@
 //! Three steps of each optimizer against `torch.optim.SGD`, `AdamW`,
 //! lightly's `LARS` and solo-learn's (clipped) LARS, from fixtures written
-//! by `tools/golden/optim.py`; SGD and AdamW both per parameter (the CPU's
-//! path) and through libtorch's multi-tensor kernels (CUDA's path, which
-//! the CPU runs too).
+//! by `tools/golden/optim.py`; SGD and AdamW both per parameter and
+//! through libtorch's multi-tensor kernels (the default on every device).
 
 use ssl_core::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use std::collections::HashMap;

@@ -151,9 +151,9 @@ const SEED_SPEC: ssl_core::seeds::SeedSpec = ssl_core::seeds::SeedSpec {
 };
 
 fn main() -> Result<()> {
-    // Activations are freed and allocated again every step: keep their
-    // pages (see the function).
-    ssl_core::device::retain_freed_memory();
+    // Activations are freed and allocated again every step: large blocks
+    // on huge pages unless $SSL_RS_CPU_ALLOCATOR says otherwise.
+    ssl_core::device::tune_cpu_allocator()?;
     let args: Args = ssl_cli::parse();
     let result =
         ssl_cli::over_seeds(&args.run, &SEED_SPEC, |run| train(&Args { run: run.clone(), ..args.clone() }));
