@@ -50,32 +50,41 @@ pub fn device_name(device: Device) -> String {
 ///
 /// libtorch frees and allocates every activation at every step. With
 /// glibc's defaults the large ones are fresh `mmap`s, so each step faults
-/// their pages in again and the kernel zeroes them: about a third of a
-/// SimCLR step on the CPU (`docs/benchmarks.md`, "The allocator").
+/// their pages in and the kernel zeroes them: about a third of a SimCLR
+/// step on the CPU. Measured alone on 2 cores (`docs/benchmarks.md`, "The
+/// allocator, again"):
+///
+/// | policy | SimCLR step | its peak RSS | BERT-small step | NT-Xent | log-mel |
+/// |---|---:|---:|---:|---:|---:|
+/// | `retain` | 2.13–2.21 s | 3.2–3.4 GB | 659 ms | 6.4 ms | 1.32 ms |
+/// | `hugepages` | 2.42–2.54 s | 1.95 GB | 718 ms | 11.9 ms | 2.38 ms |
+/// | `system` | 3.19 s | 2.09 GB | 805 ms | 9.5 ms | 1.87 ms |
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CpuAllocator {
-    /// `hugepages`, the default: libtorch aligns blocks of 2 MiB and more
-    /// to 2 MiB and asks for transparent huge pages (its own
-    /// `THP_MEM_ALLOC_ENABLE`), so a block faults in 512 times less often.
-    /// Blocks still go back to the kernel when freed, so the peak stays
-    /// the live set's. Needs `/sys/kernel/mm/transparent_hugepage/enabled`
-    /// at `always` or `madvise`; elsewhere it changes nothing.
-    HugePages,
-    /// `retain`: glibc keeps freed blocks in the heap (`mallopt`: no `mmap`
-    /// for large blocks, no trimming). The fastest steps, but the process
-    /// stays resident at its heap's peak, which fragmentation raises (a
-    /// SimCLR step's peak rose from 2.1 to 3.4 GB). Linux with glibc only.
+    /// `retain`, the default: glibc keeps freed blocks in the heap
+    /// (`mallopt`: no `mmap` for large blocks, no trimming). The fastest
+    /// everywhere, but the process stays resident at its heap's peak,
+    /// which fragmentation raises (a SimCLR step's from 2.1 to 3.4 GB).
+    /// Linux with glibc only (elsewhere the default is `system`).
     Retain,
+    /// `hugepages`: libtorch aligns blocks of 2 MiB and more to 2 MiB and
+    /// asks for transparent huge pages (its own `THP_MEM_ALLOC_ENABLE`),
+    /// so a large block faults in 512 times less often and the peak stays
+    /// the live set's; blocks just above 2 MiB cost a whole huge page
+    /// each time, which makes small steps slower than `system`. Needs
+    /// `/sys/kernel/mm/transparent_hugepage/enabled` at `always` or
+    /// `madvise`; elsewhere it changes nothing.
+    HugePages,
     /// `system`: the allocators' defaults, nothing changed.
     System,
 }
 
 impl CpuAllocator {
-    /// The policy `$SSL_RS_CPU_ALLOCATOR` names; unset is `hugepages`.
+    /// The policy `$SSL_RS_CPU_ALLOCATOR` names; unset is `retain`.
     pub fn parse(value: Option<&str>) -> Result<Self> {
         Ok(match value {
-            None | Some("hugepages") => Self::HugePages,
-            Some("retain") => Self::Retain,
+            None | Some("retain") => Self::Retain,
+            Some("hugepages") => Self::HugePages,
             Some("system") => Self::System,
             Some(other) => {
                 return Err(Error::Config(format!(
@@ -95,16 +104,18 @@ impl CpuAllocator {
     }
 }
 
-/// Applies `$SSL_RS_CPU_ALLOCATOR` (`hugepages`, the default; `retain`;
+/// Applies `$SSL_RS_CPU_ALLOCATOR` (`retain`, the default; `hugepages`;
 /// `system`: see [`CpuAllocator`]) and returns the policy in effect. It must
 /// run before libtorch allocates its first large CPU block, which reads the
 /// setting once: the `train-*` binaries call it first thing, and so do the
 /// benches of `benches/`. It sets `THP_MEM_ALLOC_ENABLE` in this process's
 /// environment for `hugepages`, unless the caller set that variable; call
-/// it before starting threads. An unknown name is an error naming it.
+/// it before starting threads. An unknown name is an error naming it, and
+/// so is `retain` without glibc (unset, it falls back to `system` there).
 #[allow(unsafe_code)]
 pub fn tune_cpu_allocator() -> Result<CpuAllocator> {
-    let policy = CpuAllocator::parse(std::env::var("SSL_RS_CPU_ALLOCATOR").ok().as_deref())?;
+    let asked = std::env::var("SSL_RS_CPU_ALLOCATOR").ok();
+    let policy = CpuAllocator::parse(asked.as_deref())?;
     match policy {
         CpuAllocator::HugePages => {
             if std::env::var_os("THP_MEM_ALLOC_ENABLE").is_none() {
@@ -123,6 +134,11 @@ pub fn tune_cpu_allocator() -> Result<CpuAllocator> {
             #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
             let applied = false;
             if !applied {
+                // The default falls back where glibc is missing; asking
+                // for it by name there is an error.
+                if asked.is_none() {
+                    return Ok(CpuAllocator::System);
+                }
                 return Err(Error::Config(
                     "SSL_RS_CPU_ALLOCATOR=retain needs glibc's mallopt, which refused or is missing here"
                         .into(),
@@ -148,7 +164,7 @@ mod tests {
 
     #[test]
     fn cpu_allocator_policies_parse_by_name() {
-        assert_eq!(CpuAllocator::parse(None).unwrap(), CpuAllocator::HugePages);
+        assert_eq!(CpuAllocator::parse(None).unwrap(), CpuAllocator::Retain);
         for p in [CpuAllocator::HugePages, CpuAllocator::Retain, CpuAllocator::System] {
             assert_eq!(CpuAllocator::parse(Some(p.name())).unwrap(), p);
         }

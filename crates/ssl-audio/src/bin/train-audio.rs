@@ -129,8 +129,8 @@ const SEED_SPEC: ssl_core::seeds::SeedSpec =
     ssl_core::seeds::SeedSpec { figures: &["ssl", "random_init", "wall_s"], paired: ("ssl", "random_init") };
 
 fn main() -> Result<()> {
-    // Activations are freed and allocated again every step: large blocks
-    // on huge pages unless $SSL_RS_CPU_ALLOCATOR says otherwise.
+    // Activations are freed and allocated again every step: keep their
+    // pages unless $SSL_RS_CPU_ALLOCATOR says otherwise.
     ssl_core::device::tune_cpu_allocator()?;
     let args: Args = ssl_cli::parse();
     let result =

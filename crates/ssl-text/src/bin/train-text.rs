@@ -151,8 +151,8 @@ const SEED_SPEC: ssl_core::seeds::SeedSpec = ssl_core::seeds::SeedSpec {
 };
 
 fn main() -> Result<()> {
-    // Activations are freed and allocated again every step: large blocks
-    // on huge pages unless $SSL_RS_CPU_ALLOCATOR says otherwise.
+    // Activations are freed and allocated again every step: keep their
+    // pages unless $SSL_RS_CPU_ALLOCATOR says otherwise.
     ssl_core::device::tune_cpu_allocator()?;
     let args: Args = ssl_cli::parse();
     let result =

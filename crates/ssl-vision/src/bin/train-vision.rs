@@ -435,8 +435,8 @@ const SEED_SPEC: ssl_core::seeds::SeedSpec =
 
 fn main() -> Result<()> {
     // The command line, with --config FILE read first.
-    // Activations are freed and allocated again every step: large blocks
-    // on huge pages unless $SSL_RS_CPU_ALLOCATOR says otherwise.
+    // Activations are freed and allocated again every step: keep their
+    // pages unless $SSL_RS_CPU_ALLOCATOR says otherwise.
     ssl_core::device::tune_cpu_allocator()?;
     let argv = ssl_cli::argv::<Args>();
     let mut args = Args::parse_from(&argv);
