@@ -33,10 +33,13 @@ pub fn default_augment(method: &str) -> &'static str {
 }
 
 /// The backbone a method uses unless told otherwise (`small`: the
-/// quarter-width ResNet-18; `vit-mini`: a 96-wide, 6-block ViT).
+/// quarter-width ResNet-18; `vit-mini`: a 96-wide, 6-block ViT). MoCo v3
+/// trains the `small` ResNet, as solo-learn's CIFAR recipe trains a
+/// ResNet-18: on the bundled digits its ViT reached 51% kNN on the
+/// validation split, the ResNet 82% (`docs/results.md`).
 pub fn default_backbone(method: &str) -> &'static str {
     match method {
-        "moco-v3" | "mae" => "vit-mini",
+        "mae" => "vit-mini",
         _ => "small",
     }
 }
@@ -89,8 +92,12 @@ pub fn recipe(method: &str) -> Result<Recipe> {
         // Paper: LARS 0.2 per 256 for the weights.
         "barlow-twins" => r(15, "lars", 0.4, 1.5e-6, None),
         "vicreg" => r(15, "lars", 0.3, 1e-6, None),
-        // Paper (ViT): AdamW 1.5e-4 per 256.
-        "moco-v3" => r(15, "adamw", 1e-3, 0.1, Some(0.2)),
+        // Paper (ResNet-50): LARS; (ViT) AdamW 1.5e-4 per 256. Chosen on
+        // the validation split with the `small` ResNet and base momentum
+        // 0.9: 30 epochs of SimCLR's LARS (docs/results.md). On a ViT the
+        // earlier recipe was `--optimizer adamw --lr 1e-3 --weight-decay
+        // 0.1 --epochs 15`.
+        "moco-v3" => r(30, "lars", 0.6, 1e-6, Some(0.2)),
         // Paper: AdamW 1.5e-4 per 256 for 1600 epochs. On the 4000 digits
         // MAE needs steps: batches of 64 for 40 epochs (2500 steps) beat 15
         // epochs of 256 on a validation split by 12 points of kNN and 4 of
@@ -208,6 +215,10 @@ pub fn build(
                     hidden: 8 * f,
                     out: 128,
                     temperature: t.unwrap_or(0.2),
+                    // Short runs on a ResNet: a key encoder that follows
+                    // within about ten steps beat the paper's 0.99 by 5
+                    // points of kNN on the validation split at 30 epochs.
+                    base_momentum: if matches!(b, BackboneConfig::Vit(_)) { 0.99 } else { 0.9 },
                     ..MocoV3Config::new(b)
                 },
                 overrides,
@@ -362,12 +373,13 @@ mod tests {
 
     #[test]
     fn momentum_targets_are_not_trained_and_follow_the_online_branch() {
-        for name in ["byol", "moco-v3"] {
-            momentum_target_follows_the_online_branch(name);
+        // Base momentum at step 0: BYOL 0.99; MoCo v3 0.9 on a ResNet.
+        for (name, tau) in [("byol", 0.99), ("moco-v3", 0.9)] {
+            momentum_target_follows_the_online_branch(name, tau);
         }
     }
 
-    fn momentum_target_follows_the_online_branch(name: &str) {
+    fn momentum_target_follows_the_online_branch(name: &str, tau: f64) {
         tch::manual_seed(1);
         let vs = nn::VarStore::new(Device::Cpu);
         let (mut m, _) = build(name, &vs, &tiny(), None, &[]).unwrap();
@@ -388,9 +400,8 @@ mod tests {
         assert!(before.equal(&w(&format!("target.{key}"))), "the optimizer must not touch the target");
         m.after_step(0, 100);
         let (online, target) = (w(&format!("online.{key}")), w(&format!("target.{key}")));
-        // tau = 0.99 at step 0 (both methods' base momentum): the target
-        // moves 1% of the way.
-        let expect = &before * 0.99 + &online * 0.01;
+        // The target moves 1 - tau of the way.
+        let expect = &before * tau + &online * (1.0 - tau);
         assert!((target - expect).abs().max().double_value(&[]) < 1e-6, "{name}");
     }
 

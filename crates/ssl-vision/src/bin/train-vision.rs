@@ -68,7 +68,7 @@ struct Args {
     batch_size: Option<u64>,
     /// Backbone: small (ResNet-18 layout, width 16), resnet18, resnet34,
     /// resnet50, vit-mini, vit-tiny, vit-small (default: small, or vit-mini
-    /// for moco-v3 and mae).
+    /// for mae).
     #[arg(long)]
     backbone: Option<String>,
     /// ViT patch size.
