@@ -11,7 +11,7 @@
 //! cargo xtask finetune-text .. fine-tune a pretrained text encoder vs scratch
 //! cargo xtask train-audio ..   pretrain + evaluate an audio encoder
 //! cargo xtask embed --model RUN --data SPEC [--neighbors K]  embeddings for numpy
-//! cargo xtask gen-keywords ..  synthesise spoken keywords with espeak-ng
+//! cargo xtask gen-keywords ..  synthesise spoken keywords (espeak-ng; --engine flite: digits)
 //! cargo xtask gen-topics ..    generate the topic text task (corpus + labels)
 //!                              (train-* take --nproc-per-node N: N local ranks)
 //! cargo xtask bench-compare .. criterion benches beside PyTorch references -> BENCHMARKS.md
@@ -71,7 +71,7 @@ fn print_help() {
          finetune-text  setup, then fine-tune a pretrained text encoder against one from scratch\n  \
          train-audio    setup, then pretrain an audio encoder (cola, byol-a, msm) and evaluate it against random init\n  \
          embed          embeddings (.npy) and --neighbors K of a data set under a train-vision, train-text or train-audio run\n  \
-         gen-keywords   synthesise spoken keywords with espeak-ng (how datasets/keywords is made)\n  \
+         gen-keywords   synthesise spoken keywords with espeak-ng (how datasets/keywords is made; --engine flite: a second set)\n  \
          gen-topics     generate the topic text task (a corpus holding what few labels lack)\n  \
          bench-compare  criterion benches and their PyTorch references on the same cores; writes BENCHMARKS.md\n  \
          results        rewrite docs/results.md's tables from the reports kept in docs/results/\n  \

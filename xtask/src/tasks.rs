@@ -147,7 +147,8 @@ pub fn gen_topics(args: &[String]) -> Result<()> {
 }
 
 /// `cargo xtask gen-keywords [ARGS]`: synthesises spoken keywords with
-/// espeak-ng (the `make-keywords` binary; the bundled set comes from it).
+/// espeak-ng or flite (the `make-keywords` binary; the bundled set comes
+/// from it).
 pub fn gen_keywords(args: &[String]) -> Result<()> {
     let torch = setup()?;
     run(cargo(&torch, &["run", "--quiet", "--release", "-p", "ssl-audio", "--bin", "make-keywords", "--"])

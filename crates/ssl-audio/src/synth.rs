@@ -1,15 +1,27 @@
-//! Synthesised keyword clips: Speech Commands' ten command words spoken by
-//! Debian's `espeak-ng` (formant synthesis, no network, no recordings) with
-//! several accents, voice variants, speeds and pitches. This is how the
-//! bundled set `datasets/keywords` is made (`cargo xtask gen-keywords`);
-//! the same command writes a larger or different set anywhere.
+//! Synthesised keyword clips, from one of two engines:
 //!
-//! Train and test use **disjoint voice variants**, so the test split asks
-//! whether features carry the word across speakers, not whether they
-//! remember a voice. Each clip is resampled to 16 kHz with [`crate::resample`],
-//! its leading and trailing silence trimmed, its peak scaled to 0.9, and it
-//! is stored as 8-bit PCM to keep the bundled set small (its quantisation
-//! noise sits about 48 dB below the peak).
+//! - [`Engine::Espeak`]: Speech Commands' ten command words spoken by
+//!   Debian's `espeak-ng` (formant synthesis, no network, no recordings)
+//!   with several accents, voice variants, speeds and pitches. This is how
+//!   the bundled set `datasets/keywords` is made (`cargo xtask
+//!   gen-keywords`); the same command writes a larger or different set
+//!   anywhere.
+//! - [`Engine::Flite`]: the ten digits "zero" to "nine" spoken by Debian's
+//!   `flite` (CMU Flite 2.2: diphone and clustergen voices built from
+//!   recordings of four speakers), another engine, other words and other
+//!   voices than the bundled set's. `cargo xtask gen-keywords --engine
+//!   flite` writes it as a second set for checking that an audio recipe
+//!   carries over to data it was not tuned on; each clip is put in a
+//!   one-second window of white noise (0-20 dB SNR, as `--data bundled`
+//!   does at load time), so that `--data folder:DIR` reads what the bundled
+//!   set's training sees.
+//!
+//! Train and test use **disjoint voices**, so the test split asks whether
+//! features carry the word across speakers, not whether they remember a
+//! voice. Each clip is resampled to 16 kHz with [`crate::resample`], its
+//! leading and trailing silence trimmed, its peak scaled to 0.9, and it is
+//! stored as 8-bit PCM to keep the set small (its quantisation noise sits
+//! about 48 dB below the peak).
 
 use crate::{read_wav, Error, Result};
 use rand::seq::SliceRandom;
@@ -32,20 +44,94 @@ pub const TRAIN_VARIANTS: [&str; 10] = ["m1", "m2", "m3", "m4", "m5", "f1", "f2"
 /// Voice variants of the test split; none is in [`TRAIN_VARIANTS`].
 pub const TEST_VARIANTS: [&str; 5] = ["m6", "m7", "f4", "f5", "klatt3"];
 
+/// The digits [`Engine::Flite`] speaks.
+pub const DIGITS: [&str; 10] =
+    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
+
+/// flite's voices of the training split with the range of their mean
+/// pitch in Hz (`int_f0_target_mean`): awb (Scottish English, male) and kal
+/// (American English, male; its 16 kHz diphone voice and its 8 kHz one).
+pub const FLITE_TRAIN_VOICES: [(&str, (u32, u32)); 3] =
+    [("awb", (85, 150)), ("kal16", (85, 150)), ("kal", (85, 150))];
+
+/// flite's voices of the test split, speakers none of the training voices
+/// share: rms (American English, male) and slt (American English, female).
+/// flite's `awb_time` speaks only times and is not used.
+pub const FLITE_TEST_VOICES: [(&str, (u32, u32)); 2] = [("rms", (85, 150)), ("slt", (150, 240))];
+
+/// The synthesiser and with it the words and voices (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// `espeak-ng`: [`WORDS`], [`TRAIN_VARIANTS`] / [`TEST_VARIANTS`]; the
+    /// plan's speed is words per minute (`-s`), its pitch 0-99 (`-p`).
+    Espeak,
+    /// `flite`: [`DIGITS`], [`FLITE_TRAIN_VOICES`] / [`FLITE_TEST_VOICES`];
+    /// the plan's speed is the duration stretch in percent (100: the
+    /// voice's own pace), its pitch the mean pitch in Hz.
+    Flite,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "espeak" | "espeak-ng" => Ok(Self::Espeak),
+            "flite" => Ok(Self::Flite),
+            o => Err(Error::Config(format!("unknown synthesis engine `{o}` (expected espeak or flite)"))),
+        }
+    }
+}
+
+impl Engine {
+    /// The words it speaks, also the class folders.
+    pub fn words(self) -> &'static [&'static str; 10] {
+        match self {
+            Self::Espeak => &WORDS,
+            Self::Flite => &DIGITS,
+        }
+    }
+
+    /// The program's name and its version line, with how to install it
+    /// when it is missing.
+    pub fn version(self) -> Result<String> {
+        let (program, flag) = match self {
+            Self::Espeak => ("espeak-ng", "--version"),
+            Self::Flite => ("flite", "--version"),
+        };
+        let out = Command::new(program).arg(flag).output().map_err(|e| {
+            Error::Config(format!(
+                "cannot run {program} ({e}); install it (Debian/Ubuntu: `apt-get install {program}`) \
+                 or use the bundled datasets/keywords"
+            ))
+        })?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().find(|l| l.contains("version") || l.contains("eSpeak")).unwrap_or("").trim();
+        Ok(format!("{program} ({line})"))
+    }
+}
+
 /// What to synthesise.
 #[derive(Clone, Debug)]
 pub struct KeywordSpec {
+    /// The synthesiser, and with it the words and voices.
+    pub engine: Engine,
     /// Clips per word in the training split.
     pub train_per_word: usize,
     /// Clips per word in the test split.
     pub test_per_word: usize,
     /// Output sample rate.
     pub sample_rate: u32,
-    /// Words per second range of espeak-ng (`-s`).
+    /// Speed range: espeak-ng's words per minute (`-s`), or flite's
+    /// duration stretch in percent.
     pub speed: (u32, u32),
-    /// Pitch range of espeak-ng (`-p`, 0–99).
+    /// Pitch range of espeak-ng (`-p`, 0–99); flite's voices have their own
+    /// ([`FLITE_TRAIN_VOICES`]).
     pub pitch: (u32, u32),
-    /// Seed of the voice, speed and pitch draws.
+    /// Each clip centred in a one-second window of white noise at a
+    /// signal-to-noise ratio drawn from this range in dB, or `None` to keep
+    /// the trimmed clip.
+    pub noise_snr_db: Option<(f64, f64)>,
+    /// Seed of the voice, speed, pitch and noise draws.
     pub seed: u64,
 }
 
@@ -58,24 +144,34 @@ impl Default for KeywordSpec {
             sample_rate: 16_000,
             speed: (120, 220),
             pitch: (20, 80),
+            noise_snr_db: None,
             seed: 0,
+            engine: Engine::Espeak,
         }
     }
 }
 
-/// One clip to make: the espeak-ng voice (`accent+variant`), speed, pitch,
-/// word and where it goes.
+impl KeywordSpec {
+    /// The second set: flite's digits, as many clips as the bundled set,
+    /// duration stretched by 0.8-1.25, in white noise at 0-20 dB SNR.
+    pub fn flite_digits() -> Self {
+        Self { engine: Engine::Flite, speed: (80, 125), noise_snr_db: Some((0.0, 20.0)), ..Self::default() }
+    }
+}
+
+/// One clip to make: the voice (espeak-ng's `accent+variant`, or flite's
+/// voice name), speed, pitch, word and where it goes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClipPlan {
     /// `train` or `test`.
     pub split: &'static str,
     /// The word, also the class folder.
     pub word: &'static str,
-    /// `accent+variant`.
+    /// espeak-ng's `accent+variant`, or flite's voice.
     pub voice: String,
-    /// espeak-ng `-s`.
+    /// espeak-ng `-s`, or flite's duration stretch in percent.
     pub speed: u32,
-    /// espeak-ng `-p`.
+    /// espeak-ng `-p`, or flite's mean pitch in Hz.
     pub pitch: u32,
     /// File name inside `split/word/`.
     pub file: String,
@@ -85,6 +181,23 @@ pub struct ClipPlan {
 pub fn plan(spec: &KeywordSpec) -> Vec<ClipPlan> {
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let mut out = Vec::new();
+    if spec.engine == Engine::Flite {
+        for (split, voices, n) in [
+            ("train", &FLITE_TRAIN_VOICES[..], spec.train_per_word),
+            ("test", &FLITE_TEST_VOICES[..], spec.test_per_word),
+        ] {
+            for word in DIGITS {
+                for i in 0..n {
+                    let (voice, f0) = voices[i % voices.len()];
+                    let speed = rng.gen_range(spec.speed.0..=spec.speed.1);
+                    let pitch = rng.gen_range(f0.0..=f0.1);
+                    let file = format!("{word}_{i:03}_{voice}_d{speed}_f{pitch}.wav");
+                    out.push(ClipPlan { split, word, voice: voice.into(), speed, pitch, file });
+                }
+            }
+        }
+        return out;
+    }
     for (split, variants, n) in [
         ("train", &TRAIN_VARIANTS[..], spec.train_per_word),
         ("test", &TEST_VARIANTS[..], spec.test_per_word),
@@ -107,36 +220,50 @@ pub fn plan(spec: &KeywordSpec) -> Vec<ClipPlan> {
 
 /// Finds espeak-ng, with how to install it when it is missing.
 pub fn espeak_version() -> Result<String> {
-    let out = Command::new("espeak-ng").arg("--version").output().map_err(|e| {
-        Error::Config(format!(
-            "cannot run espeak-ng ({e}); install it (Debian/Ubuntu: `apt-get install espeak-ng`) \
-             or use the bundled datasets/keywords"
-        ))
-    })?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    Engine::Espeak.version()
 }
 
-/// Speaks `word` with espeak-ng into a waveform at `rate` Hz, trimmed and
-/// peak-normalised (see the module docs).
-pub fn speak(word: &str, voice: &str, speed: u32, pitch: u32, rate: u32) -> Result<Vec<f32>> {
+/// Speaks `word` with `engine` into a waveform at `rate` Hz, trimmed and
+/// peak-normalised (see the module docs); `speed` and `pitch` as in
+/// [`ClipPlan`].
+pub fn speak(engine: Engine, word: &str, voice: &str, speed: u32, pitch: u32, rate: u32) -> Result<Vec<f32>> {
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = std::env::temp_dir().join(format!("ssl-audio-espeak-{}-{n}.wav", std::process::id()));
-    let status = Command::new("espeak-ng")
-        .args(["-v", voice, "-s", &speed.to_string(), "-p", &pitch.to_string(), "-w"])
-        .arg(&tmp)
-        .arg(word)
-        .status()
-        .map_err(|e| Error::Config(format!("cannot run espeak-ng: {e}")))?;
+    let tmp = std::env::temp_dir().join(format!("ssl-audio-synth-{}-{n}.wav", std::process::id()));
+    let mut cmd = match engine {
+        Engine::Espeak => {
+            let mut c = Command::new("espeak-ng");
+            c.args(["-v", voice, "-s", &speed.to_string(), "-p", &pitch.to_string(), "-w"])
+                .arg(&tmp)
+                .arg(word);
+            c
+        }
+        Engine::Flite => {
+            let mut c = Command::new("flite");
+            c.args(["-voice", voice, "--setf"])
+                .arg(format!("duration_stretch={:.2}", f64::from(speed) / 100.0))
+                .arg("--setf")
+                .arg(format!("int_f0_target_mean={pitch}"))
+                .args(["-t", word, "-o"])
+                .arg(&tmp);
+            c
+        }
+    };
+    let program = match engine {
+        Engine::Espeak => "espeak-ng",
+        Engine::Flite => "flite",
+    };
+    let status = cmd.status().map_err(|e| Error::Config(format!("cannot run {program}: {e}")))?;
     if !status.success() {
-        return Err(Error::Config(format!("espeak-ng -v {voice} failed ({status}) on {word:?}")));
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::Config(format!("{program} voice {voice} failed ({status}) on {word:?}")));
     }
     let wave = read_wav(&tmp);
     let _ = std::fs::remove_file(&tmp);
     let wave = wave?.resampled(rate)?;
     let trimmed = trim_silence(&wave.samples, rate as usize / 100, 40.0);
     if trimmed.is_empty() {
-        return Err(Error::Config(format!("espeak-ng -v {voice} produced silence for {word:?}")));
+        return Err(Error::Config(format!("{program} voice {voice} produced silence for {word:?}")));
     }
     let peak = trimmed.iter().fold(0f32, |m, v| m.max(v.abs()));
     Ok(trimmed.iter().map(|v| v * 0.9 / peak).collect())
@@ -179,6 +306,19 @@ pub fn write_wav_u8(path: &Path, samples: &[f32], rate: u32) -> Result<()> {
     w.finalize().map_err(err)
 }
 
+/// Clip `index` of a set as it is written: unchanged without
+/// `spec.noise_snr_db`; otherwise centred in a one-second window of white
+/// noise at an SNR drawn for this clip (from the seed and the index), the
+/// window's peak scaled to 0.9.
+pub fn in_noise(wave: Vec<f32>, spec: &KeywordSpec, index: usize) -> Vec<f32> {
+    let Some(snr) = spec.noise_snr_db else { return wave };
+    let seed = spec.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ index as u64;
+    let mut y = crate::data::with_background_noise(&[wave], spec.sample_rate as usize, snr, seed).remove(0);
+    let peak = y.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::EPSILON);
+    y.iter_mut().for_each(|v| *v *= 0.9 / peak);
+    y
+}
+
 /// Synthesises the whole set under `out` (`train/<word>/*.wav`,
 /// `test/<word>/*.wav`) in parallel, plus `clips.tsv` listing how each clip
 /// was made. Returns the files written.
@@ -191,8 +331,10 @@ pub fn generate(out: &Path, spec: &KeywordSpec) -> Result<Vec<PathBuf>> {
     }
     let files = clips
         .par_iter()
-        .map(|c| {
-            let wave = speak(c.word, &c.voice, c.speed, c.pitch, spec.sample_rate)?;
+        .enumerate()
+        .map(|(i, c)| {
+            let wave = speak(spec.engine, c.word, &c.voice, c.speed, c.pitch, spec.sample_rate)?;
+            let wave = in_noise(wave, spec, i);
             let path = out.join(c.split).join(c.word).join(&c.file);
             write_wav_u8(&path, &wave, spec.sample_rate)?;
             Ok(path)
@@ -210,6 +352,7 @@ pub fn generate(out: &Path, spec: &KeywordSpec) -> Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn plan_is_deterministic_balanced_and_splits_voices() {
@@ -230,6 +373,44 @@ mod tests {
         assert!(p.iter().all(|c| (120..=220).contains(&c.speed) && (20..=80).contains(&c.pitch)));
         let names: std::collections::BTreeSet<_> = p.iter().map(|c| (c.split, c.word, &c.file)).collect();
         assert_eq!(names.len(), p.len(), "file names are unique");
+    }
+
+    #[test]
+    fn flite_plan_speaks_the_digits_with_unseen_test_speakers() {
+        let spec = KeywordSpec { train_per_word: 9, test_per_word: 4, ..KeywordSpec::flite_digits() };
+        let p = plan(&spec);
+        assert_eq!(p, plan(&spec));
+        assert_eq!(p.len(), 130);
+        for w in DIGITS {
+            assert_eq!(p.iter().filter(|c| c.word == w && c.split == "train").count(), 9);
+            assert_eq!(p.iter().filter(|c| c.word == w && c.split == "test").count(), 4);
+            assert!(!WORDS.contains(&w), "{w} is one of the bundled set's words");
+        }
+        let voices =
+            |split| p.iter().filter(|c| c.split == split).map(|c| c.voice.clone()).collect::<BTreeSet<_>>();
+        assert_eq!(voices("train"), ["awb", "kal", "kal16"].map(String::from).into());
+        assert_eq!(voices("test"), ["rms", "slt"].map(String::from).into());
+        for c in &p {
+            let (_, f0) =
+                FLITE_TRAIN_VOICES.iter().chain(&FLITE_TEST_VOICES).find(|v| v.0 == c.voice).unwrap();
+            assert!((f0.0..=f0.1).contains(&c.pitch) && (80..=125).contains(&c.speed), "{c:?}");
+        }
+        assert_eq!(p.iter().map(|c| (c.split, c.word, &c.file)).collect::<BTreeSet<_>>().len(), p.len());
+        assert!("flite".parse::<Engine>().is_ok() && "festival".parse::<Engine>().is_err());
+    }
+
+    #[test]
+    fn flite_clips_sit_in_a_second_of_noise() {
+        let spec = KeywordSpec::flite_digits();
+        let word: Vec<f32> = (0..6000).map(|i| (i as f32 * 0.05).sin() * 0.9).collect();
+        let a = in_noise(word.clone(), &spec, 3);
+        assert_eq!(a.len(), 16_000);
+        assert!((a.iter().fold(0f32, |m, v| m.max(v.abs())) - 0.9).abs() < 1e-5);
+        assert_eq!(a, in_noise(word.clone(), &spec, 3), "the same clip gets the same noise");
+        assert_ne!(a, in_noise(word.clone(), &spec, 4), "another clip gets other noise");
+        // Noise outside the word, which sits in the middle 6000 samples.
+        assert!(a[..4000].iter().any(|v| v.abs() > 1e-3));
+        assert_eq!(in_noise(word.clone(), &KeywordSpec::default(), 3), word, "espeak's set stays clean");
     }
 
     #[test]

@@ -1,57 +1,75 @@
-//! `make-keywords`: synthesises Speech Commands' ten command words with
-//! espeak-ng into a `train/<word>/*.wav`, `test/<word>/*.wav` folder (see
-//! `ssl_audio::synth`). `cargo xtask gen-keywords` runs it; with no
-//! arguments it rewrites the bundled `datasets/keywords`.
+//! `make-keywords`: synthesises ten spoken words into a
+//! `train/<word>/*.wav`, `test/<word>/*.wav` folder (see `ssl_audio::synth`):
+//! Speech Commands' command words with espeak-ng (the default; with no
+//! arguments it rewrites the bundled `datasets/keywords`), or the digits
+//! with flite in background noise (`--engine flite`, a second set from
+//! another engine, written to `runs/data/digits-flite` unless `--out` says
+//! otherwise). `cargo xtask gen-keywords` runs it.
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ssl_audio::synth::{espeak_version, generate, KeywordSpec};
+use ssl_audio::synth::{generate, Engine, KeywordSpec};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Synthesise spoken keywords with espeak-ng")]
+#[command(version, about = "Synthesise spoken keywords with espeak-ng or flite")]
 struct Args {
-    /// Output folder (replaced when it holds an earlier set).
-    #[arg(long, default_value = "datasets/keywords")]
-    out: PathBuf,
+    /// Synthesiser: espeak (Speech Commands' ten command words) or flite
+    /// (the digits zero to nine, in white noise at 0-20 dB SNR).
+    #[arg(long, default_value = "espeak")]
+    engine: Engine,
+    /// Output folder (its train/ and test/ are replaced when they hold an
+    /// earlier set). Default: datasets/keywords for espeak,
+    /// runs/data/digits-flite for flite.
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Training clips per word.
     #[arg(long, default_value_t = KeywordSpec::default().train_per_word)]
     train_per_word: usize,
-    /// Test clips per word (unseen voice variants).
+    /// Test clips per word (unseen voices).
     #[arg(long, default_value_t = KeywordSpec::default().test_per_word)]
     test_per_word: usize,
     /// Output sample rate.
     #[arg(long, default_value_t = 16_000)]
     sample_rate: u32,
-    /// Seed of the voice, speed and pitch draws.
+    /// Seed of the voice, speed, pitch and noise draws.
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let version = espeak_version()?;
+    let version = args.engine.version()?;
+    let base = match args.engine {
+        Engine::Espeak => KeywordSpec::default(),
+        Engine::Flite => KeywordSpec::flite_digits(),
+    };
     let spec = KeywordSpec {
         train_per_word: args.train_per_word,
         test_per_word: args.test_per_word,
         sample_rate: args.sample_rate,
         seed: args.seed,
-        ..Default::default()
+        ..base
     };
+    let out = args.out.unwrap_or_else(|| match args.engine {
+        Engine::Espeak => "datasets/keywords".into(),
+        Engine::Flite => "runs/data/digits-flite".into(),
+    });
     for split in ["train", "test"] {
-        let dir = args.out.join(split);
+        let dir = out.join(split);
         if dir.exists() {
+            eprintln!("replacing {}", dir.display());
             std::fs::remove_dir_all(&dir).with_context(|| format!("cannot replace {}", dir.display()))?;
         }
     }
     let started = std::time::Instant::now();
-    let files = generate(&args.out, &spec)?;
+    let files = generate(&out, &spec)?;
     let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
     println!(
         "{} clips ({:.2} MB) in {} with {version} in {:.1} s",
         files.len(),
         bytes as f64 / 1e6,
-        args.out.display(),
+        out.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
