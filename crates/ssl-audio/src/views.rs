@@ -112,6 +112,10 @@ pub enum ViewRecipe {
         mixup: f64,
         /// The random resized crop.
         crop: SpecResizedCrop,
+        /// Each spectrogram view from its own waveform view (COLA's
+        /// draws), instead of both from one (BYOL-A's paper).
+        #[serde(default)]
+        wave_per_view: bool,
     },
     /// One waveform view.
     Single {
@@ -142,6 +146,19 @@ impl ViewRecipe {
             wave: Self::light(clip_len),
             mixup: 0.4,
             crop: SpecResizedCrop { scale: (0.6, 1.5), virtual_scale: 1.5 },
+            wave_per_view: false,
+        }
+    }
+
+    /// BYOL-A's spectrogram views (mixup, random resized crop), each made
+    /// from its own waveform view drawn as COLA's are (speed, shift, gain,
+    /// noise).
+    pub fn byol_a_on_cola_waves(clip_len: usize) -> Self {
+        match (Self::byol_a(clip_len), Self::cola(clip_len)) {
+            (Self::ByolA { mixup, crop, .. }, Self::Cola { wave }) => {
+                Self::ByolA { wave, mixup, crop, wave_per_view: true }
+            }
+            _ => unreachable!("the constructors above"),
         }
     }
 
@@ -217,7 +234,10 @@ impl AudioViewSource<'_> {
     /// The views of clips `ids` (each from its own generator).
     fn views_of(&self, epoch: usize, ids: &[usize]) -> ssl_core::Result<Batch> {
         let wave = self.recipe.wave();
-        let n_wave = if matches!(self.recipe, ViewRecipe::Cola { .. }) { 2 } else { 1 };
+        let n_wave = match self.recipe {
+            ViewRecipe::Cola { .. } | ViewRecipe::ByolA { wave_per_view: true, .. } => 2,
+            _ => 1,
+        };
         // Per sample: its waveform views, then its spectrogram draws.
         type Sample = (Vec<Vec<f32>>, Vec<(f64, crate::augment::CropBox)>);
         let (f, t) = (self.input.n_mels(), self.input.frames());
@@ -244,12 +264,13 @@ impl AudioViewSource<'_> {
         };
         let views = match &self.recipe {
             ViewRecipe::ByolA { crop, .. } => {
-                let x = wave_view(0).squeeze_dim(1);
+                let xs: Vec<Tensor> = (0..n_wave).map(|k| wave_view(k).squeeze_dim(1)).collect();
                 (0..2)
                     .map(|v| {
+                        let x = &xs[v.min(n_wave - 1)];
                         let lambdas: Vec<f32> = samples.iter().map(|s| s.1[v].0 as f32).collect();
                         let boxes: Vec<_> = samples.iter().map(|s| s.1[v].1).collect();
-                        let mixed = log_mixup_exp(&x, &Tensor::from_slice(&lambdas));
+                        let mixed = log_mixup_exp(x, &Tensor::from_slice(&lambdas));
                         crop.apply(&mixed, &boxes).unsqueeze(1)
                     })
                     .collect()
@@ -303,6 +324,7 @@ mod tests {
         for (recipe, n_views) in [
             (ViewRecipe::cola(input.clip_len), 2),
             (ViewRecipe::byol_a(input.clip_len), 2),
+            (ViewRecipe::byol_a_on_cola_waves(input.clip_len), 2),
             (ViewRecipe::single(input.clip_len), 1),
         ] {
             let src = AudioViewSource::new(&c, &y, &input, recipe.clone(), 4, 3);

@@ -128,6 +128,19 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
     let log = std::fs::read_to_string(d.join("run/metrics.jsonl")).unwrap();
     assert_eq!(log.lines().filter(|l| l.contains("epoch_loss")).count(), 3, "one row per epoch: {log}");
 
+    // BYOL-A's views as flags: COLA's waveform draws for each view, no mixup.
+    let o = train_audio(d, &folder, &["--method", "byol-a", "--byol-a-waves", "cola", "--mixup", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("run/config.json")).unwrap()).unwrap();
+    let views = &config["views"];
+    assert_eq!(
+        (views["wave_per_view"].as_bool(), views["mixup"].as_f64()),
+        (Some(true), Some(0.0)),
+        "{views}"
+    );
+    assert!(views["wave"]["speed"][0].as_f64().is_some_and(|s| s < 1.0), "COLA's speed draws: {views}");
+
     // Manifests, unlabelled clips and fine-tuning.
     let mut train = String::new();
     let mut test = String::new();
@@ -253,6 +266,9 @@ fn bad_input_is_refused_naming_the_file() {
     fails_with(d, &folder, &["--method", "wav2vec"], &["unknown --method `wav2vec`"]);
     fails_with(d, &folder, &["--method", "msm", "--encoder", "cnn"], &["--encoder transformer"]);
     fails_with(d, &folder, &["--n-mels", "60"], &["multiple of 8"]);
+    fails_with(d, &folder, &["--mixup", "0.2"], &["--mixup is BYOL-A's", "not cola's"]);
+    fails_with(d, &folder, &["--method", "byol-a", "--mixup", "2"], &["--mixup 2", "ratio in [0, 1]"]);
+    fails_with(d, &folder, &["--byol-a-waves", "cola"], &["--byol-a-waves is BYOL-A's"]);
     let empty = d.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     fails_with(d, &folder, &["--unlabeled", empty.to_str().unwrap()], &["empty", "no .wav file"]);

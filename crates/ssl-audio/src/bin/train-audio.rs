@@ -76,6 +76,16 @@ struct Args {
     /// Peak learning rate (default: the method's recipe).
     #[arg(long)]
     lr: Option<f64>,
+    /// BYOL-A's largest mixup ratio (the recipe's: 0.4; 0 turns mixup
+    /// off). Its partner is another clip of the batch.
+    #[arg(long)]
+    mixup: Option<f64>,
+    /// BYOL-A's waveform views: `paper` (one lightly augmented waveform,
+    /// both spectrogram views made from it) or `cola` (each spectrogram
+    /// view from its own waveform view with COLA's speed, shift, gain and
+    /// noise draws). Default: the recipe's.
+    #[arg(long, value_parser = ["paper", "cola"])]
+    byol_a_waves: Option<String>,
     /// Model sample rate: clips are resampled to it.
     #[arg(long, default_value_t = 16_000)]
     sample_rate: u32,
@@ -211,7 +221,23 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         Some(other) => bail!("unknown --encoder `{other}` (expected cnn or transformer)"),
     };
     encoder.check()?;
-    let recipe = methods::recipe(&args.method, &input)?;
+    let mut recipe = methods::recipe(&args.method, &input)?;
+    if let Some(w) = &args.byol_a_waves {
+        if args.method != "byol-a" {
+            bail!("--byol-a-waves is BYOL-A's (--method byol-a), not {}'s", args.method);
+        }
+        recipe.views = match w.as_str() {
+            "cola" => ssl_audio::views::ViewRecipe::byol_a_on_cola_waves(input.clip_len),
+            _ => ssl_audio::views::ViewRecipe::byol_a(input.clip_len),
+        };
+    }
+    if let Some(m) = args.mixup {
+        match &mut recipe.views {
+            ssl_audio::views::ViewRecipe::ByolA { mixup, .. } if (0.0..=1.0).contains(&m) => *mixup = m,
+            ssl_audio::views::ViewRecipe::ByolA { .. } => bail!("--mixup {m}: expected a ratio in [0, 1]"),
+            _ => bail!("--mixup is BYOL-A's (--method byol-a), not {}'s", args.method),
+        }
+    }
     let epochs = args.epochs.unwrap_or(recipe.epochs);
     let mut optimizer = recipe.optimizer.clone();
     if let Some(lr) = args.lr {
