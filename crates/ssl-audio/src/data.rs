@@ -52,6 +52,38 @@ impl AudioData {
     }
 }
 
+impl AudioData {
+    /// Holds out the training clips whose file name contains one of
+    /// `patterns` (speaker IDs, say: `_f3_`) as the evaluation split, so
+    /// that recipes are chosen on voices the training never hears, as the
+    /// test split's are; the test split is dropped. Every class must keep
+    /// clips on both sides.
+    pub fn validation_by_name(self, patterns: &[String]) -> Result<AudioData> {
+        if patterns.is_empty() || patterns.iter().any(|p| p.is_empty()) {
+            return Err(Error::Config("--val-speakers needs non-empty name patterns".into()));
+        }
+        let (mut train, mut val) = (ClipSet::default(), ClipSet::default());
+        for (file, label) in self.train.files.into_iter().zip(self.train.labels) {
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let set = if patterns.iter().any(|p| name.contains(p.as_str())) { &mut val } else { &mut train };
+            set.files.push(file);
+            set.labels.push(label);
+        }
+        for (k, class) in self.classes.iter().enumerate() {
+            let count = |s: &ClipSet| s.labels.iter().filter(|&&l| l == k as i64).count();
+            let (t, v) = (count(&train), count(&val));
+            if t == 0 || v == 0 {
+                return Err(Error::Config(format!(
+                    "--val-speakers {}: class `{class}` keeps {t} training and {v} validation clips \
+                     (each needs some on both sides)",
+                    patterns.join(",")
+                )));
+            }
+        }
+        Ok(AudioData { classes: self.classes, train, test: val })
+    }
+}
+
 fn wav_err(path: &Path, msg: impl Into<String>) -> Error {
     Error::Wav { path: path.to_path_buf(), msg: msg.into() }
 }

@@ -171,6 +171,13 @@ impl ViewRecipe {
         WaveAugment { crop_len: clip_len, shift_max: 2_400, noise_p: 0.0, ..WaveAugment::default_16k() }
     }
 
+    /// The waveform augmentation of the views, to change it.
+    pub fn wave_mut(&mut self) -> &mut WaveAugment {
+        match self {
+            Self::Cola { wave } | Self::ByolA { wave, .. } | Self::Single { wave } => wave,
+        }
+    }
+
     fn wave(&self) -> &WaveAugment {
         match self {
             Self::Cola { wave } | Self::ByolA { wave, .. } | Self::Single { wave } => wave,

@@ -128,9 +128,29 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
     let log = std::fs::read_to_string(d.join("run/metrics.jsonl")).unwrap();
     assert_eq!(log.lines().filter(|l| l.contains("epoch_loss")).count(), 3, "one row per epoch: {log}");
 
-    // BYOL-A's views as flags: COLA's waveform draws for each view, no mixup.
-    let o = train_audio(d, &folder, &["--method", "byol-a", "--byol-a-waves", "cola", "--mixup", "0"]);
+    // BYOL-A's views as flags (COLA's waveform draws for each view, no
+    // mixup, a wider speed range), on a validation split of held-out
+    // "speakers" (file names).
+    let o = train_audio(
+        d,
+        &folder,
+        &[
+            "--method",
+            "byol-a",
+            "--byol-a-waves",
+            "cola",
+            "--mixup",
+            "0",
+            "--view-speed",
+            "0.7,1.4",
+            "--val-speakers",
+            "4.wav,5.wav",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
+    let r = report(d);
+    assert_eq!(r["dataset"], format!("{folder}-val-speakers"));
+    assert_eq!((r["train_clips"].as_u64(), r["test_clips"].as_u64()), (Some(8), Some(4)), "{r}");
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("run/config.json")).unwrap()).unwrap();
     let views = &config["views"];
@@ -139,7 +159,11 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
         (Some(true), Some(0.0)),
         "{views}"
     );
-    assert!(views["wave"]["speed"][0].as_f64().is_some_and(|s| s < 1.0), "COLA's speed draws: {views}");
+    assert_eq!(
+        (views["wave"]["speed"][0].as_f64(), views["wave"]["speed"][1].as_f64()),
+        (Some(0.7), Some(1.4))
+    );
+    assert_eq!(views["wave"]["noise_p"].as_f64(), Some(0.5), "COLA's noise draws: {views}");
 
     // Manifests, unlabelled clips and fine-tuning.
     let mut train = String::new();
@@ -269,6 +293,9 @@ fn bad_input_is_refused_naming_the_file() {
     fails_with(d, &folder, &["--mixup", "0.2"], &["--mixup is BYOL-A's", "not cola's"]);
     fails_with(d, &folder, &["--method", "byol-a", "--mixup", "2"], &["--mixup 2", "ratio in [0, 1]"]);
     fails_with(d, &folder, &["--byol-a-waves", "cola"], &["--byol-a-waves is BYOL-A's"]);
+    fails_with(d, &folder, &["--view-speed", "1.2,0.9"], &["--view-speed expects LO,HI"]);
+    fails_with(d, &folder, &["--val-speakers", "_nobody_"], &["--val-speakers _nobody_", "class `c0`"]);
+    fails_with(d, &folder, &["--val-speakers", "4.wav", "--val-fraction", "0.2"], &["cannot be used with"]);
     let empty = d.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     fails_with(d, &folder, &["--unlabeled", empty.to_str().unwrap()], &["empty", "no .wav file"]);

@@ -53,8 +53,14 @@ struct Args {
     /// Hold out this fraction of each class's training clips and evaluate
     /// on them instead of the test split (for choosing recipes; the
     /// bundled set's validation clips share the training voices).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "val_speakers")]
     val_fraction: Option<f64>,
+    /// Hold out the training clips whose file name contains one of these
+    /// comma-separated patterns (speaker IDs, e.g. `_f3_,_klatt2_` for two
+    /// of the bundled set's training voices) and evaluate on them instead
+    /// of the test split: a validation split of unseen voices.
+    #[arg(long, value_delimiter = ',')]
+    val_speakers: Option<Vec<String>>,
     /// Pretraining epochs (default: the method's recipe).
     #[arg(long)]
     epochs: Option<usize>,
@@ -86,6 +92,10 @@ struct Args {
     /// noise draws). Default: the recipe's.
     #[arg(long, value_parser = ["paper", "cola"])]
     byol_a_waves: Option<String>,
+    /// Speed perturbation of the pretraining views' waveforms, `LO,HI`
+    /// (COLA's recipe: 0.85,1.15; pitch and tempo change together).
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    view_speed: Option<Vec<f64>>,
     /// Model sample rate: clips are resampled to it.
     #[arg(long, default_value_t = 16_000)]
     sample_rate: u32,
@@ -185,9 +195,10 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         run.group.barrier()?;
     }
     let (data, dataset) = data::load_spec(&args.data, &bundled_dir)?;
-    let (data, dataset) = match args.val_fraction {
-        Some(f) => (data.validation_split(f, seed)?, format!("{dataset}-val")),
-        None => (data, dataset),
+    let (data, dataset) = match (args.val_fraction, &args.val_speakers) {
+        (Some(f), _) => (data.validation_split(f, seed)?, format!("{dataset}-val")),
+        (None, Some(p)) => (data.validation_by_name(p)?, format!("{dataset}-val-speakers")),
+        (None, None) => (data, dataset),
     };
     let classes = data.classes.len();
     if classes < 2 {
@@ -236,6 +247,12 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
             ssl_audio::views::ViewRecipe::ByolA { mixup, .. } if (0.0..=1.0).contains(&m) => *mixup = m,
             ssl_audio::views::ViewRecipe::ByolA { .. } => bail!("--mixup {m}: expected a ratio in [0, 1]"),
             _ => bail!("--mixup is BYOL-A's (--method byol-a), not {}'s", args.method),
+        }
+    }
+    if let Some(v) = &args.view_speed {
+        match v[..] {
+            [lo, hi] if lo > 0.0 && lo <= hi => recipe.views.wave_mut().speed = (lo, hi),
+            _ => bail!("--view-speed expects LO,HI with 0 < LO <= HI, got {v:?}"),
         }
     }
     let epochs = args.epochs.unwrap_or(recipe.epochs);
