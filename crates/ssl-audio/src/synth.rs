@@ -83,22 +83,19 @@ impl std::str::FromStr for Engine {
 }
 
 impl Engine {
-    /// The words it speaks, also the class folders.
-    pub fn words(self) -> &'static [&'static str; 10] {
+    /// The program that speaks.
+    pub fn program(self) -> &'static str {
         match self {
-            Self::Espeak => &WORDS,
-            Self::Flite => &DIGITS,
+            Self::Espeak => "espeak-ng",
+            Self::Flite => "flite",
         }
     }
 
     /// The program's name and its version line, with how to install it
     /// when it is missing.
     pub fn version(self) -> Result<String> {
-        let (program, flag) = match self {
-            Self::Espeak => ("espeak-ng", "--version"),
-            Self::Flite => ("flite", "--version"),
-        };
-        let out = Command::new(program).arg(flag).output().map_err(|e| {
+        let program = self.program();
+        let out = Command::new(program).arg("--version").output().map_err(|e| {
             Error::Config(format!(
                 "cannot run {program} ({e}); install it (Debian/Ubuntu: `apt-get install {program}`) \
                  or use the bundled datasets/keywords"
@@ -230,29 +227,23 @@ pub fn speak(engine: Engine, word: &str, voice: &str, speed: u32, pitch: u32, ra
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = std::env::temp_dir().join(format!("ssl-audio-synth-{}-{n}.wav", std::process::id()));
-    let mut cmd = match engine {
+    let program = engine.program();
+    let mut cmd = Command::new(program);
+    match engine {
         Engine::Espeak => {
-            let mut c = Command::new("espeak-ng");
-            c.args(["-v", voice, "-s", &speed.to_string(), "-p", &pitch.to_string(), "-w"])
+            cmd.args(["-v", voice, "-s", &speed.to_string(), "-p", &pitch.to_string(), "-w"])
                 .arg(&tmp)
                 .arg(word);
-            c
         }
         Engine::Flite => {
-            let mut c = Command::new("flite");
-            c.args(["-voice", voice, "--setf"])
+            cmd.args(["-voice", voice, "--setf"])
                 .arg(format!("duration_stretch={:.2}", f64::from(speed) / 100.0))
                 .arg("--setf")
                 .arg(format!("int_f0_target_mean={pitch}"))
                 .args(["-t", word, "-o"])
                 .arg(&tmp);
-            c
         }
-    };
-    let program = match engine {
-        Engine::Espeak => "espeak-ng",
-        Engine::Flite => "flite",
-    };
+    }
     let status = cmd.status().map_err(|e| Error::Config(format!("cannot run {program}: {e}")))?;
     if !status.success() {
         let _ = std::fs::remove_file(&tmp);
