@@ -35,12 +35,7 @@ impl AudioData {
     /// for choosing recipes without the test split, which is dropped.
     pub fn validation_split(self, fraction: f64, seed: u64) -> Result<AudioData> {
         let held = ssl_core::eval::validation_mask(&self.train.labels, fraction, seed)?;
-        let (mut train, mut val) = (ClipSet::default(), ClipSet::default());
-        for ((file, label), h) in self.train.files.into_iter().zip(self.train.labels).zip(held) {
-            let set = if h { &mut val } else { &mut train };
-            set.files.push(file);
-            set.labels.push(label);
-        }
+        let (classes, train, val) = self.hold_out(&held);
         if val.files.is_empty() || train.files.is_empty() {
             return Err(Error::Config(format!(
                 "a validation fraction of {fraction} leaves {} training and {} validation clips",
@@ -48,11 +43,9 @@ impl AudioData {
                 val.files.len()
             )));
         }
-        Ok(AudioData { classes: self.classes, train, test: val })
+        Ok(AudioData { classes, train, test: val })
     }
-}
 
-impl AudioData {
     /// Holds out the training clips whose file name contains one of
     /// `patterns` (speaker IDs, say: `_f3_`) as the evaluation split, so
     /// that recipes are chosen on voices the training never hears, as the
@@ -62,14 +55,17 @@ impl AudioData {
         if patterns.is_empty() || patterns.iter().any(|p| p.is_empty()) {
             return Err(Error::Config("--val-speakers needs non-empty name patterns".into()));
         }
-        let (mut train, mut val) = (ClipSet::default(), ClipSet::default());
-        for (file, label) in self.train.files.into_iter().zip(self.train.labels) {
-            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let set = if patterns.iter().any(|p| name.contains(p.as_str())) { &mut val } else { &mut train };
-            set.files.push(file);
-            set.labels.push(label);
-        }
-        for (k, class) in self.classes.iter().enumerate() {
+        let held: Vec<bool> = self
+            .train
+            .files
+            .iter()
+            .map(|f| {
+                let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                patterns.iter().any(|p| name.contains(p.as_str()))
+            })
+            .collect();
+        let (classes, train, val) = self.hold_out(&held);
+        for (k, class) in classes.iter().enumerate() {
             let count = |s: &ClipSet| s.labels.iter().filter(|&&l| l == k as i64).count();
             let (t, v) = (count(&train), count(&val));
             if t == 0 || v == 0 {
@@ -80,7 +76,19 @@ impl AudioData {
                 )));
             }
         }
-        Ok(AudioData { classes: self.classes, train, test: val })
+        Ok(AudioData { classes, train, test: val })
+    }
+
+    /// The classes, and the training clips split by `held` (one flag per
+    /// clip): those not held, and those held.
+    fn hold_out(self, held: &[bool]) -> (Vec<String>, ClipSet, ClipSet) {
+        let (mut train, mut val) = (ClipSet::default(), ClipSet::default());
+        for ((file, label), &h) in self.train.files.into_iter().zip(self.train.labels).zip(held) {
+            let set = if h { &mut val } else { &mut train };
+            set.files.push(file);
+            set.labels.push(label);
+        }
+        (self.classes, train, val)
     }
 }
 

@@ -128,37 +128,38 @@ impl ViewRecipe {
     /// COLA's views for windows of `clip_len`: speed ×0.85–1.15, shifts up
     /// to 150 ms, ±6 dB, noise at 5–30 dB SNR half of the time.
     pub fn cola(clip_len: usize) -> Self {
-        Self::Cola {
-            wave: WaveAugment {
-                crop_len: clip_len,
-                shift_max: 2_400,
-                snr_db: (5.0, 30.0),
-                speed: (0.85, 1.15),
-                ..WaveAugment::default_16k()
-            },
-        }
+        Self::Cola { wave: Self::cola_wave(clip_len) }
     }
 
     /// BYOL-A's views: shifts up to 150 ms and ±6 dB on the waveform; mixup
     /// up to 0.4 and crops of 0.6–1.5 on a 1.5× canvas on the log-mel.
     pub fn byol_a(clip_len: usize) -> Self {
-        Self::ByolA {
-            wave: Self::light(clip_len),
-            mixup: 0.4,
-            crop: SpecResizedCrop { scale: (0.6, 1.5), virtual_scale: 1.5 },
-            wave_per_view: false,
-        }
+        Self::byol_a_on(Self::light(clip_len), false)
     }
 
     /// BYOL-A's spectrogram views (mixup, random resized crop), each made
     /// from its own waveform view drawn as COLA's are (speed, shift, gain,
     /// noise).
     pub fn byol_a_on_cola_waves(clip_len: usize) -> Self {
-        match (Self::byol_a(clip_len), Self::cola(clip_len)) {
-            (Self::ByolA { mixup, crop, .. }, Self::Cola { wave }) => {
-                Self::ByolA { wave, mixup, crop, wave_per_view: true }
-            }
-            _ => unreachable!("the constructors above"),
+        Self::byol_a_on(Self::cola_wave(clip_len), true)
+    }
+
+    fn byol_a_on(wave: WaveAugment, wave_per_view: bool) -> Self {
+        Self::ByolA {
+            wave,
+            mixup: 0.4,
+            crop: SpecResizedCrop { scale: (0.6, 1.5), virtual_scale: 1.5 },
+            wave_per_view,
+        }
+    }
+
+    fn cola_wave(clip_len: usize) -> WaveAugment {
+        WaveAugment {
+            crop_len: clip_len,
+            shift_max: 2_400,
+            snr_db: (5.0, 30.0),
+            speed: (0.85, 1.15),
+            ..WaveAugment::default_16k()
         }
     }
 

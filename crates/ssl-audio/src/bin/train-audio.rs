@@ -238,14 +238,14 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
             bail!("--byol-a-waves is BYOL-A's (--method byol-a), not {}'s", args.method);
         }
         recipe.views = match w.as_str() {
-            "cola" => ssl_audio::views::ViewRecipe::byol_a_on_cola_waves(input.clip_len),
-            _ => ssl_audio::views::ViewRecipe::byol_a(input.clip_len),
+            "cola" => ViewRecipe::byol_a_on_cola_waves(input.clip_len),
+            _ => ViewRecipe::byol_a(input.clip_len),
         };
     }
     if let Some(m) = args.mixup {
         match &mut recipe.views {
-            ssl_audio::views::ViewRecipe::ByolA { mixup, .. } if (0.0..=1.0).contains(&m) => *mixup = m,
-            ssl_audio::views::ViewRecipe::ByolA { .. } => bail!("--mixup {m}: expected a ratio in [0, 1]"),
+            ViewRecipe::ByolA { mixup, .. } if (0.0..=1.0).contains(&m) => *mixup = m,
+            ViewRecipe::ByolA { .. } => bail!("--mixup {m}: expected a ratio in [0, 1]"),
             _ => bail!("--mixup is BYOL-A's (--method byol-a), not {}'s", args.method),
         }
     }
