@@ -173,13 +173,14 @@ impl SpecAugment {
 }
 
 /// BYOL-A's log-mixup-exp: `ln((1 - λ) e^x + λ e^y)` per sample, with
-/// `y` the next clip of the batch (BYOL-A draws it from a FIFO memory of
-/// past clips) and `lambdas[b] = λ` (BYOL-A: uniform in `[0, 0.4]`).
+/// `y = x[partners[b]]` another clip of the batch (BYOL-A draws it from a
+/// FIFO memory of past clips, independently for each view) and
+/// `lambdas[b] = λ` (BYOL-A: uniform in `[0, 0.4]`).
 ///
 /// # Shapes
-/// `x: [B, F, T]`, `lambdas: [B]` → `[B, F, T]`
-pub fn log_mixup_exp(x: &tch::Tensor, lambdas: &tch::Tensor) -> tch::Tensor {
-    let y = x.roll([1i64].as_slice(), [0i64].as_slice());
+/// `x: [B, F, T]`, `partners: [B]` (int64 rows of `x`), `lambdas: [B]` → `[B, F, T]`
+pub fn log_mixup_exp(x: &tch::Tensor, partners: &tch::Tensor, lambdas: &tch::Tensor) -> tch::Tensor {
+    let y = x.index_select(0, &partners.to_device(x.device()));
     let l = lambdas.to_kind(x.kind()).view([-1, 1, 1]);
     // logaddexp(ln(1-λ) + x, ln(λ) + y), stable for λ at 0 or 1.
     ((-&l + 1.0).log() + x).logaddexp(&(l.log() + y))
@@ -365,11 +366,12 @@ mod tests {
     fn log_mixup_exp_mixes_in_linear_power() {
         use tch::{Device, Kind, Tensor};
         let x = Tensor::randn([3, 4, 5], (Kind::Float, Device::Cpu));
-        let none = log_mixup_exp(&x, &Tensor::zeros([3], (Kind::Float, Device::Cpu)));
+        let partners = Tensor::from_slice(&[2i64, 0, 0]);
+        let none = log_mixup_exp(&x, &partners, &Tensor::zeros([3], (Kind::Float, Device::Cpu)));
         assert!((&none - &x).abs().max().double_value(&[]) < 1e-6);
         let lam = Tensor::from_slice(&[0.1f32, 0.25, 0.4]);
-        let got = log_mixup_exp(&x, &lam);
-        let y = x.roll([1i64].as_slice(), [0i64].as_slice());
+        let got = log_mixup_exp(&x, &partners, &lam);
+        let y = Tensor::stack(&[x.get(2), x.get(0), x.get(0)], 0);
         let l = lam.view([-1, 1, 1]);
         let want = ((-&l + 1.0) * x.exp() + &l * y.exp()).log();
         assert!((got - want).abs().max().double_value(&[]) < 1e-5);

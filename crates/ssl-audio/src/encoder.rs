@@ -135,7 +135,7 @@ impl AudioEncoderConfig {
     pub fn feature_dim(&self) -> i64 {
         match self {
             Self::Cnn(c) => c.dim,
-            Self::Transformer(v) => v.dim,
+            Self::Transformer(v) => v.feature_dim(),
         }
     }
 }

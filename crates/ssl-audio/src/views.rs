@@ -14,7 +14,8 @@
 //!   keyword windows are two placements of the word.
 //! - `byol-a`: one waveform view (shift, gain), then two spectrogram views
 //!   of it, each mixed with another clip of the batch in log-mel space
-//!   (λ ~ U(0, 0.4)) and randomly resize-cropped (BYOL-A's pipeline).
+//!   (λ ~ U(0, 0.4); each view draws its own partner) and randomly
+//!   resize-cropped (BYOL-A's pipeline).
 //! - `msm`: one waveform view (shift, gain); the masking is the method's.
 
 use crate::augment::{log_mixup_exp, SpecResizedCrop, WaveAugment};
@@ -227,8 +228,8 @@ impl BatchSource for AudioViewSource<'_> {
         let order = epoch_order(self.clips.len(), self.seed, epoch);
         self.views_of(epoch, &order[index * self.batch_size..(index + 1) * self.batch_size])
     }
-    /// Only the part's clips, except for BYOL-A, whose mixup partner is the
-    /// previous clip of the whole batch: there the batch is built and cut.
+    /// Only the part's clips, except for BYOL-A, whose mixup partners are
+    /// other clips of the whole batch: there the batch is built and cut.
     fn part(&self, epoch: usize, index: usize, part: Part) -> ssl_core::Result<Batch> {
         if matches!(self.recipe, ViewRecipe::ByolA { .. }) {
             return Ok(self.batch(epoch, index)?.part(part));
@@ -247,8 +248,11 @@ impl AudioViewSource<'_> {
             _ => 1,
         };
         // Per sample: its waveform views, then its spectrogram draws.
-        type Sample = (Vec<Vec<f32>>, Vec<(f64, crate::augment::CropBox)>);
+        // A spectrogram draw: mixup ratio, crop box, and the mixup partner
+        // as an offset in the batch (1..n, so never the clip itself).
+        type Sample = (Vec<Vec<f32>>, Vec<(f64, crate::augment::CropBox, usize)>);
         let (f, t) = (self.input.n_mels(), self.input.frames());
+        let n = ids.len();
         let samples: Vec<Sample> = par_map(ids, |&i| {
             let mut rng = sample_rng(self.seed, epoch, i);
             let window = centred(&self.clips[i], self.input.clip_len);
@@ -260,7 +264,15 @@ impl AudioViewSource<'_> {
                 .collect();
             let spec_draws = match &self.recipe {
                 ViewRecipe::ByolA { mixup, crop, .. } => {
-                    (0..2).map(|_| (rng.gen_range(0.0..=*mixup), crop.sample(f, t, &mut rng))).collect()
+                    let mut draws: Vec<_> = (0..2)
+                        .map(|_| (rng.gen_range(0.0..=*mixup), crop.sample(f, t, &mut rng), 0))
+                        .collect();
+                    // Drawn last, so that the other draws do not depend on
+                    // the batch size.
+                    for d in &mut draws {
+                        d.2 = if n > 1 { rng.gen_range(1..n) } else { 0 };
+                    }
+                    draws
                 }
                 _ => Vec::new(),
             };
@@ -278,7 +290,10 @@ impl AudioViewSource<'_> {
                         let x = &xs[v.min(n_wave - 1)];
                         let lambdas: Vec<f32> = samples.iter().map(|s| s.1[v].0 as f32).collect();
                         let boxes: Vec<_> = samples.iter().map(|s| s.1[v].1).collect();
-                        let mixed = log_mixup_exp(x, &Tensor::from_slice(&lambdas));
+                        let partners: Vec<i64> =
+                            samples.iter().enumerate().map(|(b, s)| ((b + s.1[v].2) % n) as i64).collect();
+                        let mixed =
+                            log_mixup_exp(x, &Tensor::from_slice(&partners), &Tensor::from_slice(&lambdas));
                         crop.apply(&mixed, &boxes).unsqueeze(1)
                     })
                     .collect()

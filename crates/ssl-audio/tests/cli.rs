@@ -143,6 +143,10 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
             "0",
             "--view-speed",
             "0.7,1.4",
+            "--spec-crop",
+            "1,1",
+            "--view-snr",
+            "0,20",
             "--val-speakers",
             "4.wav,5.wav",
         ],
@@ -163,7 +167,9 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
         (views["wave"]["speed"][0].as_f64(), views["wave"]["speed"][1].as_f64()),
         (Some(0.7), Some(1.4))
     );
-    assert_eq!(views["wave"]["noise_p"].as_f64(), Some(0.5), "COLA's noise draws: {views}");
+    assert_eq!(views["wave"]["noise_p"].as_f64(), Some(1.0), "noise on every view: {views}");
+    assert_eq!(views["wave"]["snr_db"], serde_json::json!([0.0, 20.0]), "{views}");
+    assert_eq!(views["crop"]["scale"], serde_json::json!([1.0, 1.0]), "{views}");
 
     // Manifests, unlabelled clips and fine-tuning.
     let mut train = String::new();
@@ -290,10 +296,14 @@ fn bad_input_is_refused_naming_the_file() {
     fails_with(d, &folder, &["--method", "wav2vec"], &["unknown --method `wav2vec`"]);
     fails_with(d, &folder, &["--method", "msm", "--encoder", "cnn"], &["--encoder transformer"]);
     fails_with(d, &folder, &["--n-mels", "60"], &["multiple of 8"]);
+    fails_with(d, &folder, &["--pool", "stacked"], &["--pool is the transformer's"]);
     fails_with(d, &folder, &["--mixup", "0.2"], &["--mixup is BYOL-A's", "not cola's"]);
     fails_with(d, &folder, &["--method", "byol-a", "--mixup", "2"], &["--mixup 2", "ratio in [0, 1]"]);
     fails_with(d, &folder, &["--byol-a-waves", "cola"], &["--byol-a-waves is BYOL-A's"]);
     fails_with(d, &folder, &["--view-speed", "1.2,0.9"], &["--view-speed expects LO,HI"]);
+    fails_with(d, &folder, &["--view-snr", "20,0"], &["--view-snr expects LO,HI"]);
+    fails_with(d, &folder, &["--spec-crop", "1,1"], &["--spec-crop is BYOL-A's", "not cola's"]);
+    fails_with(d, &folder, &["--method", "byol-a", "--spec-crop", "0"], &["--spec-crop expects LO,HI"]);
     fails_with(d, &folder, &["--val-speakers", "_nobody_"], &["--val-speakers _nobody_", "class `c0`"]);
     fails_with(d, &folder, &["--val-speakers", "4.wav", "--val-fraction", "0.2"], &["cannot be used with"]);
     let empty = d.join("empty");

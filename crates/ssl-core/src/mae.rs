@@ -14,7 +14,7 @@
 use crate::amp::at_least_f32;
 use crate::method::{Batch, Method, Output};
 use crate::modules::{sincos_pos_embed_hw, Block, BlockConfig};
-use crate::vit::{patchify, random_masking, Vit, VitConfig};
+use crate::vit::{patchify, random_masking, Pool, Vit, VitConfig};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
@@ -107,12 +107,24 @@ impl Mae {
     }
 
     /// [`Mae::reconstruct`], and the encoder's pooled output on the kept
-    /// patches `[B, D]` (the training features the trainer's online probe
-    /// and collapse figures read).
+    /// patches `[B, feature_dim]` (the training features the trainer's
+    /// online probe and collapse figures read; [`Pool::Stacked`] puts zeros
+    /// in the removed patches' places).
     pub fn reconstruct_with_features(&self, x: &Tensor) -> (Tensor, Tensor, Tensor, Tensor) {
         let (kept, mask, ids_restore) = random_masking(&self.encoder.embed_patches(x), self.cfg.mask_ratio);
         let encoded = self.encoder.encode_tokens(&kept);
-        let features = self.encoder.pool_tokens(&encoded);
+        let features = match self.cfg.encoder.pool {
+            // The kept tokens in their places, zeros in the removed ones.
+            Pool::Stacked => {
+                let (b, k1, d) = encoded.size3().expect("encoded tokens");
+                let n = ids_restore.size()[1];
+                let zeros = Tensor::zeros([b, n + 1 - k1, d], (encoded.kind(), encoded.device()));
+                let tokens = Tensor::cat(&[encoded.narrow(1, 1, k1 - 1), zeros], 1)
+                    .gather(1, &ids_restore.unsqueeze(-1).expand([b, n, d], false), false);
+                self.encoder.pool_tokens(&Tensor::cat(&[encoded.narrow(1, 0, 1), tokens], 1))
+            }
+            Pool::Cls | Pool::Mean => self.encoder.pool_tokens(&encoded),
+        };
         let latent = encoded.apply(&self.decoder_embed);
         let (b, k1, d) = latent.size3().expect("latent tokens");
         let n = ids_restore.size()[1];
@@ -203,5 +215,15 @@ mod tests {
         // Normalised targets: zero mean per patch.
         assert!(target.mean_dim([-1i64].as_slice(), false, Kind::Float).abs().max().double_value(&[]) < 1e-5);
         assert!(vs.variables().contains_key("decoder_blocks.0.attn.qkv.weight"));
+
+        // Stacked pooling: the training features put the kept tokens back in
+        // their places (zeros elsewhere) and are as wide as the evaluation's.
+        let stacked = VitConfig { pool: crate::vit::Pool::Stacked, ..mae.cfg.encoder.clone() };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mae = Mae::new(&vs.root(), &MaeConfig { mask_ratio: 0.0, ..MaeConfig::light(stacked) });
+        let (.., features) = mae.reconstruct_with_features(&x);
+        assert_eq!(features.size(), [3, 4 * 12]);
+        // With nothing removed they are the evaluation features.
+        assert!(features.allclose(&mae.features(&x), 1e-5, 1e-5, false));
     }
 }

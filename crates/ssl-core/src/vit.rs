@@ -23,6 +23,13 @@ pub enum Pool {
     /// The mean of the patch tokens after the final norm (timm's `"avg"`
     /// without `fc_norm`; Audio-MAE's choice for spectrograms).
     Mean,
+    /// Per column of the patch grid (a time step of a spectrogram), its
+    /// patch tokens after the final norm concatenated from top to bottom
+    /// (over frequency), then the mean over the columns: `rows × dim` wide.
+    /// MSM-MAE's and M2D's clip features (Niizumi et al.,
+    /// <https://arxiv.org/abs/2204.12260>), which keep what each band says
+    /// apart, as BYOL-A's CNN does.
+    Stacked,
 }
 
 /// A ViT's shape.
@@ -162,6 +169,14 @@ impl VitConfig {
     pub fn grid_hw(&self) -> (i64, i64) {
         (self.image_size / self.patch_size, self.width() / self.patch_size)
     }
+    /// Width of the pooled output: `dim`, or `rows × dim` for
+    /// [`Pool::Stacked`].
+    pub fn feature_dim(&self) -> i64 {
+        match self.pool {
+            Pool::Stacked => self.grid_hw().0 * self.dim,
+            Pool::Cls | Pool::Mean => self.dim,
+        }
+    }
     /// Patches per input.
     pub fn num_patches(&self) -> i64 {
         let (h, w) = self.grid_hw();
@@ -283,9 +298,9 @@ impl Vit {
         self.encode_tokens_t(&self.embed_patches(x), train)
     }
 
-    /// Token width.
+    /// Width of the pooled output ([`VitConfig::feature_dim`]).
     pub fn feature_dim(&self) -> i64 {
-        self.cfg.dim
+        self.cfg.feature_dim()
     }
 }
 
@@ -302,14 +317,27 @@ impl ModuleT for Vit {
 
 impl Vit {
     /// Output tokens pooled as configured (see [`Pool`]): the class token,
-    /// or the mean of the other tokens.
+    /// the mean of the other tokens, or their columns stacked and averaged
+    /// (which needs the whole grid, in row-major order).
     ///
     /// # Shapes
-    /// `[B, 1 + M, D]` → `[B, D]`
+    /// `[B, 1 + M, D]` → `[B, D]` (`[B, rows · D]` for [`Pool::Stacked`], where `M = rows · cols`)
     pub fn pool_tokens(&self, t: &Tensor) -> Tensor {
+        let patches = t.narrow(1, 1, t.size()[1] - 1);
         match self.cfg.pool {
             Pool::Cls => t.select(1, 0),
-            Pool::Mean => t.narrow(1, 1, t.size()[1] - 1).mean_dim([1i64].as_slice(), false, t.kind()),
+            Pool::Mean => patches.mean_dim([1i64].as_slice(), false, t.kind()),
+            Pool::Stacked => {
+                let (rows, cols) = self.cfg.grid_hw();
+                let (_, m, d) = patches.size3().expect("tokens are [B, 1 + M, D]");
+                assert_eq!(m, rows * cols, "stacked pooling needs every patch of the {rows} × {cols} grid");
+                // -1 for the batch, so that a traced export takes any batch.
+                patches.view([-1, rows, cols, d]).permute([0, 2, 1, 3]).reshape([-1, cols, rows * d]).mean_dim(
+                    [1i64].as_slice(),
+                    false,
+                    t.kind(),
+                )
+            }
         }
     }
 }
@@ -395,6 +423,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!((old.width(), old.pool), (8, Pool::Cls));
+    }
+
+    #[test]
+    fn stacked_pooling_concatenates_each_column_over_rows_then_averages_columns() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = VitConfig::mini(8, 4).with_in_channels(1).with_input(8, 16).with_pool(Pool::Stacked);
+        assert_eq!((cfg.grid_hw(), cfg.feature_dim()), ((2, 4), 2 * 96));
+        let vit = Vit::new(&vs.root(), &cfg);
+        assert_eq!(vit.feature_dim(), 192);
+        // Tokens numbered by position: row r, column c is patch 1 + 4r + c,
+        // and token k holds the value k in every channel.
+        let t = Tensor::arange(9, (Kind::Float, Device::Cpu)).view([1, 9, 1]).expand([1, 9, 96], false);
+        let pooled = vit.pool_tokens(&t);
+        assert_eq!(pooled.size(), [1, 192]);
+        // Row 0's slot averages tokens 1..=4 (2.5), row 1's tokens 5..=8 (6.5).
+        let v = Vec::<f32>::try_from(pooled.get(0)).unwrap();
+        assert!(v[..96].iter().all(|&x| x == 2.5) && v[96..].iter().all(|&x| x == 6.5), "{v:?}");
+        let x = Tensor::randn([2, 1, 8, 16], (Kind::Float, Device::Cpu));
+        assert_eq!(vit.forward_t(&x, false).size(), [2, 192]);
     }
 
     #[test]

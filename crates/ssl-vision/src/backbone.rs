@@ -23,7 +23,7 @@ impl BackboneConfig {
     pub fn feature_dim(&self) -> i64 {
         match self {
             BackboneConfig::ResNet(c) => c.feature_dim(),
-            BackboneConfig::Vit(c) => c.dim,
+            BackboneConfig::Vit(c) => c.feature_dim(),
         }
     }
 }

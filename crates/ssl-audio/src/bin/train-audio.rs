@@ -22,6 +22,7 @@ use ssl_core::finetune::{copy_encoder, fine_tune, FineTuneRecipe};
 use ssl_core::metrics::write_json_atomic;
 use ssl_core::optim::OptimizerConfig;
 use ssl_core::trainer::{TrainConfig, Trainer};
+use ssl_core::vit::Pool;
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::{self, ModuleT};
@@ -72,6 +73,11 @@ struct Args {
     /// Default: the method's.
     #[arg(long)]
     encoder: Option<String>,
+    /// How the transformer pools its patch tokens: `mean` (Audio-MAE's) or
+    /// `stacked` (each time step's tokens concatenated over frequency, then
+    /// the mean over time: MSM-MAE's). Default: the recipe's.
+    #[arg(long, value_parser = ["mean", "stacked"])]
+    pool: Option<String>,
     /// Start the encoder (every copy: BYOL-A's online branch and its
     /// target) from a safetensors file: an ssl-rs run's `model.safetensors`
     /// or `backbone.safetensors`, or a timm ViT state dict for the
@@ -92,6 +98,18 @@ struct Args {
     /// noise draws). Default: the recipe's.
     #[arg(long, value_parser = ["paper", "cola"])]
     byol_a_waves: Option<String>,
+    /// BYOL-A's random resized crop of the log-mel: the box's size relative
+    /// to the spectrogram, `LO,HI` in each axis (the recipe's: 0.6,1.5, on
+    /// a canvas 1.5 times as long; `1,1` keeps every band and only shifts
+    /// the frames).
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    spec_crop: Option<Vec<f64>>,
+    /// Add white noise to every pretraining view at a signal-to-noise ratio
+    /// drawn in `LO,HI` dB (the recipes': half of the views, COLA's at
+    /// 5-30 dB, the others' none), so that two views of a clip differ in
+    /// their noise level.
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    view_snr: Option<Vec<f64>>,
     /// Speed perturbation of the pretraining views' waveforms, `LO,HI`
     /// (COLA's recipe: 0.85,1.15; pitch and tempo change together).
     #[arg(long, value_delimiter = ',', num_args = 1)]
@@ -231,6 +249,15 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         Some("transformer") => methods::transformer(&input),
         Some(other) => bail!("unknown --encoder `{other}` (expected cnn or transformer)"),
     };
+    let encoder = match (encoder, args.pool.as_deref()) {
+        (e, None) => e,
+        (AudioEncoderConfig::Transformer(v), Some(p)) => AudioEncoderConfig::Transformer(
+            v.with_pool(if p == "stacked" { Pool::Stacked } else { Pool::Mean }),
+        ),
+        (AudioEncoderConfig::Cnn(_), Some(_)) => {
+            bail!("--pool is the transformer's (--encoder transformer); the CNN pools max + mean over time")
+        }
+    };
     encoder.check()?;
     let mut recipe = methods::recipe(&args.method, &input)?;
     if let Some(w) = &args.byol_a_waves {
@@ -247,6 +274,22 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
             ViewRecipe::ByolA { mixup, .. } if (0.0..=1.0).contains(&m) => *mixup = m,
             ViewRecipe::ByolA { .. } => bail!("--mixup {m}: expected a ratio in [0, 1]"),
             _ => bail!("--mixup is BYOL-A's (--method byol-a), not {}'s", args.method),
+        }
+    }
+    if let Some(v) = &args.spec_crop {
+        match (&mut recipe.views, &v[..]) {
+            (ViewRecipe::ByolA { crop, .. }, &[lo, hi]) if lo > 0.0 && lo <= hi => crop.scale = (lo, hi),
+            (ViewRecipe::ByolA { .. }, _) => bail!("--spec-crop expects LO,HI with 0 < LO <= HI, got {v:?}"),
+            _ => bail!("--spec-crop is BYOL-A's (--method byol-a), not {}'s", args.method),
+        }
+    }
+    if let Some(v) = &args.view_snr {
+        match v[..] {
+            [lo, hi] if lo.is_finite() && hi.is_finite() && lo <= hi => {
+                let wave = recipe.views.wave_mut();
+                (wave.noise_p, wave.snr_db) = (1.0, (lo, hi));
+            }
+            _ => bail!("--view-snr expects LO,HI in dB with LO <= HI, got {v:?}"),
         }
     }
     if let Some(v) = &args.view_speed {
