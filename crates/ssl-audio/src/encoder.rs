@@ -89,8 +89,9 @@ impl ModuleT for AudioCnn {
     }
 }
 /// An audio encoder's configuration: BYOL-A's CNN or a patch transformer
-/// (ssl-core's [`Vit`] on the `bands × frames` spectrogram, mean-pooled, as
-/// Audio-MAE).
+/// (ssl-core's [`Vit`] on the `bands × frames` spectrogram; mean-pooled as
+/// Audio-MAE when built by [`AudioEncoderConfig::transformer`], stacked by
+/// `methods::transformer`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AudioEncoderConfig {
