@@ -312,6 +312,23 @@ fn bad_input_is_refused_naming_the_file() {
 }
 
 #[test]
+fn make_keywords_refuses_a_bad_noise_range_before_synthesising() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [&["--noise-snr", "20,0"][..], &["--noise-snr", "5"], &["--noise-snr", "0,inf"]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_make-keywords"))
+            .args(bad)
+            .arg("--out")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{bad:?} should fail");
+        let e = stderr(&o);
+        assert!(e.contains("--noise-snr expects LO,HI"), "{bad:?}: {e}");
+    }
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing written");
+}
+
+#[test]
 fn a_run_killed_at_a_random_step_resumes_to_identical_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -119,8 +119,11 @@ impl Mae {
                 let (b, k1, d) = encoded.size3().expect("encoded tokens");
                 let n = ids_restore.size()[1];
                 let zeros = Tensor::zeros([b, n + 1 - k1, d], (encoded.kind(), encoded.device()));
-                let tokens = Tensor::cat(&[encoded.narrow(1, 1, k1 - 1), zeros], 1)
-                    .gather(1, &ids_restore.unsqueeze(-1).expand([b, n, d], false), false);
+                let tokens = Tensor::cat(&[encoded.narrow(1, 1, k1 - 1), zeros], 1).gather(
+                    1,
+                    &ids_restore.unsqueeze(-1).expand([b, n, d], false),
+                    false,
+                );
                 self.encoder.pool_tokens(&Tensor::cat(&[encoded.narrow(1, 0, 1), tokens], 1))
             }
             Pool::Cls | Pool::Mean => self.encoder.pool_tokens(&encoded),

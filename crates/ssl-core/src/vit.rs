@@ -332,11 +332,11 @@ impl Vit {
                 let (_, m, d) = patches.size3().expect("tokens are [B, 1 + M, D]");
                 assert_eq!(m, rows * cols, "stacked pooling needs every patch of the {rows} × {cols} grid");
                 // -1 for the batch, so that a traced export takes any batch.
-                patches.view([-1, rows, cols, d]).permute([0, 2, 1, 3]).reshape([-1, cols, rows * d]).mean_dim(
-                    [1i64].as_slice(),
-                    false,
-                    t.kind(),
-                )
+                patches
+                    .view([-1, rows, cols, d])
+                    .permute([0, 2, 1, 3])
+                    .reshape([-1, cols, rows * d])
+                    .mean_dim([1i64].as_slice(), false, t.kind())
             }
         }
     }

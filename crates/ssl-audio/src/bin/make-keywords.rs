@@ -6,7 +6,7 @@
 //! another engine, written to `runs/data/digits-flite` unless `--out` says
 //! otherwise). `cargo xtask gen-keywords` runs it.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ssl_audio::synth::{generate, Engine, KeywordSpec};
 use std::path::PathBuf;
@@ -35,16 +35,28 @@ struct Args {
     /// Seed of the voice, speed, pitch and noise draws.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Centre each clip in a one-second window of white noise at an SNR
+    /// drawn in `LO,HI` dB (flite's default: 0,20; espeak's: none). An
+    /// unlabelled set made for `train-audio --unlabeled` with `--noise-snr
+    /// 0,20` matches `--data bundled`, which adds that noise when it loads.
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    noise_snr: Option<Vec<f64>>,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let version = args.engine.version()?;
     let base = match args.engine {
         Engine::Espeak => KeywordSpec::default(),
         Engine::Flite => KeywordSpec::flite_digits(),
     };
+    let noise_snr_db = match args.noise_snr.as_deref() {
+        None => base.noise_snr_db,
+        Some(&[lo, hi]) if lo.is_finite() && hi.is_finite() && lo <= hi => Some((lo, hi)),
+        Some(v) => bail!("--noise-snr expects LO,HI in dB with LO <= HI, got {v:?}"),
+    };
+    let version = args.engine.version()?;
     let spec = KeywordSpec {
+        noise_snr_db,
         train_per_word: args.train_per_word,
         test_per_word: args.test_per_word,
         sample_rate: args.sample_rate,

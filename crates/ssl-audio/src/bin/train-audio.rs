@@ -75,7 +75,7 @@ struct Args {
     encoder: Option<String>,
     /// How the transformer pools its patch tokens: `mean` (Audio-MAE's) or
     /// `stacked` (each time step's tokens concatenated over frequency, then
-    /// the mean over time: MSM-MAE's). Default: the recipe's.
+    /// the mean over time: MSM-MAE's, the default).
     #[arg(long, value_parser = ["mean", "stacked"])]
     pool: Option<String>,
     /// Start the encoder (every copy: BYOL-A's online branch and its
@@ -105,8 +105,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', num_args = 1)]
     spec_crop: Option<Vec<f64>>,
     /// Add white noise to every pretraining view at a signal-to-noise ratio
-    /// drawn in `LO,HI` dB (the recipes': half of the views, COLA's at
-    /// 5-30 dB, the others' none), so that two views of a clip differ in
+    /// drawn in `LO,HI` dB (the recipes': COLA's 0,20 on every view;
+    /// BYOL-A's and MSM's none), so that two views of a clip differ in
     /// their noise level.
     #[arg(long, value_delimiter = ',', num_args = 1)]
     view_snr: Option<Vec<f64>>,
@@ -251,9 +251,13 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     };
     let encoder = match (encoder, args.pool.as_deref()) {
         (e, None) => e,
-        (AudioEncoderConfig::Transformer(v), Some(p)) => AudioEncoderConfig::Transformer(
-            v.with_pool(if p == "stacked" { Pool::Stacked } else { Pool::Mean }),
-        ),
+        (AudioEncoderConfig::Transformer(v), Some(p)) => {
+            AudioEncoderConfig::Transformer(v.with_pool(if p == "stacked" {
+                Pool::Stacked
+            } else {
+                Pool::Mean
+            }))
+        }
         (AudioEncoderConfig::Cnn(_), Some(_)) => {
             bail!("--pool is the transformer's (--encoder transformer); the CNN pools max + mean over time")
         }
