@@ -116,25 +116,14 @@ impl Mae {
         let features = match self.cfg.encoder.pool {
             // The kept tokens in their places, zeros in the removed ones.
             Pool::Stacked => {
-                let (b, k1, d) = encoded.size3().expect("encoded tokens");
-                let n = ids_restore.size()[1];
-                let zeros = Tensor::zeros([b, n + 1 - k1, d], (encoded.kind(), encoded.device()));
-                let tokens = Tensor::cat(&[encoded.narrow(1, 1, k1 - 1), zeros], 1).gather(
-                    1,
-                    &ids_restore.unsqueeze(-1).expand([b, n, d], false),
-                    false,
-                );
-                self.encoder.pool_tokens(&Tensor::cat(&[encoded.narrow(1, 0, 1), tokens], 1))
+                let zero = Tensor::zeros([1, 1, encoded.size()[2]], (encoded.kind(), encoded.device()));
+                self.encoder.pool_tokens(&restore_order(&encoded, &zero, &ids_restore))
             }
             Pool::Cls | Pool::Mean => self.encoder.pool_tokens(&encoded),
         };
         let latent = encoded.apply(&self.decoder_embed);
-        let (b, k1, d) = latent.size3().expect("latent tokens");
         let n = ids_restore.size()[1];
-        let masks = self.mask_token.expand([b, n + 1 - k1, d], false);
-        let tokens = Tensor::cat(&[latent.narrow(1, 1, k1 - 1), masks], 1);
-        let tokens = tokens.gather(1, &ids_restore.unsqueeze(-1).expand([b, n, d], false), false);
-        let y = Tensor::cat(&[latent.narrow(1, 0, 1), tokens], 1) + &self.decoder_pos_embed;
+        let y = restore_order(&latent, &self.mask_token, &ids_restore) + &self.decoder_pos_embed;
         let y =
             self.decoder_blocks.iter().fold(y, |y, blk| blk.forward_t(&y, false)).apply(&self.decoder_norm);
         let pred = y.apply(&self.decoder_pred).narrow(1, 1, n);
@@ -175,6 +164,19 @@ impl Method for Mae {
     fn features(&self, x: &Tensor) -> Tensor {
         self.encoder.forward_t(x, false)
     }
+}
+
+/// The tokens of the kept patches (class token first) back in patch
+/// order, with `fill` in the removed patches' places.
+///
+/// # Shapes
+/// `tokens: [B, 1 + K, D]`, `fill: [1, 1, D]`, `ids_restore: [B, N]` → `[B, 1 + N, D]`
+fn restore_order(tokens: &Tensor, fill: &Tensor, ids_restore: &Tensor) -> Tensor {
+    let (b, k1, d) = tokens.size3().expect("tokens are [B, 1 + K, D]");
+    let n = ids_restore.size()[1];
+    let patches = Tensor::cat(&[tokens.narrow(1, 1, k1 - 1), fill.expand([b, n + 1 - k1, d], false)], 1)
+        .gather(1, &ids_restore.unsqueeze(-1).expand([b, n, d], false), false);
+    Tensor::cat(&[tokens.narrow(1, 0, 1), patches], 1)
 }
 
 #[cfg(test)]
