@@ -63,6 +63,12 @@ pub fn collapse_stats(features: &Tensor) -> CollapseStats {
 /// bundled digits: RankMe 52.5 after epoch 1 and 26 from epoch 9 on, spread
 /// 0.26 then 0.32, 81.6% kNN); the half rule alone warned every epoch.
 ///
+/// A warning is given once when a collapse starts; the same warning is not
+/// repeated while it lasts (each epoch's figures are in its log line and in
+/// `metrics.jsonl`), only once the rank has come back above half of its
+/// best (masked spectrogram modelling's rank hovers at a quarter of its
+/// first epoch's for dozens of epochs, which warned at most of them).
+///
 /// Its state (the best rank so far) is serialisable, so a resumed run
 /// keeps the history.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -72,6 +78,19 @@ pub struct CollapseAlarm {
     /// written before it existed: 0, no history).
     #[serde(default)]
     best_spread: f64,
+    /// The alarm raised at the last epoch, if any (absent from older
+    /// checkpoints: none).
+    #[serde(default)]
+    raised: Option<Alarm>,
+}
+
+/// Which rule of [`CollapseAlarm`] fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Alarm {
+    OneDirection,
+    RankFell,
+    NoSpread,
 }
 
 impl CollapseAlarm {
@@ -81,33 +100,47 @@ impl CollapseAlarm {
     }
 
     /// Records the figures of `epoch` (1-based) and returns a warning when
-    /// they show a collapse.
+    /// they show a collapse that was not already reported at the previous
+    /// epoch.
     pub fn check(&mut self, epoch: usize, s: &CollapseStats) -> Option<String> {
-        let best = self.best_rank.max(s.rankme);
-        let previous = std::mem::replace(&mut self.best_rank, best);
-        let best_spread = self.best_spread.max(s.normalized_std);
-        let previous_spread = std::mem::replace(&mut self.best_spread, best_spread);
+        let (previous, previous_spread) = (self.best_rank, self.best_spread);
+        self.best_rank = self.best_rank.max(s.rankme);
+        self.best_spread = self.best_spread.max(s.normalized_std);
         let spread_fell = s.normalized_std < 0.5 * previous_spread;
-        let why = if s.rankme < 2.0 {
-            format!("effective rank (RankMe) {:.2} of {} dimensions: one direction left", s.rankme, s.dim)
+        let (alarm, why) = if s.rankme < 2.0 {
+            let why = format!(
+                "effective rank (RankMe) {:.2} of {} dimensions: one direction left",
+                s.rankme, s.dim
+            );
+            (Alarm::OneDirection, why)
         } else if s.rankme < 0.25 * previous || (s.rankme < 0.5 * previous && spread_fell) {
             let spread = if spread_fell {
                 format!(", and the normalised spread to {:.3} from {:.3}", s.normalized_std, previous_spread)
             } else {
                 String::new()
             };
-            format!(
+            let why = format!(
                 "effective rank (RankMe) fell to {:.1} from {:.1} earlier in the run ({} dimensions){spread}",
                 s.rankme, previous, s.dim
-            )
+            );
+            (Alarm::RankFell, why)
         } else if s.normalized_std < 0.05 {
-            format!(
+            let why = format!(
                 "normalised feature spread {:.3} (about 1 when healthy, 0 when every sample looks the same)",
                 s.normalized_std
-            )
+            );
+            (Alarm::NoSpread, why)
         } else {
+            // Over only once the rank is back above half of its best, so
+            // that a rank hovering at the threshold warns once.
+            if s.rankme >= 0.5 * previous {
+                self.raised = None;
+            }
             return None;
         };
+        if self.raised.replace(alarm) == Some(alarm) {
+            return None;
+        }
         Some(format!("warning: the embeddings are collapsing at epoch {epoch}: {why}"))
     }
 }
@@ -153,6 +186,32 @@ mod tests {
         let fell = CollapseStats { normalized_std: 0.15, ..stats(19.0) };
         let w = alarm.check(2, &fell).expect("rank and spread both halved");
         assert!(w.contains("and the normalised spread to 0.150 from 0.400"), "{w}");
+    }
+
+    #[test]
+    fn a_lasting_collapse_warns_once() {
+        let stats = |rankme| CollapseStats { rankme, normalized_std: 0.4, dim: 1024, samples: 2048 };
+        // A collapse that lasts is reported when it starts, again after the
+        // rank came back above half of its best, and when it turns into
+        // another kind; hovering at the threshold (epochs 10-12) warns once.
+        let mut alarm = CollapseAlarm::new();
+        assert!(alarm.check(1, &stats(100.0)).is_none());
+        let epochs = [
+            (2, 20.0),
+            (3, 19.0),
+            (4, 18.0),
+            (5, 60.0),
+            (6, 20.0),
+            (7, 1.5),
+            (8, 1.4),
+            (9, 30.0),
+            (10, 24.0),
+            (11, 26.0),
+            (12, 24.0),
+        ];
+        let warned: Vec<usize> =
+            epochs.iter().filter_map(|&(e, r)| alarm.check(e, &stats(r)).map(|_| e)).collect();
+        assert_eq!(warned, [2, 6, 7, 10]);
     }
 
     #[test]
