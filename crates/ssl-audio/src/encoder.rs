@@ -106,7 +106,13 @@ impl AudioEncoderConfig {
     /// `depth` blocks of `dim / 32` heads, `patch × patch` patches, fixed
     /// sin-cos positions, mean pooling.
     pub fn transformer(n_mels: i64, frames: i64, patch: i64, dim: i64, depth: i64) -> Self {
-        let cfg = VitConfig {
+        Self::Transformer(Self::transformer_vit(n_mels, frames, patch, dim, depth))
+    }
+
+    /// The [`VitConfig`] of [`AudioEncoderConfig::transformer`], to change
+    /// further (e.g. its pooling) before wrapping it.
+    pub fn transformer_vit(n_mels: i64, frames: i64, patch: i64, dim: i64, depth: i64) -> VitConfig {
+        VitConfig {
             depth,
             dim,
             heads: (dim / 32).max(1),
@@ -114,8 +120,7 @@ impl AudioEncoderConfig {
                 .with_in_channels(1)
                 .with_input(n_mels, frames)
                 .with_pool(Pool::Mean)
-        };
-        Self::Transformer(cfg)
+        }
     }
 
     /// An error when the encoder cannot be built for its input (a

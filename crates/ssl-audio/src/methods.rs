@@ -66,10 +66,8 @@ pub fn cnn(input: &AudioInput) -> AudioEncoderConfig {
 /// over the mean of all tokens on the keywords' validation split
 /// (`docs/results.md`).
 pub fn transformer(input: &AudioInput) -> AudioEncoderConfig {
-    match AudioEncoderConfig::transformer(input.n_mels(), input.frames(), 8, 128, 4) {
-        AudioEncoderConfig::Transformer(v) => AudioEncoderConfig::Transformer(v.with_pool(Pool::Stacked)),
-        cnn => cnn,
-    }
+    let vit = AudioEncoderConfig::transformer_vit(input.n_mels(), input.frames(), 8, 128, 4);
+    AudioEncoderConfig::Transformer(vit.with_pool(Pool::Stacked))
 }
 
 /// A method's views, optimizer and default epochs.
