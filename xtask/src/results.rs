@@ -20,6 +20,11 @@ use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+const USAGE: &str = "\
+usage: cargo xtask results add RUN_DIR TABLE [NAME]   keep a run's reports in docs/results/TABLE/NAME
+       cargo xtask results                            rewrite every generated table of docs/results.md
+       cargo xtask results --check                    fail when a table differs from its reports (CI)";
+
 const BEGIN: &str = "<!-- results-table: ";
 const END: &str = "<!-- /results-table -->";
 
@@ -73,7 +78,13 @@ pub fn results(args: &[String]) -> Result<()> {
             eprintln!("xtask: docs/results.md's {n} generated tables rewritten from their reports");
             Ok(())
         }
-        Some(other) => bail!("unknown `cargo xtask results {other}`; expected nothing, --check or add"),
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => {
+            bail!("unknown `cargo xtask results {other}`; expected nothing, --check or add\n{USAGE}")
+        }
     }
 }
 
