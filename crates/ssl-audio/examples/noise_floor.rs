@@ -67,8 +67,11 @@ fn main() -> Result<()> {
     let (set, _) = data::load_spec("bundled", dir.path())?;
     let clips = data::decode_spec("bundled", &set.train, input.frontend.sample_rate, false)?;
     let x = input.spectrograms(&clips);
-    // Each frame's mean over the bands, sorted per clip.
-    let (frames, _) = x.squeeze_dim(1).mean_dim([1i64].as_slice(), false, Kind::Float).sort(1, false);
+    // Each frame's mean over the bands, sorted per clip, on the training
+    // set's normalisation alone (a run with `--per-clip-norm` feeds its
+    // encoder each clip standardised by its own statistics).
+    let levels = AudioInput { per_clip: false, ..input.clone() }.spectrograms(&clips);
+    let (frames, _) = levels.squeeze_dim(1).mean_dim([1i64].as_slice(), false, Kind::Float).sort(1, false);
     let q = frames.size()[1] / 4;
     let floor = frames.narrow(1, 0, q).mean_dim([1i64].as_slice(), false, Kind::Float);
     let snr = frames.narrow(1, 4 * q - q, q).mean_dim([1i64].as_slice(), false, Kind::Float) - &floor;

@@ -155,7 +155,13 @@ mod tests {
 
     #[test]
     fn every_method_builds_trains_one_step_and_exposes_its_encoder() {
-        let input = AudioInput { frontend: LogMelConfig::default(), clip_len: 15_200, mean: 0.0, std: 1.0 };
+        let input = AudioInput {
+            frontend: LogMelConfig::default(),
+            clip_len: 15_200,
+            mean: 0.0,
+            std: 1.0,
+            per_clip: false,
+        };
         for method in METHODS {
             let enc = match default_encoder(method, &input) {
                 AudioEncoderConfig::Cnn(c) => {

@@ -38,6 +38,14 @@ pub struct AudioInput {
     pub mean: f64,
     /// Standard deviation of the training log-mels.
     pub std: f64,
+    /// Then standardise each window by its own mean and standard deviation
+    /// (over bands and frames): instance normalisation, which removes the
+    /// clip's level and with it most of its background noise floor, the
+    /// direction that dominates BYOL-A's and random features on the noisy
+    /// keywords (`examples/noise_floor.rs`). Off by default (absent from
+    /// older runs' `backbone.json`: off).
+    #[serde(default)]
+    pub per_clip: bool,
 }
 
 impl AudioInput {
@@ -45,7 +53,7 @@ impl AudioInput {
     /// statistics of `train` (windowed the same way).
     pub fn fit(frontend: LogMelConfig, frames: i64, train: &[Vec<f32>]) -> Self {
         let clip_len = ((frames - 1) * frontend.hop_length) as usize;
-        let mut input = Self { frontend, clip_len, mean: 0.0, std: 1.0 };
+        let mut input = Self { frontend, clip_len, mean: 0.0, std: 1.0, per_clip: false };
         let x = input.log_mel(&train.iter().map(|c| centred(c, clip_len)).collect::<Vec<_>>());
         let (std, mean) = x.std_mean(true);
         input.mean = mean.double_value(&[]);
@@ -79,12 +87,21 @@ impl AudioInput {
         Tensor::cat(&chunks, 0)
     }
 
-    /// Normalised log-mel of equal-length waveforms.
+    /// Normalised log-mel of equal-length waveforms: with the training
+    /// set's statistics, then, with `per_clip`, each window with its own.
     ///
     /// # Shapes
     /// `n × clip_len` samples → `[n, 1, n_mels, frames]`
     pub fn normalised<W: AsRef<[f32]>>(&self, windows: &[W]) -> Tensor {
-        ((self.log_mel(windows) - self.mean) / self.std).unsqueeze(1)
+        let x = (self.log_mel(windows) - self.mean) / self.std;
+        let x = if self.per_clip {
+            let dims = [1i64, 2].as_slice();
+            let (std, mean) = x.std_mean_dim(dims, true, true);
+            (x - mean) / std.clamp_min(1e-5)
+        } else {
+            x
+        };
+        x.unsqueeze(1)
     }
 
     /// The evaluation input of clips: centred windows, log-mel, normalised.
@@ -342,6 +359,23 @@ mod tests {
         // Louder clips move the mean: the statistics are fixed, not per batch.
         let loud: Vec<Vec<f32>> = c.iter().map(|v| v.iter().map(|x| x * 4.0).collect()).collect();
         assert!(view_stats(&input.spectrograms(&loud)).0 > 0.1);
+        // Per clip: every window has mean 0 and std 1, whatever its level.
+        let per_clip = AudioInput { per_clip: true, ..input };
+        let x = per_clip.spectrograms(&c);
+        for i in 0..8 {
+            let (m, s) = view_stats(&x.get(i));
+            assert!(m.abs() < 1e-4 && (s - 1.0).abs() < 1e-3, "clip {i}: {m} {s}");
+        }
+        // Clips with energy in every band and frame (no zero padding or
+        // silent bands, where the log-mel's floor holds) look the same
+        // louder.
+        tch::manual_seed(0);
+        let full: Vec<Vec<f32>> = (0..4)
+            .map(|_| Vec::<f32>::try_from(Tensor::randn([16_000], (Kind::Float, Device::Cpu)) * 0.1).unwrap())
+            .collect();
+        let loud: Vec<Vec<f32>> = full.iter().map(|v| v.iter().map(|x| x * 4.0).collect()).collect();
+        let d = (per_clip.spectrograms(&loud) - per_clip.spectrograms(&full)).abs().max().double_value(&[]);
+        assert!(d < 0.05, "louder clips look the same per clip: {d}");
     }
 
     #[test]

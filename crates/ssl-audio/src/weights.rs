@@ -88,6 +88,7 @@ mod tests {
             clip_len: 3680,
             mean: 0.0,
             std: 1.0,
+            per_clip: false,
         };
         export_encoder(&vs, &cfg, &input, &x, dir.path()).unwrap();
         let named = Tensor::read_safetensors(dir.path().join("backbone.safetensors")).unwrap();

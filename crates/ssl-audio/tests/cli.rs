@@ -171,6 +171,15 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
     assert_eq!(views["wave"]["snr_db"], serde_json::json!([0.0, 20.0]), "{views}");
     assert_eq!(views["crop"]["scale"], serde_json::json!([1.0, 1.0]), "{views}");
 
+    // Each clip standardised by its own statistics: recorded in
+    // backbone.json, and `embed` reproduces the run's features with it.
+    let o = train_audio(d, &folder, &["--method", "cola", "--per-clip-norm"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("run/backbone.json")).unwrap()).unwrap();
+    assert_eq!(meta["input"]["per_clip"], true, "{meta}");
+    embeds_like_the_run(d, &folder, "cola-per-clip");
+
     // Manifests, unlabelled clips and fine-tuning.
     let mut train = String::new();
     let mut test = String::new();

@@ -114,6 +114,13 @@ struct Args {
     /// (COLA's recipe: 0.85,1.15; pitch and tempo change together).
     #[arg(long, value_delimiter = ',', num_args = 1)]
     view_speed: Option<Vec<f64>>,
+    /// Standardise each window's log-mel by its own mean and standard
+    /// deviation too (after the training set's), for pretraining and every
+    /// evaluation alike: removes each clip's level and most of its
+    /// background noise floor. Recorded in backbone.json, so `embed` does
+    /// the same.
+    #[arg(long)]
+    per_clip_norm: bool,
     /// Model sample rate: clips are resampled to it.
     #[arg(long, default_value_t = 16_000)]
     sample_rate: u32,
@@ -242,7 +249,8 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
 
     let frontend =
         LogMelConfig { sample_rate: args.sample_rate, n_mels: args.n_mels, ..LogMelConfig::default() };
-    let input = AudioInput::fit(frontend, args.frames, &train_clips);
+    let input =
+        AudioInput { per_clip: args.per_clip_norm, ..AudioInput::fit(frontend, args.frames, &train_clips) };
     let encoder: AudioEncoderConfig = match args.encoder.as_deref() {
         None => methods::default_encoder(&args.method, &input),
         Some("cnn") => methods::cnn(&input),
