@@ -78,8 +78,8 @@ pub struct CollapseAlarm {
     /// written before it existed: 0, no history).
     #[serde(default)]
     best_spread: f64,
-    /// The alarm raised at the last epoch, if any (absent from older
-    /// checkpoints: none).
+    /// The kind of collapse last reported, until the rank comes back above
+    /// half of its best (absent from older checkpoints: none).
     #[serde(default)]
     raised: Option<Alarm>,
 }
@@ -100,8 +100,8 @@ impl CollapseAlarm {
     }
 
     /// Records the figures of `epoch` (1-based) and returns a warning when
-    /// they show a collapse that was not already reported at the previous
-    /// epoch.
+    /// they show a collapse, unless the same kind was already reported and
+    /// the rank has not come back above half of its best since.
     pub fn check(&mut self, epoch: usize, s: &CollapseStats) -> Option<String> {
         let (previous, previous_spread) = (self.best_rank, self.best_spread);
         self.best_rank = self.best_rank.max(s.rankme);
