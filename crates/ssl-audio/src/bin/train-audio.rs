@@ -260,11 +260,9 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     let encoder = match (encoder, args.pool.as_deref()) {
         (e, None) => e,
         (AudioEncoderConfig::Transformer(v), Some(p)) => {
-            AudioEncoderConfig::Transformer(v.with_pool(if p == "stacked" {
-                Pool::Stacked
-            } else {
-                Pool::Mean
-            }))
+            // clap lets through only `mean` and `stacked`.
+            let pool = if p == "stacked" { Pool::Stacked } else { Pool::Mean };
+            AudioEncoderConfig::Transformer(v.with_pool(pool))
         }
         (AudioEncoderConfig::Cnn(_), Some(_)) => {
             bail!("--pool is the transformer's (--encoder transformer); the CNN pools max + mean over time")
