@@ -149,6 +149,40 @@ impl Run {
             d
         }
     }
+
+    /// With `--resume` and `--seeds` above 1, a seed whose folder `dir`
+    /// holds its `report.json` finished before the sweep was stopped: it
+    /// is kept, not trained and evaluated again (which would also replace
+    /// its wall time by the re-evaluation's). Rank 0 reads the folder and
+    /// tells the other ranks. A `report.json` that does not parse is an
+    /// error naming it; delete the seed's folder to run it again.
+    pub fn earlier_seed(&self, args: &RunArgs, dir: &std::path::Path) -> Result<EarlierSeed> {
+        if !args.resume || args.seeds <= 1 {
+            return Ok(EarlierSeed::Train);
+        }
+        let path = dir.join("report.json");
+        let report = if self.is_main() && path.is_file() {
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            let report: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                Error::Config(format!(
+                    "{}: {e}; it is not a finished seed's report: delete the seed's folder to run it again",
+                    path.display()
+                ))
+            })?;
+            Some(report)
+        } else {
+            None
+        };
+        let done = tch::Tensor::from(i64::from(report.is_some()));
+        self.group.broadcast_(&done, 0)?;
+        if done.int64_value(&[]) == 0 {
+            return Ok(EarlierSeed::Train);
+        }
+        if self.is_main() {
+            eprintln!("seed {}: {} is from a finished run; kept, not run again", self.seed, path.display());
+        }
+        Ok(EarlierSeed::Finished(report.map(|report| Finished { dir: dir.to_path_buf(), report })))
+    }
 }
 
 impl RunArgs {
@@ -422,11 +456,23 @@ pub fn refuse_set(sets: &[ssl_core::config::Override], fields: &[&str], why: &st
 }
 
 /// A finished run, on rank 0: its folder and its report.
+#[derive(Debug)]
 pub struct Finished {
     /// The run folder ([`RunArgs::run_dir`]).
     pub dir: PathBuf,
     /// What was written to its `report.json`.
     pub report: serde_json::Value,
+}
+
+/// What `--resume` found of one seed of `--seeds` ([`Run::earlier_seed`]).
+#[derive(Debug)]
+pub enum EarlierSeed {
+    /// Not finished: train it, from its latest checkpoint if it has one.
+    Train,
+    /// Finished in an earlier invocation: its report (on rank 0; `None` on
+    /// the other ranks), for the binary to return to [`over_seeds`] instead
+    /// of training the seed again.
+    Finished(Option<Finished>),
 }
 
 /// Runs `train` once per seed of `--seeds` (once, as given, without it).

@@ -83,7 +83,6 @@ fn images_smaller_than_the_views_are_refused_naming_the_file() {
     );
 }
 
-/// A small labelled folder: 2 classes of 12 px grey squares.
 /// `train-vision` for one epoch on the CPU, without the kNN monitor.
 fn one_epoch(spec: &str, batch_size: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_train-vision"));
@@ -102,6 +101,7 @@ fn one_epoch(spec: &str, batch_size: &str) -> Command {
     cmd
 }
 
+/// A small labelled folder: 2 classes of 12 px grey squares.
 fn tiny_folder(dir: &std::path::Path) {
     for (split, n) in [("train", 8), ("test", 4)] {
         for (c, level) in [("dark", 40u8), ("light", 200u8)] {
@@ -223,6 +223,48 @@ fn seeds_overrides_and_label_fractions_reach_the_reports() {
     }
     assert!(stdout.contains("over 2 seeds") && stdout.contains("difference.knn_top1"), "{stdout}");
     assert!(stdout.contains("linear 1%") && stdout.contains("fine-tuned, 50% of the labels"), "{stdout}");
+}
+
+#[test]
+fn resume_keeps_the_seeds_that_finished_and_trains_the_rest() {
+    let data = tempfile::tempdir().unwrap();
+    tiny_folder(data.path());
+    let out = data.path().join("run");
+    let spec = format!("folder:{}", data.path().display());
+    let sweep = |extra: &[&str]| {
+        one_epoch(&spec, "8")
+            .args(["--finetune-epochs", "0", "--seeds", "2", "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = sweep(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Seed 0 finished; seed 1 was stopped after its checkpoint, before its
+    // report. Mark seed 0's report to see whether it is kept.
+    let report = out.join("seed-0/report.json");
+    let mut r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    r["wall_s"] = 12345.0.into();
+    std::fs::write(&report, r.to_string()).unwrap();
+    std::fs::remove_file(out.join("seed-1/report.json")).unwrap();
+    let o = sweep(&["--resume"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("seed 0: ") && err.contains("kept, not run again"), "{err}");
+    assert!(!err.contains("seed 1: "), "seed 1 had no report: {err}");
+    assert!(out.join("seed-1/report.json").is_file(), "seed 1 is run again");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let walls = &summary["figures"]["wall_s"]["values"];
+    assert_eq!(walls[0], 12345.0, "seed 0's report is the one kept: {summary}");
+    assert!(walls[1].as_f64().is_some_and(|w| w < 12345.0), "{summary}");
+    // A report that does not parse is named, not skipped or overwritten.
+    std::fs::write(&report, "{\"wall_s\": 1").unwrap();
+    let o = sweep(&["--resume"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains(&report.display().to_string()) && err.contains("delete the seed's folder"), "{err}");
 }
 
 #[test]

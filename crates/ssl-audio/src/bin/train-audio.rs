@@ -327,6 +327,9 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     let out = args.run.run_dir(|| {
         PathBuf::from("runs").join(format!("{}-{}", args.method, dataset.replace([':', '/', ','], "_")))
     });
+    if let ssl_cli::EarlierSeed::Finished(kept) = run.earlier_seed(&args.run, &out)? {
+        return Ok(kept);
+    }
     if run.is_main() && !args.run.print_config {
         std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     }

@@ -181,6 +181,9 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         .map_or("fortunes".to_string(), |s| s.to_string_lossy().into_owned());
     let out =
         args.run.run_dir(|| PathBuf::from("runs").join(format!("text-{}-{}", args.objective, corpus_name)));
+    if let ssl_cli::EarlierSeed::Finished(kept) = run.earlier_seed(&args.run, &out)? {
+        return Ok(kept);
+    }
     if main {
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     }

@@ -628,6 +628,9 @@ fn train(args: &Args, given: &Args) -> Result<Option<ssl_cli::Finished>> {
     // Checkpoints every 5 epochs, 2 warmup epochs.
     args.run.apply_to(&mut train_cfg, 5, 2);
     let out = args.run.run_dir(|| PathBuf::from("runs").join(format!("{}-{}", args.method, data.name())));
+    if let ssl_cli::EarlierSeed::Finished(kept) = run.earlier_seed(&args.run, &out)? {
+        return Ok(kept);
+    }
     if run.is_main() && !args.run.print_config {
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     }
