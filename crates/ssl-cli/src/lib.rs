@@ -150,14 +150,15 @@ impl Run {
         }
     }
 
-    /// With `--resume` and `--seeds` above 1, a seed whose folder `dir`
-    /// holds its `report.json` finished before the sweep was stopped: it
-    /// is kept, not trained and evaluated again (which would also replace
-    /// its wall time by the re-evaluation's). Rank 0 reads the folder and
-    /// tells the other ranks. A `report.json` that does not parse is an
-    /// error naming it; delete the seed's folder to run it again.
+    /// With `--resume` and `--seeds` above 1 (and no `--print-config`), a
+    /// seed whose folder `dir` holds its `report.json` finished before the
+    /// sweep was stopped: it is kept, not trained and evaluated again
+    /// (which would also replace its wall time by the re-evaluation's).
+    /// Rank 0 reads the folder and tells the other ranks. A `report.json`
+    /// that does not parse is an error naming it; delete the seed's folder
+    /// to run it again.
     pub fn earlier_seed(&self, args: &RunArgs, dir: &std::path::Path) -> Result<EarlierSeed> {
-        if !args.resume || args.seeds <= 1 {
+        if !args.resume || args.seeds <= 1 || args.print_config {
             return Ok(EarlierSeed::Train);
         }
         let path = dir.join("report.json");
