@@ -182,6 +182,17 @@ fn main() -> Result<()> {
             })
             .collect();
         println!("  nearest neighbour shares: {}", shared.join(", "));
+        // The same for the words after centring the features on their mean,
+        // and after standardising each dimension: how much of the loss is
+        // a shared offset or a few loud dimensions rather than lost content.
+        let mean = f.mean_dim([0i64].as_slice(), true, Kind::Float);
+        let centred = &f - &mean;
+        let std = centred.std_dim([0i64].as_slice(), true, true).clamp_min(1e-6);
+        println!(
+            "  words: centred {:.1}%, standardised {:.1}%",
+            100.0 * nearest_neighbour_agreement(&centred, &attrs[0].1),
+            100.0 * nearest_neighbour_agreement(&(&centred / std), &attrs[0].1)
+        );
     };
     report("random init");
     let named: Vec<(String, Tensor)> = ssl_core::weights::read_tensors(&run.join("model.safetensors"))?

@@ -112,10 +112,9 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let cfg = ByolAConfig {
             encoder: AudioEncoderConfig::Cnn(AudioCnnConfig {
-                n_mels: 16,
                 channels: 4,
-                dim: 16,
                 dropout: 0.0,
+                ..AudioCnnConfig::byol_a(16, 16)
             }),
             hidden: 32,
             out: 8,

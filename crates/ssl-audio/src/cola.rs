@@ -99,7 +99,11 @@ mod tests {
     fn the_loss_is_cross_entropy_of_bilinear_scores_with_positives_on_the_diagonal() {
         tch::manual_seed(5);
         let mut vs = nn::VarStore::new(Device::Cpu);
-        let enc = AudioEncoderConfig::Cnn(AudioCnnConfig { n_mels: 16, channels: 4, dim: 16, dropout: 0.3 });
+        let enc = AudioEncoderConfig::Cnn(AudioCnnConfig {
+            channels: 4,
+            dropout: 0.3,
+            ..AudioCnnConfig::byol_a(16, 16)
+        });
         let cola = Cola::new(&vs.root(), &ColaConfig { encoder: enc, projection: 8 });
         vs.double();
         let x = Tensor::randn([5, 1, 16, 24], (Kind::Double, Device::Cpu));

@@ -5,6 +5,12 @@
 //! channels × bands, then max plus mean over time. Parameter names follow
 //! an `nn.Sequential` (`features.0.weight`, `features.1.running_mean`,
 //! `fc.3.bias`), checked against PyTorch in `tests/encoder_parity.rs`.
+//!
+//! [`AudioCnnConfig::byol_a_v2`] is BYOL-A v2's AudioNTT2022 ("BYOL for
+//! Audio: Exploring Pre-trained General-purpose Audio Representations",
+//! <https://arxiv.org/abs/2204.07402>): two blocks, and each frame's
+//! convolutional features stacked beside its MLP output before the pooling,
+//! so that the representation keeps the local features as well.
 
 use serde::{Deserialize, Serialize};
 use ssl_core::modules::batch_norm2d;
@@ -23,12 +29,42 @@ pub struct AudioCnnConfig {
     pub dim: i64,
     /// Dropout between the two MLP layers (0.3).
     pub dropout: f64,
+    /// Convolution blocks, each halving bands and frames (BYOL-A: 3,
+    /// v2: 2); `n_mels` must be a multiple of `2^conv_blocks`.
+    #[serde(default = "three")]
+    pub conv_blocks: i64,
+    /// Stack each frame's flattened convolutional features (`channels ×
+    /// n_mels / 2^conv_blocks`) beside its MLP output before pooling (v2).
+    #[serde(default)]
+    pub stack: bool,
+}
+
+fn three() -> i64 {
+    3
 }
 
 impl AudioCnnConfig {
     /// BYOL-A's encoder for `n_mels` bands with output width `dim`.
     pub fn byol_a(n_mels: i64, dim: i64) -> Self {
-        Self { n_mels, channels: 64, dim, dropout: 0.3 }
+        Self { n_mels, channels: 64, dim, dropout: 0.3, conv_blocks: 3, stack: false }
+    }
+
+    /// BYOL-A v2's AudioNTT2022 for `n_mels` bands: two blocks, an MLP
+    /// `dim` wide, the convolutional features stacked beside it (output
+    /// `64 · n_mels / 4 + dim`: 3,072 for 64 bands and `dim` 2,048, the
+    /// paper's).
+    pub fn byol_a_v2(n_mels: i64, dim: i64) -> Self {
+        Self { conv_blocks: 2, stack: true, ..Self::byol_a(n_mels, dim) }
+    }
+
+    /// Width of a frame's flattened convolutional features.
+    pub fn conv_dim(&self) -> i64 {
+        self.channels * (self.n_mels >> self.conv_blocks)
+    }
+
+    /// Output width: `dim`, plus [`AudioCnnConfig::conv_dim`] when stacked.
+    pub fn feature_dim(&self) -> i64 {
+        self.dim + if self.stack { self.conv_dim() } else { 0 }
     }
 }
 
@@ -45,12 +81,15 @@ impl AudioCnn {
     /// Builds the encoder under `p`.
     ///
     /// # Panics
-    /// If `n_mels` is not a positive multiple of 8.
+    /// If `n_mels` is not a positive multiple of `2^conv_blocks`, or there
+    /// are not 1 to 6 blocks.
     pub fn new(p: &nn::Path, cfg: &AudioCnnConfig) -> Self {
-        assert!(cfg.n_mels > 0 && cfg.n_mels % 8 == 0, "n_mels {} is not a multiple of 8", cfg.n_mels);
+        assert!((1..=6).contains(&cfg.conv_blocks), "{} convolution blocks (1 to 6)", cfg.conv_blocks);
+        let m = 1 << cfg.conv_blocks;
+        assert!(cfg.n_mels > 0 && cfg.n_mels % m == 0, "n_mels {} is not a multiple of {m}", cfg.n_mels);
         let f = p / "features";
         let conv = nn::ConvConfig { padding: 1, ..Default::default() };
-        let blocks = (0..3)
+        let blocks = (0..cfg.conv_blocks)
             .map(|i| {
                 let c_in = if i == 0 { 1 } else { cfg.channels };
                 (
@@ -60,20 +99,21 @@ impl AudioCnn {
             })
             .collect();
         let fc = p / "fc";
-        let fc0 = nn::linear(&fc / 0, cfg.channels * (cfg.n_mels / 8), cfg.dim, Default::default());
+        let fc0 = nn::linear(&fc / 0, cfg.conv_dim(), cfg.dim, Default::default());
         let fc3 = nn::linear(&fc / 3, cfg.dim, cfg.dim, Default::default());
         Self { blocks, fc0, fc3, cfg: cfg.clone() }
     }
 
     /// Output width.
     pub fn feature_dim(&self) -> i64 {
-        self.cfg.dim
+        self.cfg.feature_dim()
     }
 }
 
 impl ModuleT for AudioCnn {
     /// # Shapes
-    /// `[B, 1, n_mels, T]` or `[B, n_mels, T]` (T ≥ 8) → `[B, dim]`
+    /// `[B, 1, n_mels, T]` or `[B, n_mels, T]` (T ≥ `2^conv_blocks`) →
+    /// `[B, feature_dim]`
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut x = if x.dim() == 3 { x.unsqueeze(1) } else { x.shallow_clone() };
         for (conv, bn) in &self.blocks {
@@ -83,8 +123,9 @@ impl ModuleT for AudioCnn {
         // sizes read here, so that a traced export takes any batch and
         // length.
         let x = x.permute([0, 3, 2, 1]).flatten(2, 3);
-        let x = self.fc0.forward(&x).relu().dropout(self.cfg.dropout, train);
-        let x = self.fc3.forward(&x).relu();
+        let h = self.fc0.forward(&x).relu().dropout(self.cfg.dropout, train);
+        let h = self.fc3.forward(&h).relu();
+        let x = if self.cfg.stack { Tensor::cat(&[x, h], 2) } else { h };
         x.amax([1i64].as_slice(), false) + x.mean_dim([1i64].as_slice(), false, x.kind())
     }
 }
@@ -127,7 +168,16 @@ impl AudioEncoderConfig {
     /// transformer's `bands × frames` must split into whole patches).
     pub fn check(&self) -> crate::Result<()> {
         match self {
-            Self::Cnn(_) => Ok(()),
+            Self::Cnn(c) => {
+                let m = 1i64 << c.conv_blocks.clamp(0, 6);
+                if !(1..=6).contains(&c.conv_blocks) || c.n_mels <= 0 || c.n_mels % m != 0 {
+                    return Err(crate::Error::Config(format!(
+                        "the CNN's {} convolution blocks (1 to 6) need --n-mels a positive multiple of {m}, not {}",
+                        c.conv_blocks, c.n_mels
+                    )));
+                }
+                Ok(())
+            }
             Self::Transformer(v) => v.check().map_err(|e| {
                 crate::Error::Config(format!(
                     "{e}; set --frames and --n-mels to multiples of {}",
@@ -140,7 +190,7 @@ impl AudioEncoderConfig {
     /// Output width.
     pub fn feature_dim(&self) -> i64 {
         match self {
-            Self::Cnn(c) => c.dim,
+            Self::Cnn(c) => c.feature_dim(),
             Self::Transformer(v) => v.feature_dim(),
         }
     }
@@ -194,5 +244,25 @@ mod tests {
         let e = AudioEncoderConfig::transformer(64, 100, 8, 128, 4).check().unwrap_err().to_string();
         assert!(e.contains("64 × 100") && e.contains("--frames"), "{e}");
         AudioEncoderConfig::transformer(64, 96, 8, 128, 4).check().unwrap();
+    }
+
+    #[test]
+    fn v2_stacks_its_convolutional_features_beside_the_mlp() {
+        let cfg = AudioCnnConfig::byol_a_v2(64, 2048);
+        assert_eq!((cfg.conv_dim(), cfg.feature_dim()), (1024, 3072), "the paper's 3,072");
+        let small = AudioCnnConfig { channels: 4, ..AudioCnnConfig::byol_a_v2(16, 8) };
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let net = AudioCnn::new(&vs.root(), &small);
+        let x = Tensor::randn([3, 1, 16, 12], (tch::Kind::Float, tch::Device::Cpu));
+        assert_eq!(net.forward_t(&x, false).size(), [3, 4 * 4 + 8]);
+        // A config written before v2 reads as BYOL-A's three blocks.
+        let old: AudioCnnConfig =
+            serde_json::from_str(r#"{"n_mels": 64, "channels": 64, "dim": 1024, "dropout": 0.3}"#).unwrap();
+        assert_eq!(old, AudioCnnConfig::byol_a(64, 1024));
+        let e = AudioEncoderConfig::Cnn(AudioCnnConfig { conv_blocks: 4, ..AudioCnnConfig::byol_a(40, 8) })
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("multiple of 16") && e.contains("40"), "{e}");
     }
 }

@@ -60,6 +60,13 @@ pub fn cnn(input: &AudioInput) -> AudioEncoderConfig {
     AudioEncoderConfig::Cnn(AudioCnnConfig::byol_a(input.n_mels(), 1024))
 }
 
+/// BYOL-A v2's CNN (AudioNTT2022): two blocks of 64 channels, an MLP 2048
+/// wide, the convolutional features stacked beside it (3,072 wide for 64
+/// bands, the paper's).
+pub fn cnn_v2(input: &AudioInput) -> AudioEncoderConfig {
+    AudioEncoderConfig::Cnn(AudioCnnConfig::byol_a_v2(input.n_mels(), 2048))
+}
+
 /// A 4-block, 128-wide patch transformer on `8 × 8` patches whose tokens
 /// are stacked over frequency and averaged over time (MSM-MAE's pooling,
 /// [`Pool::Stacked`]: `n_mels / 8 × 128` wide, 1,024 for 64 bands), chosen

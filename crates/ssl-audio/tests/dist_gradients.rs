@@ -13,7 +13,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 fn cnn() -> AudioEncoderConfig {
-    AudioEncoderConfig::Cnn(AudioCnnConfig { n_mels: 16, channels: 4, dim: 16, dropout: 0.0 })
+    AudioEncoderConfig::Cnn(AudioCnnConfig { channels: 4, dropout: 0.0, ..AudioCnnConfig::byol_a(16, 16) })
 }
 
 /// Two global batches of 8 two-view log-mel windows `[1, 16, 24]`, f64.

@@ -66,7 +66,11 @@ fn cola_learns_to_pair_crops() {
     assert_eq!(b.views[0].size(), [16, 1, 32, 32]);
     assert!(!b.views[0].equal(&b.views[1]), "two different crops");
     let cfg = ColaConfig {
-        encoder: AudioEncoderConfig::Cnn(AudioCnnConfig { n_mels: 32, channels: 8, dim: 32, dropout: 0.0 }),
+        encoder: AudioEncoderConfig::Cnn(AudioCnnConfig {
+            channels: 8,
+            dropout: 0.0,
+            ..AudioCnnConfig::byol_a(32, 32)
+        }),
         projection: 16,
     };
     let mut vs = nn::VarStore::new(Device::Cpu);

@@ -69,8 +69,9 @@ struct Args {
     /// least 2: BatchNorm and the contrastive losses need two clips).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(2..))]
     batch_size: u64,
-    /// Encoder: cnn (BYOL-A's) or transformer (8x8 patches; needed by msm).
-    /// Default: the method's.
+    /// Encoder: cnn (BYOL-A's), cnn-v2 (BYOL-A v2's: two blocks, their
+    /// features stacked beside the MLP's, 3,072 wide for 64 bands) or
+    /// transformer (8x8 patches; needed by msm). Default: the method's.
     #[arg(long)]
     encoder: Option<String>,
     /// How the transformer pools its patch tokens: `mean` (Audio-MAE's) or
@@ -254,8 +255,9 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     let encoder: AudioEncoderConfig = match args.encoder.as_deref() {
         None => methods::default_encoder(&args.method, &input),
         Some("cnn") => methods::cnn(&input),
+        Some("cnn-v2") => methods::cnn_v2(&input),
         Some("transformer") => methods::transformer(&input),
-        Some(other) => bail!("unknown --encoder `{other}` (expected cnn or transformer)"),
+        Some(other) => bail!("unknown --encoder `{other}` (expected cnn, cnn-v2 or transformer)"),
     };
     let encoder = match (encoder, args.pool.as_deref()) {
         (e, None) => e,
@@ -413,7 +415,8 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         eprintln!(
             "pretraining {} ({} encoder) on {} clips ({} unlabelled) for {epochs} epochs on {} ...",
             args.method,
-            match encoder {
+            match &encoder {
+                AudioEncoderConfig::Cnn(c) if c.stack => "cnn-v2",
                 AudioEncoderConfig::Cnn(_) => "cnn",
                 AudioEncoderConfig::Transformer(_) => "transformer",
             },
