@@ -66,6 +66,18 @@ impl AudioCnnConfig {
     pub fn feature_dim(&self) -> i64 {
         self.dim + if self.stack { self.conv_dim() } else { 0 }
     }
+
+    /// Why the blocks cannot be built on `n_mels` bands, if they cannot:
+    /// 1 to 6 blocks, each halving a band count it must divide.
+    fn shape_error(&self) -> Option<String> {
+        let m = 1i64 << self.conv_blocks.clamp(0, 6);
+        (!(1..=6).contains(&self.conv_blocks) || self.n_mels <= 0 || self.n_mels % m != 0).then(|| {
+            format!(
+                "the CNN's {} convolution blocks (1 to 6) need --n-mels a positive multiple of {m}, not {}",
+                self.conv_blocks, self.n_mels
+            )
+        })
+    }
 }
 
 /// See the module docs.
@@ -82,11 +94,12 @@ impl AudioCnn {
     ///
     /// # Panics
     /// If `n_mels` is not a positive multiple of `2^conv_blocks`, or there
-    /// are not 1 to 6 blocks.
+    /// are not 1 to 6 blocks ([`AudioEncoderConfig::check`] says so as an
+    /// error).
     pub fn new(p: &nn::Path, cfg: &AudioCnnConfig) -> Self {
-        assert!((1..=6).contains(&cfg.conv_blocks), "{} convolution blocks (1 to 6)", cfg.conv_blocks);
-        let m = 1 << cfg.conv_blocks;
-        assert!(cfg.n_mels > 0 && cfg.n_mels % m == 0, "n_mels {} is not a multiple of {m}", cfg.n_mels);
+        if let Some(e) = cfg.shape_error() {
+            panic!("{e}");
+        }
         let f = p / "features";
         let conv = nn::ConvConfig { padding: 1, ..Default::default() };
         let blocks = (0..cfg.conv_blocks)
@@ -168,16 +181,7 @@ impl AudioEncoderConfig {
     /// transformer's `bands × frames` must split into whole patches).
     pub fn check(&self) -> crate::Result<()> {
         match self {
-            Self::Cnn(c) => {
-                let m = 1i64 << c.conv_blocks.clamp(0, 6);
-                if !(1..=6).contains(&c.conv_blocks) || c.n_mels <= 0 || c.n_mels % m != 0 {
-                    return Err(crate::Error::Config(format!(
-                        "the CNN's {} convolution blocks (1 to 6) need --n-mels a positive multiple of {m}, not {}",
-                        c.conv_blocks, c.n_mels
-                    )));
-                }
-                Ok(())
-            }
+            Self::Cnn(c) => c.shape_error().map_or(Ok(()), |e| Err(crate::Error::Config(e))),
             Self::Transformer(v) => v.check().map_err(|e| {
                 crate::Error::Config(format!(
                     "{e}; set --frames and --n-mels to multiples of {}",
