@@ -6,6 +6,12 @@
 //! projector and predictor regress the projection of the other view by a
 //! momentum (EMA) target; symmetric negative-cosine loss (ssl-core's), with
 //! the target momentum rising from 0.99 to 1 on a cosine schedule.
+//!
+//! [`ByolAConfig::encoder_eval_mode`] (not in the paper; on in ssl-rs's
+//! recipe, `methods::build`) runs both encoders as at evaluation during
+//! pretraining: on the bundled keywords a random CNN's untrained BatchNorm
+//! (the identity) is part of what makes its features hard to beat, and
+//! BYOL-A trained with batch statistics lost to it (`docs/results.md`).
 
 use crate::encoder::{AudioEncoder, AudioEncoderConfig};
 use serde::{Deserialize, Serialize};
@@ -28,23 +34,36 @@ pub struct ByolAConfig {
     pub out: i64,
     /// Starting target momentum (0.99).
     pub base_momentum: f64,
+    /// Run the online and target encoders in evaluation mode during
+    /// pretraining as well: their BatchNorm layers normalise with running
+    /// statistics that then stay at their initial mean 0 and variance 1
+    /// (an affine layer that still learns its scale and shift), and their
+    /// dropout is off. The projector and predictor keep batch statistics.
+    /// Not in the paper (false there and in configs written before it).
+    #[serde(default)]
+    pub encoder_eval_mode: bool,
 }
 
 /// An encoder with its projector: `PREFIX.encoder.*`, `PREFIX.projector.*`.
 struct AudioBranch {
     encoder: AudioEncoder,
     projector: MlpHead,
+    encoder_eval_mode: bool,
 }
 
 impl AudioBranch {
     fn new(p: &nn::Path, cfg: &ByolAConfig) -> Self {
         let encoder = AudioEncoder::new(&(p / "encoder"), &cfg.encoder);
         let head = MlpHeadConfig::simclr(encoder.feature_dim(), cfg.hidden, cfg.out);
-        Self { projector: MlpHead::new(&(p / "projector"), &head), encoder }
+        Self {
+            projector: MlpHead::new(&(p / "projector"), &head),
+            encoder,
+            encoder_eval_mode: cfg.encoder_eval_mode,
+        }
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
-        let h = self.encoder.forward_t(x, train);
+        let h = self.encoder.forward_t(x, train && !self.encoder_eval_mode);
         let z = self.projector.forward_t(&h, train);
         (h, z)
     }
@@ -119,6 +138,7 @@ mod tests {
             hidden: 32,
             out: 8,
             base_momentum: 0.9,
+            encoder_eval_mode: false,
         };
         let mut m = ByolA::new(&vs, &cfg).unwrap();
         let vars = vs.variables();
@@ -143,5 +163,38 @@ mod tests {
         let moved = (tg - &before).mean(Kind::Float).double_value(&[]);
         assert!((moved - 0.1).abs() < 1e-3, "{moved}");
         assert_eq!(m.features(&x).size(), [4, 16]);
+    }
+
+    #[test]
+    fn encoder_eval_mode_keeps_the_encoders_batch_norm_statistics_at_their_start() {
+        let running_mean = |eval_mode: bool| {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let cfg = ByolAConfig {
+                encoder: AudioEncoderConfig::Cnn(AudioCnnConfig {
+                    channels: 4,
+                    ..AudioCnnConfig::byol_a(16, 16)
+                }),
+                hidden: 32,
+                out: 8,
+                base_momentum: 0.9,
+                encoder_eval_mode: eval_mode,
+            };
+            let m = ByolA::new(&vs, &cfg).unwrap();
+            tch::manual_seed(0);
+            let x = Tensor::randn([4, 1, 16, 24], (Kind::Float, Device::Cpu)) + 3.0;
+            let batch = Batch { views: vec![x.copy(), x.flip([3])], labels: None };
+            m.loss(&batch, true).unwrap().loss.backward();
+            let vars = vs.variables();
+            let (mean, proj) = (
+                &vars["online.encoder.features.1.running_mean"],
+                &vars["online.projector.layers.1.running_mean"],
+            );
+            (mean.abs().max().double_value(&[]), proj.abs().max().double_value(&[]))
+        };
+        let (frozen, projector) = running_mean(true);
+        assert_eq!(frozen, 0.0, "the encoder's statistics stay at their start");
+        assert!(projector > 0.0, "the projector still gathers batch statistics");
+        let (moving, _) = running_mean(false);
+        assert!(moving > 0.1, "without the option the encoder's statistics follow the batch: {moving}");
     }
 }

@@ -165,6 +165,15 @@ impl ViewRecipe {
         Self::byol_a_on(Self::cola_wave(clip_len), true)
     }
 
+    /// The same views with BYOL-A's largest mixup ratio set to `ratio` (0:
+    /// no mixup); other recipes are returned unchanged.
+    pub fn with_mixup(mut self, ratio: f64) -> Self {
+        if let Self::ByolA { mixup, .. } = &mut self {
+            *mixup = ratio;
+        }
+        self
+    }
+
     fn byol_a_on(wave: WaveAugment, wave_per_view: bool) -> Self {
         Self::ByolA {
             wave,

@@ -387,6 +387,58 @@ fn print_config_writes_no_run_and_its_output_starts_the_same_run() {
     assert!(!out.exists(), "--print-config made the run folder");
 }
 
+/// BYOL-A's recipe (no mixup, each clip standardised, the encoder's
+/// BatchNorm statistics kept at their start) and the flags that undo it,
+/// read from `--print-config`; other methods keep the global
+/// normalisation.
+#[test]
+fn byol_a_recipe_defaults_and_the_flags_that_undo_them() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    let data = format!("folder:{}", dir.path().join("kw").display());
+    let binary = env!("CARGO_BIN_EXE_train-audio");
+    let config = |extra: &[&str]| -> serde_json::Value {
+        let o = Command::new(binary)
+            .args(["--data", &data, "--print-config", "--batch-size", "4", "--out"])
+            .arg(dir.path().join("run"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let summary = |c: &serde_json::Value| {
+        (
+            c["input"]["per_clip"].as_bool(),
+            c["views"]["mixup"].as_f64(),
+            c["model"]["encoder_eval_mode"].as_bool(),
+        )
+    };
+    assert_eq!(summary(&config(&["--method", "byol-a"])), (Some(true), Some(0.0), Some(true)));
+    // `--byol-a-waves` keeps the recipe's mixup; the flags override it.
+    assert_eq!(
+        summary(&config(&["--method", "byol-a", "--byol-a-waves", "cola"])),
+        (Some(true), Some(0.0), Some(true))
+    );
+    assert_eq!(
+        summary(&config(&[
+            "--method",
+            "byol-a",
+            "--per-clip-norm",
+            "false",
+            "--mixup",
+            "0.4",
+            "--set",
+            "encoder_eval_mode=false"
+        ])),
+        (Some(false), Some(0.4), Some(false))
+    );
+    let cola = config(&["--method", "cola"]);
+    assert_eq!(cola["input"]["per_clip"].as_bool(), Some(false), "{cola}");
+    let cola = config(&["--method", "cola", "--per-clip-norm"]);
+    assert_eq!(cola["input"]["per_clip"].as_bool(), Some(true), "{cola}");
+}
+
 #[test]
 fn shared_run_options_resolve_as_in_every_binary() {
     let dir = tempfile::tempdir().unwrap();

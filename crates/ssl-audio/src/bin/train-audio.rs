@@ -89,8 +89,9 @@ struct Args {
     /// Peak learning rate (default: the method's recipe).
     #[arg(long)]
     lr: Option<f64>,
-    /// BYOL-A's largest mixup ratio (the recipe's: 0.4; 0 turns mixup
-    /// off). Its partner is another clip of the batch.
+    /// BYOL-A's largest mixup ratio (the paper's: 0.4; ssl-rs's recipe: 0,
+    /// no mixup, chosen on the keywords). Each view's partner is another
+    /// clip of the batch.
     #[arg(long)]
     mixup: Option<f64>,
     /// BYOL-A's waveform views: `paper` (one lightly augmented waveform,
@@ -119,9 +120,10 @@ struct Args {
     /// deviation too (after the training set's), for pretraining and every
     /// evaluation alike: removes each clip's level and most of its
     /// background noise floor. Recorded in backbone.json, so `embed` does
-    /// the same.
-    #[arg(long)]
-    per_clip_norm: bool,
+    /// the same. Default: the method's (on for byol-a, off for cola and
+    /// msm); `--per-clip-norm false` turns it off.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    per_clip_norm: Option<bool>,
     /// Model sample rate: clips are resampled to it.
     #[arg(long, default_value_t = 16_000)]
     sample_rate: u32,
@@ -250,8 +252,8 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
 
     let frontend =
         LogMelConfig { sample_rate: args.sample_rate, n_mels: args.n_mels, ..LogMelConfig::default() };
-    let input =
-        AudioInput { per_clip: args.per_clip_norm, ..AudioInput::fit(frontend, args.frames, &train_clips) };
+    let per_clip = args.per_clip_norm.unwrap_or_else(|| methods::default_per_clip_norm(&args.method));
+    let input = AudioInput { per_clip, ..AudioInput::fit(frontend, args.frames, &train_clips) };
     let encoder: AudioEncoderConfig = match args.encoder.as_deref() {
         None => methods::default_encoder(&args.method, &input),
         Some("cnn") => methods::cnn(&input),
@@ -276,10 +278,16 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         if args.method != "byol-a" {
             bail!("--byol-a-waves is BYOL-A's (--method byol-a), not {}'s", args.method);
         }
+        // The recipe's mixup ratio stays.
+        let mixup = match recipe.views {
+            ViewRecipe::ByolA { mixup, .. } => mixup,
+            _ => 0.0,
+        };
         recipe.views = match w.as_str() {
             "cola" => ViewRecipe::byol_a_on_cola_waves(input.clip_len),
             _ => ViewRecipe::byol_a(input.clip_len),
-        };
+        }
+        .with_mixup(mixup);
     }
     if let Some(m) = args.mixup {
         match &mut recipe.views {
