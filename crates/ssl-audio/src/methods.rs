@@ -64,6 +64,15 @@ pub fn default_per_clip_norm(method: &str) -> bool {
     method == "byol-a"
 }
 
+/// Whether a method's resolved config (from [`build`]) kept its encoder
+/// in evaluation mode in pretraining (BYOL-A's
+/// [`ByolAConfig::encoder_eval_mode`]): its BatchNorm statistics never left
+/// their start, so `train-audio` fine-tunes it, and the random-init
+/// encoder beside it, that way too unless told.
+pub fn pretrains_in_eval_mode(model_cfg: &serde_json::Value) -> bool {
+    model_cfg["encoder_eval_mode"].as_bool().unwrap_or(false)
+}
+
 /// BYOL-A's CNN (64 channels), 1024 wide, with BYOL-A's dropout.
 pub fn cnn(input: &AudioInput) -> AudioEncoderConfig {
     AudioEncoderConfig::Cnn(AudioCnnConfig::byol_a(input.n_mels(), 1024))

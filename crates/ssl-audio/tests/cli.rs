@@ -78,9 +78,17 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
     write_data(d);
     let folder = format!("folder:{}", d.join("kw").display());
     for method in ["cola", "byol-a", "msm"] {
-        let o = train_audio(d, &folder, &["--method", method]);
+        // BYOL-A fine-tunes too: in evaluation mode, as it pretrains.
+        let mut args = vec!["--method", method];
+        if method == "byol-a" {
+            args.extend(["--finetune-epochs", "1", "--finetune-fractions", "1"]);
+        }
+        let o = train_audio(d, &folder, &args);
         assert!(o.status.success(), "{method}: {}", stderr(&o));
         let r = report(d);
+        if method == "byol-a" {
+            assert_eq!(r["finetune"]["config"]["encoder_eval_mode"], true, "{}", r["finetune"]);
+        }
         assert_eq!(r["method"], method);
         assert_eq!(r["dataset"], folder.as_str());
         assert_eq!(r["epochs"], 2);
@@ -149,10 +157,17 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
             "0,20",
             "--val-speakers",
             "4.wav,5.wav",
+            "--finetune-epochs",
+            "1",
+            "--finetune-fractions",
+            "1",
+            "--finetune-eval-mode",
+            "false",
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let r = report(d);
+    assert_eq!(r["finetune"]["config"]["encoder_eval_mode"], false, "{}", r["finetune"]);
     assert_eq!(r["dataset"], format!("{folder}-val-speakers"));
     assert_eq!((r["train_clips"].as_u64(), r["test_clips"].as_u64()), (Some(8), Some(4)), "{r}");
     let config: serde_json::Value =
@@ -203,6 +218,8 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
     assert!(o.status.success(), "{}", stderr(&o));
     let r = report(d);
     assert_eq!((r["pretrain_clips"].as_u64(), r["train_clips"].as_u64()), (Some(16), Some(12)));
+    // COLA pretrains in training mode, so it fine-tunes in it.
+    assert_eq!(r["finetune"]["config"]["encoder_eval_mode"], false, "{}", r["finetune"]);
     for side in ["ssl", "random_init"] {
         for key in [
             "finetune_top1",

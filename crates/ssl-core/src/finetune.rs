@@ -96,12 +96,20 @@ pub struct FineTuneRecipe {
     pub mixup: MixupConfig,
     /// Seed of the mixing draws.
     pub seed: u64,
+    /// Run the encoder in evaluation mode while it is fine-tuned (PyTorch's
+    /// `encoder.eval()`; the new head still trains): its BatchNorm layers
+    /// normalise with their running statistics, which stay as they are
+    /// (their scales and shifts still learn), and dropout is off. For an
+    /// encoder pretrained that way (BYOL-A's `encoder_eval_mode`), whose
+    /// layers never saw batch statistics.
+    pub encoder_eval_mode: bool,
 }
 
 impl FineTuneRecipe {
-    /// Plain cross-entropy with `optimizer` for `epochs`.
+    /// Plain cross-entropy with `optimizer` for `epochs`, the encoder in
+    /// training mode.
     pub fn plain(epochs: usize, optimizer: OptimizerConfig) -> Self {
-        Self { epochs, optimizer, mixup: MixupConfig::smoothing_only(0.0), seed: 0 }
+        Self { epochs, optimizer, mixup: MixupConfig::smoothing_only(0.0), seed: 0, encoder_eval_mode: false }
     }
 }
 
@@ -206,8 +214,10 @@ pub fn fine_tune(
         mixup: recipe.mixup.clone(),
         seed: recipe.seed,
     };
-    let logits =
-        |x: &Tensor, _: &crate::method::Batch, train: bool| Ok(head(&encoder.forward_t(x, train), train));
+    let eval_mode = recipe.encoder_eval_mode;
+    let logits = |x: &Tensor, _: &crate::method::Batch, train: bool| {
+        Ok(head(&encoder.forward_t(x, train && !eval_mode), train))
+    };
     let curve = train_classifier(&logits, named, source, num_classes, device, &cfg, &mut |_| Ok(()))?;
     let last_loss = curve.last().copied().unwrap_or(f64::NAN);
     let n = test_x.len();
@@ -400,6 +410,51 @@ mod tests {
         let c = result(0.7, None, &[1.0], &[]);
         assert_eq!(FineTuneResult::mean(&[a, c]).unwrap().test_macro_f1, None);
         assert!(FineTuneResult::mean(&[]).is_none());
+    }
+
+    /// Two batches of 8 samples, 3 features shifted by 5 (far from a
+    /// BatchNorm's starting statistics), labelled by the first feature's sign.
+    struct Shifted;
+
+    impl BatchSource for Shifted {
+        fn batches_per_epoch(&self) -> usize {
+            2
+        }
+        fn batch_size(&self) -> usize {
+            8
+        }
+        fn batch(&self, _: usize, index: usize) -> Result<crate::method::Batch> {
+            let x = Tensor::randn([8, 3], (Kind::Float, Device::Cpu)) + 5.0 + index as f64;
+            let y = x.select(1, 0).gt(5.0 + index as f64).to_kind(Kind::Int64);
+            Ok(crate::method::Batch { views: vec![x], labels: Some(y) })
+        }
+    }
+
+    #[test]
+    fn an_encoder_fine_tuned_in_eval_mode_keeps_its_batch_norm_statistics() {
+        tch::manual_seed(0);
+        let running_mean_after = |eval_mode: bool| {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let encoder = nn::seq_t()
+                .add(nn::linear(vs.root() / "0", 3, 4, Default::default()))
+                .add(nn::batch_norm1d(vs.root() / "1", 4, Default::default()));
+            let test_x = Tensor::randn([6, 3], (Kind::Float, Device::Cpu));
+            let test_y = Tensor::zeros([6], (Kind::Int64, Device::Cpu));
+            let recipe = FineTuneRecipe {
+                encoder_eval_mode: eval_mode,
+                ..FineTuneRecipe::plain(2, OptimizerConfig::adamw(1e-2, 0.0))
+            };
+            let weight_before = vs.variables()["0.weight"].copy();
+            fine_tune(&encoder, &vs, 4, &Shifted, 2, &test_x, &test_y, &recipe).unwrap();
+            let vars = vs.variables();
+            // The encoder trains either way.
+            assert!(vars["0.weight"].ne_tensor(&weight_before).any().int64_value(&[]) == 1);
+            vars["1.running_mean"].abs().max().double_value(&[])
+        };
+        // Training mode moves the running mean towards the shifted inputs;
+        // evaluation mode leaves it at its start, 0.
+        assert!(running_mean_after(false) > 0.1);
+        assert_eq!(running_mean_after(true), 0.0);
     }
 
     #[test]

@@ -74,7 +74,13 @@ pub fn fine_tune(
         num_classes,
         test_x,
         test_y,
-        &FineTuneRecipe { epochs: cfg.epochs, optimizer: opt_cfg, mixup: cfg.mixup.clone(), seed: cfg.seed },
+        &FineTuneRecipe {
+            epochs: cfg.epochs,
+            optimizer: opt_cfg,
+            mixup: cfg.mixup.clone(),
+            seed: cfg.seed,
+            encoder_eval_mode: false,
+        },
     )?;
     Ok(r)
 }

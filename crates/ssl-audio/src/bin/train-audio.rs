@@ -148,6 +148,13 @@ struct Args {
     /// many steps as the run on all labels.
     #[arg(long, value_delimiter = ',', default_value = "0.01,0.1,1")]
     finetune_fractions: Vec<f64>,
+    /// Fine-tune both encoders in evaluation mode (BatchNorm on its
+    /// running statistics, which stay put; dropout off). Default: when the
+    /// method kept its encoder in evaluation mode in pretraining (BYOL-A's
+    /// recipe), else not; the random-init encoder always fine-tunes as the
+    /// pretrained one does. `--finetune-eval-mode false` turns it off.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    finetune_eval_mode: Option<bool>,
     /// Shared run options.
     #[command(flatten)]
     #[serde(flatten)]
@@ -357,6 +364,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     args.run.apply_to(&mut train_cfg, 5, 2);
     let mut vs = nn::VarStore::new(device);
     let (mut method, model_cfg) = methods::build(&args.method, &vs, &encoder, &args.run.set)?;
+    let pretrained_eval_mode = methods::pretrains_in_eval_mode(&model_cfg);
     let init = match &args.init {
         Some(file) => {
             let r = ssl_audio::weights::init_encoder(file, &vs, &encoder)?;
@@ -477,6 +485,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     let extras =
         ssl_core::html_report::Extras { scatters: vec![ssl_scatter, rnd_scatter], pictures: Vec::new() };
 
+    let finetune_eval_mode = args.finetune_eval_mode.unwrap_or(pretrained_eval_mode);
     let finetune = if args.finetune_epochs > 0 {
         let opt = OptimizerConfig::adamw(args.finetune_lr, 0.05);
         let dim = encoder.feature_dim();
@@ -511,7 +520,11 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
                 let rnd_vs = nn::VarStore::new(device);
                 let rnd_encoder = AudioEncoder::new(&rnd_vs.root(), &encoder);
                 let run = |e: &AudioEncoder, evs: &nn::VarStore| {
-                    let recipe = FineTuneRecipe { seed, ..FineTuneRecipe::plain(plan.epochs, opt.clone()) };
+                    let recipe = FineTuneRecipe {
+                        seed,
+                        encoder_eval_mode: finetune_eval_mode,
+                        ..FineTuneRecipe::plain(plan.epochs, opt.clone())
+                    };
                     fine_tune(e, evs, dim, &ft_source, classes, &test_x, &test_y, &recipe)
                 };
                 Ok((run(&ssl_encoder, &ssl_vs)?, run(&rnd_encoder, &rnd_vs)?))
@@ -543,8 +556,12 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         wall,
         device_name(device)
     );
-    let finetune_config =
-        json!({"epochs": args.finetune_epochs, "lr": args.finetune_lr, "weight_decay": 0.05});
+    let finetune_config = json!({
+        "epochs": args.finetune_epochs,
+        "lr": args.finetune_lr,
+        "weight_decay": 0.05,
+        "encoder_eval_mode": finetune_eval_mode,
+    });
     let finetune = finetune.as_ref().map(|rows| (rows.as_slice(), finetune_config));
     Ok(Some(ssl_cli::finish_run(out, report, &headline, (&ssl, &rnd), finetune, &extras)?))
 }
