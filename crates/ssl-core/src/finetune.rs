@@ -412,8 +412,9 @@ mod tests {
         assert!(FineTuneResult::mean(&[]).is_none());
     }
 
-    /// Two batches of 8 samples, 3 features shifted by 5 (far from a
-    /// BatchNorm's starting statistics), labelled by the first feature's sign.
+    /// Two batches of 8 samples, 3 features shifted by 5 and 6 (far from a
+    /// BatchNorm's starting statistics), labelled by the sign of the first
+    /// feature before the shift.
     struct Shifted;
 
     impl BatchSource for Shifted {
