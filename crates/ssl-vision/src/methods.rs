@@ -93,8 +93,8 @@ pub fn recipe(method: &str) -> Result<Recipe> {
         // tied random init on kNN over 3 seeds; on the validation split 60
         // beat it by 8 points and 100 by 21 (77.8% kNN, SimCLR's default
         // 80.2%). 100 epochs left one test seed 15 points below SimCLR; on
-        // validation seed 1, 150 epochs beat 100 by 17 points of kNN (83.1%
-        // against 66.1%; docs/results.md).
+        // seed 1's validation split, 150 epochs beat 100 by 17 points of
+        // kNN (83.1% against 66.1%; docs/results.md).
         "simsiam" => Recipe { fixed_lr_prefixes: &["predictor."], ..r(150, "lars", 0.8, 1.5e-6, None) },
         // Paper: LARS 0.2 per 256 for the weights.
         "barlow-twins" => r(15, "lars", 0.4, 1.5e-6, None),
