@@ -75,11 +75,9 @@ pub fn fine_tune(
         test_x,
         test_y,
         &FineTuneRecipe {
-            epochs: cfg.epochs,
-            optimizer: opt_cfg,
             mixup: cfg.mixup.clone(),
             seed: cfg.seed,
-            encoder_eval_mode: false,
+            ..FineTuneRecipe::plain(cfg.epochs, opt_cfg)
         },
     )?;
     Ok(r)
