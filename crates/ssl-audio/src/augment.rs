@@ -5,10 +5,14 @@
 //! - on the waveform: speed perturbation (Ko et al., "Audio Augmentation
 //!   for Speech Recognition", Interspeech 2015: resampling by a factor
 //!   near 1, which shifts pitch and formants and stretches time, as a
-//!   different speaker would), random crop to a fixed length (zero-padded
-//!   when the clip is shorter), gain in dB, circular time shift, and
-//!   additive Gaussian noise at a target signal-to-noise ratio (COLA and
-//!   BYOL-A style);
+//!   different speaker would), a random parametric equaliser (a cascade of
+//!   peaking filters with random centres, gains and widths: the spectral
+//!   envelope of another voice or microphone, the speaker perturbation of
+//!   NANSY, Choi et al. 2021, <https://arxiv.org/abs/2110.14513>, and
+//!   ContentVec, Qian et al. 2022, <https://arxiv.org/abs/2204.09224>),
+//!   random crop to a fixed length (zero-padded when the clip is
+//!   shorter), gain in dB, circular time shift, and additive Gaussian noise
+//!   at a target signal-to-noise ratio (COLA and BYOL-A style);
 //! - on the log-mel spectrogram: SpecAugment's frequency and time masks
 //!   (Park et al., <https://arxiv.org/abs/1904.08779>), filled with the
 //!   spectrogram's mean; and BYOL-A's (Niizumi et al.,
@@ -36,6 +40,10 @@ pub struct WaveAugment {
     /// higher).
     #[serde(default = "unit_speed")]
     pub speed: (f64, f64),
+    /// A random equaliser applied after the speed change, before the noise
+    /// (so that it colours the voice, not the background); `None`: off.
+    #[serde(default)]
+    pub eq: Option<RandomEq>,
 }
 
 fn unit_speed() -> (f64, f64) {
@@ -53,6 +61,7 @@ impl WaveAugment {
             noise_p: 0.5,
             snr_db: (5.0, 40.0),
             speed: unit_speed(),
+            eq: None,
         }
     }
 }
@@ -70,6 +79,9 @@ pub struct WaveParams {
     pub noise: Option<(f64, u64)>,
     /// Speed factor (applied first, about the clip's centre).
     pub speed: f64,
+    /// The equaliser's peaking filters, applied in order after the speed
+    /// change (empty: none).
+    pub eq: Vec<EqBand>,
 }
 
 impl WaveAugment {
@@ -88,7 +100,8 @@ impl WaveAugment {
         } else {
             self.speed.0
         };
-        WaveParams { crop_start, gain_db, shift, noise, speed }
+        let eq = self.eq.as_ref().map_or_else(Vec::new, |e| e.sample(rng));
+        WaveParams { crop_start, gain_db, shift, noise, speed, eq }
     }
 
     /// Applies sampled parameters; returns `crop_len` samples.
@@ -100,6 +113,14 @@ impl WaveAugment {
             &stretched[..]
         } else {
             x
+        };
+        let equalised;
+        let x = match (&self.eq, &p.eq[..]) {
+            (Some(e), bands @ [_, ..]) => {
+                equalised = bands.iter().fold(x.to_vec(), |y, b| peaking_eq(&y, e.sample_rate, b));
+                &equalised[..]
+            }
+            _ => x,
         };
         let mut y = vec![0f32; self.crop_len];
         let end = (p.crop_start + self.crop_len).min(x.len());
@@ -115,6 +136,92 @@ impl WaveAugment {
         }
         y
     }
+}
+
+/// A random parametric equaliser: `bands` peaking filters in cascade,
+/// each with its centre drawn log-uniformly in `centre_hz`, its gain
+/// uniformly in `±gain_db` and its quality factor log-uniformly in `q`.
+/// Boosting and cutting bands at random changes a clip's spectral envelope
+/// (where its energy sits across frequency) as another vocal tract or
+/// microphone would, while the words stay the same.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RandomEq {
+    /// The waveform's sample rate in Hz.
+    pub sample_rate: f64,
+    /// Peaking filters per view.
+    pub bands: usize,
+    /// Range of the centre frequencies in Hz (log-uniform).
+    pub centre_hz: (f64, f64),
+    /// Largest boost or cut in dB (uniform in `±gain_db`).
+    pub gain_db: f64,
+    /// Range of the quality factors (log-uniform; 0.5 spans about two
+    /// octaves, 4 a third of one).
+    pub q: (f64, f64),
+}
+
+/// One peaking filter of [`RandomEq`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct EqBand {
+    /// Centre frequency in Hz.
+    pub centre_hz: f64,
+    /// Gain at the centre in dB.
+    pub gain_db: f64,
+    /// Quality factor.
+    pub q: f64,
+}
+
+impl RandomEq {
+    /// `bands` filters of up to `±gain_db` with centres from 100 Hz to
+    /// 6 kHz (below 0.45 × `sample_rate`) and Q from 0.5 to 4.
+    pub fn new(sample_rate: f64, bands: usize, gain_db: f64) -> Self {
+        Self {
+            sample_rate,
+            bands,
+            centre_hz: (100.0, 6_000f64.min(0.45 * sample_rate)),
+            gain_db,
+            q: (0.5, 4.0),
+        }
+    }
+
+    /// Draws the filters of one view.
+    pub fn sample(&self, rng: &mut impl Rng) -> Vec<EqBand> {
+        let log_uniform = |rng: &mut _, (lo, hi): (f64, f64)| -> f64 {
+            if lo < hi {
+                Rng::gen_range(rng, lo.ln()..=hi.ln()).exp()
+            } else {
+                lo
+            }
+        };
+        (0..self.bands)
+            .map(|_| EqBand {
+                centre_hz: log_uniform(rng, self.centre_hz),
+                gain_db: rng.gen_range(-self.gain_db..=self.gain_db),
+                q: log_uniform(rng, self.q),
+            })
+            .collect()
+    }
+}
+
+/// `x` through one peaking filter: the biquad of the Audio EQ Cookbook
+/// (R. Bristow-Johnson), with the coefficients and the zero initial state of
+/// torchaudio's `equalizer_biquad`, computed in f64. Unlike torchaudio's
+/// default, the output is not clamped to `[-1, 1]`.
+pub fn peaking_eq(x: &[f32], sample_rate: f64, band: &EqBand) -> Vec<f32> {
+    let w0 = 2.0 * std::f64::consts::PI * band.centre_hz / sample_rate;
+    let a = 10f64.powf(band.gain_db / 40.0);
+    let alpha = w0.sin() / 2.0 / band.q;
+    let (b0, b1, b2) = (1.0 + alpha * a, -2.0 * w0.cos(), 1.0 - alpha * a);
+    let (a0, a1, a2) = (1.0 + alpha / a, -2.0 * w0.cos(), 1.0 - alpha / a);
+    let (b0, b1, b2, a1, a2) = (b0 / a0, b1 / a0, b2 / a0, a1 / a0, a2 / a0);
+    let (mut x1, mut x2, mut y1, mut y2) = (0f64, 0f64, 0f64, 0f64);
+    x.iter()
+        .map(|&v| {
+            let v = f64::from(v);
+            let y = b0 * v + b1 * x1 + b2 * x2 - a1 * y1 - a2 * y2;
+            (x2, x1, y2, y1) = (x1, v, y1, y);
+            y as f32
+        })
+        .collect()
 }
 
 /// SpecAugment settings: `freq_masks` masks of up to `max_freq` bands and
@@ -267,9 +374,10 @@ mod tests {
             noise_p: 0.0,
             snr_db: (0.0, 0.0),
             speed: (1.0, 1.0),
+            eq: None,
         };
         let x = tone(5000);
-        let p = WaveParams { crop_start: 1234, gain_db: 6.0, shift: 0, noise: None, speed: 1.0 };
+        let p = WaveParams { crop_start: 1234, gain_db: 6.0, shift: 0, noise: None, speed: 1.0, eq: vec![] };
         let y = aug.apply(&x, &p);
         assert_eq!(y.len(), 1000);
         let g = 10f32.powf(0.3);
@@ -306,7 +414,7 @@ mod tests {
             gain_db: (0.0, 0.0),
             ..WaveAugment::default_16k()
         };
-        let p = WaveParams { crop_start: 0, gain_db: 0.0, shift: 0, noise: None, speed: 0.8 };
+        let p = WaveParams { crop_start: 0, gain_db: 0.0, shift: 0, noise: None, speed: 0.8, eq: vec![] };
         // A window with 4000 samples of tone in the middle (as the views
         // make them): at 0.8x the tone lasts 5000 samples, still centred.
         let window = ssl_core::signal::centred(&x[2_000..6_000], 8_000);
@@ -336,6 +444,35 @@ mod tests {
         let mean_gain = ps.iter().map(|p| p.gain_db).sum::<f64>() / 4000.0;
         assert!(mean_gain.abs() < 0.2, "{mean_gain}");
         assert!(ps.iter().flat_map(|p| p.noise).all(|(s, _)| (5.0..=40.0).contains(&s)));
+    }
+
+    #[test]
+    fn equaliser_draws_follow_the_settings_and_leave_other_draws_alone() {
+        let eq = RandomEq::new(16_000.0, 3, 12.0);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let bands: Vec<EqBand> = (0..2000).flat_map(|_| eq.sample(&mut rng)).collect();
+        assert_eq!(bands.len(), 6000);
+        assert!(bands.iter().all(|b| (100.0..=6_000.0).contains(&b.centre_hz)
+            && (-12.0..=12.0).contains(&b.gain_db)
+            && (0.5..=4.0).contains(&b.q)));
+        // Log-uniform: the geometric mean of the centres is sqrt(100 * 6000).
+        let log_mean = bands.iter().map(|b| b.centre_hz.ln()).sum::<f64>() / 6000.0;
+        assert!((log_mean.exp() - 774.6).abs() < 30.0, "{}", log_mean.exp());
+        let mean_gain = bands.iter().map(|b| b.gain_db).sum::<f64>() / 6000.0;
+        assert!(mean_gain.abs() < 0.4, "{mean_gain}");
+        // Centres stay below 0.45 of the rate at 8 kHz.
+        assert_eq!(RandomEq::new(8_000.0, 1, 6.0).centre_hz, (100.0, 3_600.0));
+        // With the equaliser on, the other draws are those without it, and
+        // apply changes the waveform; with it off, nothing is drawn.
+        let plain = WaveAugment { noise_p: 0.0, ..WaveAugment::default_16k() };
+        let coloured = WaveAugment { eq: Some(eq), ..plain.clone() };
+        let (mut r1, mut r2) = (ChaCha8Rng::seed_from_u64(5), ChaCha8Rng::seed_from_u64(5));
+        let (p, q) = (plain.sample(20_000, &mut r1), coloured.sample(20_000, &mut r2));
+        assert_eq!((p.crop_start, p.gain_db, p.shift), (q.crop_start, q.gain_db, q.shift));
+        assert!(p.eq.is_empty() && q.eq.len() == 3);
+        let x = tone(20_000);
+        assert_ne!(plain.apply(&x, &p), coloured.apply(&x, &q));
+        assert_eq!(plain.apply(&x, &p), coloured.apply(&x, &WaveParams { eq: vec![], ..q }));
     }
 
     #[test]

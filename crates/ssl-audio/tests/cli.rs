@@ -155,6 +155,8 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
             "1,1",
             "--view-snr",
             "0,20",
+            "--view-eq",
+            "3,12",
             "--val-speakers",
             "4.wav,5.wav",
             "--finetune-epochs",
@@ -185,6 +187,8 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
     assert_eq!(views["wave"]["noise_p"].as_f64(), Some(1.0), "noise on every view: {views}");
     assert_eq!(views["wave"]["snr_db"], serde_json::json!([0.0, 20.0]), "{views}");
     assert_eq!(views["crop"]["scale"], serde_json::json!([1.0, 1.0]), "{views}");
+    let eq = &views["wave"]["eq"];
+    assert_eq!((eq["bands"].as_u64(), eq["gain_db"].as_f64()), (Some(3), Some(12.0)), "{views}");
 
     // Each clip standardised by its own statistics: recorded in
     // backbone.json, and `embed` reproduces the run's features with it.
@@ -328,6 +332,7 @@ fn bad_input_is_refused_naming_the_file() {
     fails_with(d, &folder, &["--byol-a-waves", "cola"], &["--byol-a-waves is BYOL-A's"]);
     fails_with(d, &folder, &["--view-speed", "1.2,0.9"], &["--view-speed expects LO,HI"]);
     fails_with(d, &folder, &["--view-snr", "20,0"], &["--view-snr expects LO,HI"]);
+    fails_with(d, &folder, &["--view-eq", "2.5,6"], &["--view-eq expects BANDS,DB"]);
     fails_with(d, &folder, &["--spec-crop", "1,1"], &["--spec-crop is BYOL-A's", "not cola's"]);
     fails_with(d, &folder, &["--method", "byol-a", "--spec-crop", "0"], &["--spec-crop expects LO,HI"]);
     fails_with(d, &folder, &["--val-speakers", "_nobody_"], &["--val-speakers _nobody_", "class `c0`"]);

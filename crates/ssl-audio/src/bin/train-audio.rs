@@ -11,6 +11,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde_json::json;
+use ssl_audio::augment::RandomEq;
 use ssl_audio::data;
 use ssl_audio::encoder::{AudioEncoder, AudioEncoderConfig};
 use ssl_audio::frontend::LogMelConfig;
@@ -116,6 +117,12 @@ struct Args {
     /// (COLA's recipe: 0.85,1.15; pitch and tempo change together).
     #[arg(long, value_delimiter = ',', num_args = 1)]
     view_speed: Option<Vec<f64>>,
+    /// A random equaliser on the pretraining views' waveforms, `BANDS,DB`:
+    /// BANDS peaking filters per view, centres 100 Hz-6 kHz, gains within
+    /// ±DB, Q 0.5-4, to change the spectral envelope as another voice or
+    /// microphone would (default: none; `0,0` turns a recipe's off).
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    view_eq: Option<Vec<f64>>,
     /// Standardise each window's log-mel by its own mean and standard
     /// deviation too (after the training set's), for pretraining and every
     /// evaluation alike: removes each clip's level and most of its
@@ -324,6 +331,20 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
             [lo, hi] if lo > 0.0 && lo <= hi => recipe.views.wave_mut().speed = (lo, hi),
             _ => bail!("--view-speed expects LO,HI with 0 < LO <= HI, got {v:?}"),
         }
+    }
+    if let Some(v) = &args.view_eq {
+        let rate = f64::from(args.sample_rate);
+        recipe.views.wave_mut().eq = match v[..] {
+            [bands, db] if bands >= 0.0 && db >= 0.0 && (bands == 0.0 || db == 0.0) => None,
+            [bands, db]
+                if bands.fract() == 0.0 && (1.0..=64.0).contains(&bands) && db > 0.0 && db <= 40.0 =>
+            {
+                Some(RandomEq::new(rate, bands as usize, db))
+            }
+            _ => bail!(
+                "--view-eq expects BANDS,DB with BANDS a whole number in 0..=64 and 0 <= DB <= 40, got {v:?}"
+            ),
+        };
     }
     let epochs = args.epochs.unwrap_or(recipe.epochs);
     let mut optimizer = recipe.optimizer.clone();
