@@ -470,6 +470,14 @@ mod tests {
         let (p, q) = (plain.sample(20_000, &mut r1), coloured.sample(20_000, &mut r2));
         assert_eq!((p.crop_start, p.gain_db, p.shift), (q.crop_start, q.gain_db, q.shift));
         assert!(p.eq.is_empty() && q.eq.len() == 3);
+        // Off, the equaliser draws nothing: the generator is where the
+        // draws without the field left it.
+        let mut r3 = ChaCha8Rng::seed_from_u64(5);
+        r3.gen_range(0..=4_000usize); // crop start
+        r3.gen_range(-6.0..=6.0); // gain
+        r3.gen_range(-1_600i64..=1_600); // shift
+        r3.gen_bool(0.0); // noise (off, but drawn)
+        assert_eq!(r1.get_word_pos(), r3.get_word_pos());
         let x = tone(20_000);
         assert_ne!(plain.apply(&x, &p), coloured.apply(&x, &q));
         assert_eq!(plain.apply(&x, &p), coloured.apply(&x, &WaveParams { eq: vec![], ..q }));

@@ -332,7 +332,9 @@ fn bad_input_is_refused_naming_the_file() {
     fails_with(d, &folder, &["--byol-a-waves", "cola"], &["--byol-a-waves is BYOL-A's"]);
     fails_with(d, &folder, &["--view-speed", "1.2,0.9"], &["--view-speed expects LO,HI"]);
     fails_with(d, &folder, &["--view-snr", "20,0"], &["--view-snr expects LO,HI"]);
-    fails_with(d, &folder, &["--view-eq", "2.5,6"], &["--view-eq expects BANDS,DB"]);
+    for bad in ["2.5,6", "-1,6", "3,NaN", "0.5,0", "0,50", "3"] {
+        fails_with(d, &folder, &[&format!("--view-eq={bad}")], &["--view-eq expects BANDS,DB"]);
+    }
     fails_with(d, &folder, &["--spec-crop", "1,1"], &["--spec-crop is BYOL-A's", "not cola's"]);
     fails_with(d, &folder, &["--method", "byol-a", "--spec-crop", "0"], &["--spec-crop expects LO,HI"]);
     fails_with(d, &folder, &["--val-speakers", "_nobody_"], &["--val-speakers _nobody_", "class `c0`"]);

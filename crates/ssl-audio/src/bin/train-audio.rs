@@ -118,7 +118,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', num_args = 1)]
     view_speed: Option<Vec<f64>>,
     /// A random equaliser on the pretraining views' waveforms, `BANDS,DB`:
-    /// BANDS peaking filters per view, centres 100 Hz-6 kHz, gains within
+    /// BANDS peaking filters per view, centres 100 Hz-6 kHz (below 0.45 ×
+    /// the sample rate), gains within
     /// ±DB, Q 0.5-4, to change the spectral envelope as another voice or
     /// microphone would (default: none; `0,0` turns a recipe's off).
     #[arg(long, value_delimiter = ',', num_args = 1)]
@@ -335,11 +336,10 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     if let Some(v) = &args.view_eq {
         let rate = f64::from(args.sample_rate);
         recipe.views.wave_mut().eq = match v[..] {
-            [bands, db] if bands >= 0.0 && db >= 0.0 && (bands == 0.0 || db == 0.0) => None,
             [bands, db]
-                if bands.fract() == 0.0 && (1.0..=64.0).contains(&bands) && db > 0.0 && db <= 40.0 =>
+                if bands.fract() == 0.0 && (0.0..=64.0).contains(&bands) && (0.0..=40.0).contains(&db) =>
             {
-                Some(RandomEq::new(rate, bands as usize, db))
+                (bands > 0.0 && db > 0.0).then(|| RandomEq::new(rate, bands as usize, db))
             }
             _ => bail!(
                 "--view-eq expects BANDS,DB with BANDS a whole number in 0..=64 and 0 <= DB <= 40, got {v:?}"
