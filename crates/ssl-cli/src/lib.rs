@@ -70,8 +70,8 @@ pub struct RunArgs {
     pub no_bf16: bool,
     /// Warmup epochs: the learning rate rises linearly to its peak over
     /// them, then decays by cosine; at most --epochs minus 1, so that at
-    /// least one epoch decays. Default: train-vision and train-audio 2,
-    /// train-text 1.
+    /// least one epoch decays. Default: train-vision the method's recipe
+    /// (2; SimSiam 10), train-audio 2, train-text 1.
     #[arg(long)]
     pub warmup_epochs: Option<usize>,
     /// Write the loss, learning rate and throughput to metrics.jsonl every

@@ -677,6 +677,26 @@ fn a_runs_config_json_or_a_toml_file_sets_the_options_and_flags_override_them() 
     ]);
     assert!(ok && out.contains("\"byol\""), "{err}");
     assert!(!elsewhere.exists(), "--print-config made the run folder");
+    // The warmup is the recipe's (SimSiam's 10 epochs, the others' 2)
+    // unless --warmup-epochs says otherwise.
+    for (method, more, warmup) in
+        [("simsiam", None, 10), ("byol", None, 2), ("simsiam", Some("3"), 3), ("byol", Some("5"), 5)]
+    {
+        let mut a = vec![
+            "--config",
+            config.to_str().unwrap(),
+            "--print-config",
+            "--method",
+            method,
+            "--epochs",
+            "20",
+        ];
+        a.extend(more.map(|w| ["--warmup-epochs", w]).into_iter().flatten());
+        let (ok, out, err) = vision(&a);
+        assert!(ok, "{err}");
+        let printed: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(printed["train"]["warmup_epochs"], warmup, "{method} {more:?}: {}", printed["train"]);
+    }
 
     // A TOML file, and flags that override it (a later --set wins too).
     let toml = data.path().join("run.toml");

@@ -625,8 +625,8 @@ fn train(args: &Args, given: &Args) -> Result<Option<ssl_cli::Finished>> {
         monitor_every: args.knn_every.max(1),
         ..TrainConfig::default()
     };
-    // Checkpoints every 5 epochs, 2 warmup epochs.
-    args.run.apply_to(&mut train_cfg, 5, 2);
+    // Checkpoints every 5 epochs; the recipe's warmup.
+    args.run.apply_to(&mut train_cfg, 5, recipe.warmup_epochs);
     let out = args.run.run_dir(|| PathBuf::from("runs").join(format!("{}-{}", args.method, data.name())));
     if let ssl_cli::EarlierSeed::Finished(kept) = run.earlier_seed(&args.run, &out)? {
         return Ok(kept);
