@@ -100,10 +100,10 @@ pub fn recipe(method: &str) -> Result<Recipe> {
         // kNN (83.1% against 66.1%), on seed 0's they lost 7 (71.0% against
         // 77.8%); the test mean rose from 78.7% to 82.6%. With 2 warmup
         // epochs the embedding's rank fell from about 55 to 14-24 in the
-        // first 10 epochs of every run; 10 warmup epochs (solo-learn's)
-        // kept it above 31 and raised seed 0's validation kNN from 71.0%
-        // to 88.9%, and tied on seed 1's (82.8% against 83.1%;
-        // docs/results.md).
+        // first 10 epochs of all five runs; 10 warmup epochs (solo-learn's)
+        // kept it above 31 through epoch 10 (it later fell to 24-25),
+        // raised seed 0's validation kNN from 71.0% to 88.9%, and tied on
+        // seed 1's (82.8% against 83.1%; docs/results.md).
         "simsiam" => Recipe {
             fixed_lr_prefixes: &["predictor."],
             warmup_epochs: 10,
