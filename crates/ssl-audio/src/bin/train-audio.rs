@@ -119,9 +119,9 @@ struct Args {
     view_speed: Option<Vec<f64>>,
     /// A random equaliser on the pretraining views' waveforms, `BANDS,DB`:
     /// BANDS peaking filters per view, centres 100 Hz-6 kHz (below 0.45 ×
-    /// the sample rate), gains within
-    /// ±DB, Q 0.5-4, to change the spectral envelope as another voice or
-    /// microphone would (default: none; `0,0` turns a recipe's off).
+    /// the sample rate), gains within ±DB, Q 0.5-4, to change the spectral
+    /// envelope as another voice or microphone would (default: none; `0,0`
+    /// turns a recipe's off).
     #[arg(long, value_delimiter = ',', num_args = 1)]
     view_eq: Option<Vec<f64>>,
     /// Standardise each window's log-mel by its own mean and standard
