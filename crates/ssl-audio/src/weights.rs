@@ -30,7 +30,19 @@ pub const KEY_RULES: KeyRules = KeyRules {
 /// (BYOL-A's online branch and its target alike); see
 /// [`ssl_core::weights::init_encoder`].
 pub fn init_encoder(file: &Path, method_vs: &nn::VarStore, cfg: &AudioEncoderConfig) -> Result<InitReport> {
-    Ok(weights::init_encoder(file, method_vs, &encoder_keys(cfg), KEY_RULES)?)
+    init_encoder_under(file, None, method_vs, cfg)
+}
+
+/// [`init_encoder`] from the tensors under `prefix` in the file when it is
+/// given (`target.encoder.`: BYOL-A's momentum copy in a run's
+/// `model.safetensors`); see [`ssl_core::weights::init_encoder_under`].
+pub fn init_encoder_under(
+    file: &Path,
+    prefix: Option<&str>,
+    method_vs: &nn::VarStore,
+    cfg: &AudioEncoderConfig,
+) -> Result<InitReport> {
+    Ok(weights::init_encoder_under(file, prefix, method_vs, &encoder_keys(cfg), KEY_RULES)?)
 }
 
 /// Which layout an export follows.

@@ -190,6 +190,37 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
     let eq = &views["wave"]["eq"];
     assert_eq!((eq["bands"].as_u64(), eq["gain_db"].as_f64()), (Some(3), Some(12.0)), "{views}");
 
+    // BYOL-A's momentum (target) encoder out of that run's model, by its
+    // prefix, evaluated without pretraining.
+    std::fs::copy(d.join("run/model.safetensors"), d.join("byol-a.safetensors")).unwrap();
+    let model = d.join("byol-a.safetensors");
+    let o = train_audio(
+        d,
+        &folder,
+        &[
+            "--method",
+            "byol-a",
+            "--init",
+            model.to_str().unwrap(),
+            "--init-prefix",
+            "target.encoder.",
+            "--epochs",
+            "0",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("the file's `target.encoder.` prefix removed"), "{}", stderr(&o));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("run/config.json")).unwrap()).unwrap();
+    assert_eq!(config["init"]["file_prefix"], "target.encoder.", "{}", config["init"]);
+    std::fs::remove_dir_all(d.join("run")).unwrap();
+    fails_with(
+        d,
+        &folder,
+        &["--method", "byol-a", "--init", model.to_str().unwrap(), "--init-prefix", "teacher.encoder."],
+        &["byol-a.safetensors", "no tensor name starts with the prefix `teacher.encoder.`"],
+    );
+
     // Each clip standardised by its own statistics: recorded in
     // backbone.json, and `embed` reproduces the run's features with it.
     let o = train_audio(d, &folder, &["--method", "cola", "--per-clip-norm"]);
@@ -337,6 +368,7 @@ fn bad_input_is_refused_naming_the_file() {
     }
     fails_with(d, &folder, &["--spec-crop", "1,1"], &["--spec-crop is BYOL-A's", "not cola's"]);
     fails_with(d, &folder, &["--method", "byol-a", "--spec-crop", "0"], &["--spec-crop expects LO,HI"]);
+    fails_with(d, &folder, &["--init-prefix", "target.encoder."], &["required", "--init <FILE>"]);
     fails_with(d, &folder, &["--val-speakers", "_nobody_"], &["--val-speakers _nobody_", "class `c0`"]);
     fails_with(d, &folder, &["--val-speakers", "4.wav", "--val-fraction", "0.2"], &["cannot be used with"]);
     let empty = d.join("empty");

@@ -75,7 +75,7 @@ pub struct InitReport {
     pub file: String,
     /// The prefix stripped from the file's names (`""` for a file with the
     /// reference library's names; `online.backbone.` for an ssl-rs
-    /// `model.safetensors`).
+    /// `model.safetensors`; or the one the caller gave).
     pub file_prefix: String,
     /// Where in the method the encoder was written (every copy).
     pub into: Vec<String>,
@@ -150,12 +150,43 @@ pub fn init_encoder(
     encoder: &EncoderKeys,
     rules: KeyRules,
 ) -> Result<InitReport> {
+    init_encoder_under(file, None, vs, encoder, rules)
+}
+
+/// [`init_encoder`], with the file's prefix given (`Some`) instead of
+/// found: `target.encoder.` loads BYOL-A's momentum copy out of a run's
+/// `model.safetensors`, where the prefix found would be the online one's.
+/// The file's tensors outside the prefix are left out; a prefix that no
+/// tensor name starts with is an error naming the prefixes the file has.
+pub fn init_encoder_under(
+    file: &Path,
+    prefix: Option<&str>,
+    vs: &nn::VarStore,
+    encoder: &EncoderKeys,
+    rules: KeyRules,
+) -> Result<InitReport> {
     let tensors = read_tensors(file)?;
     let into = encoder_prefixes(vs, encoder);
     if into.is_empty() {
         return Err(Error::Config("the method holds no copy of the encoder to initialise".into()));
     }
-    let file_prefix = file_prefix(&tensors, encoder);
+    // `target.encoder` means `target.encoder.`: names are matched by
+    // whole components.
+    let prefix =
+        prefix.map(|p| if p.is_empty() || p.ends_with('.') { p.to_string() } else { format!("{p}.") });
+    let file_prefix = match prefix.as_deref() {
+        None => file_prefix(&tensors, encoder),
+        Some(p) if p.is_empty() || tensors.iter().any(|(n, _)| n.starts_with(p)) => p.to_string(),
+        Some(p) => {
+            return Err(Error::Weights {
+                path: file.into(),
+                msg: format!(
+                    "no tensor name starts with the prefix `{p}`; the file's names start with {}",
+                    list(&top_prefixes(&tensors))
+                ),
+            })
+        }
+    };
     let mut by_name: HashMap<&str, &Tensor> = HashMap::new();
     let mut unexpected = Vec::new();
     let mut ignored = Vec::new();
@@ -212,6 +243,18 @@ pub fn init_encoder(
     });
     ignored.sort();
     Ok(InitReport { file: file.display().to_string(), file_prefix, into, loaded: by_name.len(), ignored })
+}
+
+/// The distinct first components of the names (`online.`, `target.`,
+/// `conv1.`), sorted, for an error message.
+fn top_prefixes(tensors: &[(String, Tensor)]) -> Vec<String> {
+    let mut p: Vec<String> = tensors
+        .iter()
+        .map(|(n, _)| n.split_once('.').map_or(n.clone(), |(head, _)| format!("{head}.")))
+        .collect();
+    p.sort();
+    p.dedup();
+    p
 }
 
 /// The prefix under which `tensors` hold the encoder: `""` when one of the
@@ -410,6 +453,49 @@ mod tests {
             ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]
         );
         assert!(ex.iter().all(|(_, t)| t.eq(0.5).all().int64_value(&[]) == 1));
+    }
+
+    #[test]
+    fn a_given_prefix_picks_the_momentum_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = method();
+        tch::no_grad(|| {
+            for (k, t) in src.variables() {
+                let _ = t.shallow_clone().fill_(if k.starts_with("target.") { 2.0 } else { 0.5 });
+            }
+        });
+        let file = write(dir.path(), "model.safetensors", src.variables().into_iter().collect());
+        let vs = method();
+        let r = init_encoder_under(&file, Some("target.backbone."), &vs, &keys(), KeyRules::STRICT).unwrap();
+        assert_eq!((r.file_prefix.as_str(), r.loaded), ("target.backbone.", 4));
+        assert!(r.summary().contains("the file's `target.backbone.` prefix removed"), "{}", r.summary());
+        // Every copy of the method's encoder now holds the file's target.
+        for p in ["online.backbone.", "target.backbone."] {
+            let ex = encoder_tensors(&vs, &keys(), p).unwrap();
+            assert!(ex.iter().all(|(_, t)| t.eq(2.0).all().int64_value(&[]) == 1), "{p}");
+        }
+        // Without it the online copy is found, as before.
+        // The trailing dot may be left out.
+        let r = init_encoder_under(&file, Some("target.backbone"), &vs, &keys(), KeyRules::STRICT).unwrap();
+        assert_eq!(r.file_prefix, "target.backbone.");
+        let found = init_encoder(&file, &vs, &keys(), KeyRules::STRICT).unwrap();
+        assert_eq!(found.file_prefix, "online.backbone.");
+        // A prefix no name starts with is named, with the file's.
+        let e = init_encoder_under(&file, Some("teacher.backbone."), &vs, &keys(), KeyRules::STRICT)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("model.safetensors")
+                && e.contains("no tensor name starts with the prefix `teacher.backbone.`")
+                && e.contains("`online.`, `target.`"),
+            "{e}"
+        );
+        // A prefix that exists but holds something else is refused like
+        // any file that does not fit.
+        let e = init_encoder_under(&file, Some("online.head."), &vs, &keys(), KeyRules::STRICT)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing 4: `online.head.fc1.bias`"), "{e}");
     }
 
     #[test]

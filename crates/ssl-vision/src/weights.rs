@@ -36,7 +36,20 @@ pub const KEY_RULES: KeyRules = KeyRules {
 /// for the rules. A file for another architecture or input size fails with
 /// the missing, mis-shaped and unexpected names.
 pub fn init_backbone(file: &Path, method_vs: &nn::VarStore, cfg: &BackboneConfig) -> Result<InitReport> {
-    Ok(weights::init_encoder(file, method_vs, &backbone_keys(cfg), KEY_RULES)?)
+    init_backbone_under(file, None, method_vs, cfg)
+}
+
+/// [`init_backbone`] from the tensors under `prefix` in the file when it is
+/// given (`target.backbone.`: BYOL's or MoCo's momentum copy,
+/// `teacher.backbone.`: DINO's teacher, in a run's `model.safetensors`);
+/// see [`ssl_core::weights::init_encoder_under`].
+pub fn init_backbone_under(
+    file: &Path,
+    prefix: Option<&str>,
+    method_vs: &nn::VarStore,
+    cfg: &BackboneConfig,
+) -> Result<InitReport> {
+    Ok(weights::init_encoder_under(file, prefix, method_vs, &backbone_keys(cfg), KEY_RULES)?)
 }
 
 /// The trained backbone's tensors under the reference library's names, on

@@ -87,6 +87,12 @@ struct Args {
     /// architecture; missing, mis-shaped and unexpected tensors are named.
     #[arg(long, value_name = "FILE")]
     init: Option<std::path::PathBuf>,
+    /// With `--init`: the prefix of the encoder's tensors in the file
+    /// (`target.encoder.`: BYOL-A's momentum copy in a run's
+    /// `model.safetensors`). Default: found by matching the encoder's
+    /// names (the online copy in an ssl-rs run).
+    #[arg(long, value_name = "PREFIX", requires = "init")]
+    init_prefix: Option<String>,
     /// Peak learning rate (default: the method's recipe).
     #[arg(long)]
     lr: Option<f64>,
@@ -388,7 +394,7 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     let pretrained_eval_mode = methods::pretrains_in_eval_mode(&model_cfg);
     let init = match &args.init {
         Some(file) => {
-            let r = ssl_audio::weights::init_encoder(file, &vs, &encoder)?;
+            let r = ssl_audio::weights::init_encoder_under(file, args.init_prefix.as_deref(), &vs, &encoder)?;
             if run.is_main() {
                 eprintln!("{}", r.summary());
             }

@@ -86,6 +86,13 @@ struct Args {
     /// mis-shaped and unexpected tensors are named.
     #[arg(long, value_name = "FILE")]
     init: Option<PathBuf>,
+    /// With `--init`: the prefix of the backbone's tensors in the file
+    /// (`target.backbone.`: BYOL's or MoCo's momentum copy,
+    /// `teacher.backbone.`: DINO's teacher, in a run's `model.safetensors`).
+    /// Default: found by matching the backbone's names (the online copy
+    /// or the student in an ssl-rs run).
+    #[arg(long, value_name = "PREFIX", requires = "init")]
+    init_prefix: Option<String>,
     /// Optimizer: lars (lightly's) | lars-clip (solo-learn's) | sgd | adamw
     /// (default: the method's recipe).
     #[arg(long)]
@@ -646,7 +653,7 @@ fn train(args: &Args, given: &Args) -> Result<Option<ssl_cli::Finished>> {
     let (mut method, model_cfg) =
         methods::build(&args.method, &vs, &backbone, args.temperature, &args.run.set)?;
     if let Some(file) = &args.init {
-        let r = ssl_vision::weights::init_backbone(file, &vs, &backbone)?;
+        let r = ssl_vision::weights::init_backbone_under(file, args.init_prefix.as_deref(), &vs, &backbone)?;
         if run.is_main() {
             eprintln!("{}", r.summary());
         }
