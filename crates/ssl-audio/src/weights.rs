@@ -57,7 +57,7 @@ pub fn reference_library(cfg: &AudioEncoderConfig) -> &'static str {
 /// the root), renamed to the encoder's own names, on the CPU.
 pub fn encoder_tensors(method_vs: &nn::VarStore, cfg: &AudioEncoderConfig) -> Result<Vec<(String, Tensor)>> {
     let keys = encoder_keys(cfg);
-    let prefix = weights::trained_prefix(method_vs, &keys)?;
+    let prefix = weights::evaluated_prefix(method_vs, &keys)?;
     Ok(weights::encoder_tensors(method_vs, &keys, &prefix)?)
 }
 

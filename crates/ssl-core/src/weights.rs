@@ -258,27 +258,26 @@ fn top_prefixes(tensors: &[(String, Tensor)]) -> Vec<String> {
 }
 
 /// The prefix under which `tensors` hold the encoder: `""` when one of the
-/// encoder's names is there as is, else the shortest prefix in front of
-/// the encoder's first name (by the order of `encoder`).
+/// encoder's names is there as is, else a `teacher.` prefix in front of
+/// the encoder's first name (by the order of `encoder`) if there is one,
+/// else the shortest such prefix (`online.` sorts before `target.`).
 fn file_prefix(tensors: &[(String, Tensor)], encoder: &EncoderKeys) -> String {
     let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
     if encoder.keys().any(|k| names.contains(&k.as_str())) {
         return String::new();
     }
     let Some((anchor, _)) = encoder.iter().next() else { return String::new() };
-    names
-        .iter()
-        .filter_map(|n| n.strip_suffix(anchor.as_str()))
-        .filter(|p| p.ends_with('.'))
-        .min_by_key(|p| (p.len(), *p))
-        .unwrap_or("")
-        .to_string()
+    let found: Vec<&str> =
+        names.iter().filter_map(|n| n.strip_suffix(anchor.as_str())).filter(|p| p.ends_with('.')).collect();
+    // DINO's teacher, the copy its run evaluated and exported
+    // ([`evaluated_prefix`]), before its student.
+    let teacher = found.iter().filter(|p| p.starts_with("teacher.")).min_by_key(|p| (p.len(), **p));
+    teacher.or_else(|| found.iter().min_by_key(|p| (p.len(), **p))).map_or(String::new(), |p| p.to_string())
 }
 
-/// The encoder copy under `prefix` in `vs`, renamed to the encoder's own
-/// names (the first prefix of [`encoder_prefixes`] is the trained one:
-/// `backbone.` or `online.backbone.` sort before `target.`), as CPU tensors
-/// ready for [`crate::checkpoint::save_tensors`].
+/// The encoder copy under `prefix` in `vs` ([`evaluated_prefix`] gives the
+/// one a method evaluates), renamed to the encoder's own names, as CPU
+/// tensors ready for [`crate::checkpoint::save_tensors`].
 pub fn encoder_tensors(
     vs: &nn::VarStore,
     encoder: &EncoderKeys,
@@ -296,15 +295,21 @@ pub fn encoder_tensors(
         .collect()
 }
 
-/// Where the trained copy of the encoder is: the first of
-/// [`encoder_prefixes`] that is not a momentum target or teacher
-/// (`backbone.`, `encoder.`, `online.backbone.`, `student.backbone.`, or
-/// the root for MAE).
-pub fn trained_prefix(vs: &nn::VarStore, encoder: &EncoderKeys) -> Result<String> {
-    encoder_prefixes(vs, encoder)
+/// Where the copy of the encoder that a method evaluates (its
+/// `Method::features`) is, the one to export and fine-tune: DINO's
+/// teacher (`teacher.backbone.`), as DINO's reference evaluates and
+/// publishes its teacher; otherwise the first of [`encoder_prefixes`] that
+/// is not a momentum target (`backbone.`, `encoder.`, `online.backbone.`,
+/// or the root for MAE).
+pub fn evaluated_prefix(vs: &nn::VarStore, encoder: &EncoderKeys) -> Result<String> {
+    let prefixes = encoder_prefixes(vs, encoder);
+    if let Some(teacher) = prefixes.iter().find(|p| p.starts_with("teacher.")) {
+        return Ok(teacher.clone());
+    }
+    prefixes
         .into_iter()
-        .find(|p| !(p.starts_with("target.") || p.starts_with("teacher.")))
-        .ok_or_else(|| Error::Config("the method holds no trained copy of the encoder".into()))
+        .find(|p| !p.starts_with("target."))
+        .ok_or_else(|| Error::Config("the method holds no copy of the encoder it evaluates".into()))
 }
 
 /// Writes a trained encoder into `dir`, for use outside ssl-rs:
@@ -496,6 +501,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("missing 4: `online.head.fc1.bias`"), "{e}");
+    }
+
+    #[test]
+    fn a_teacher_is_the_copy_evaluated_exported_and_loaded_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let dino = nn::VarStore::new(Device::Cpu);
+        encoder(&(dino.root() / "student" / "backbone"));
+        encoder(&(dino.root() / "teacher" / "backbone"));
+        tch::no_grad(|| {
+            for (k, t) in dino.variables() {
+                let _ = t.shallow_clone().fill_(if k.starts_with("teacher.") { 3.0 } else { 1.0 });
+            }
+        });
+        assert_eq!(evaluated_prefix(&dino, &keys()).unwrap(), "teacher.backbone.");
+        assert_eq!(evaluated_prefix(&method(), &keys()).unwrap(), "online.backbone.");
+        let file = write(dir.path(), "model.safetensors", dino.variables().into_iter().collect());
+        let vs = method();
+        let r = init_encoder(&file, &vs, &keys(), KeyRules::STRICT).unwrap();
+        assert_eq!(r.file_prefix, "teacher.backbone.");
+        let ex = encoder_tensors(&vs, &keys(), "online.backbone.").unwrap();
+        assert!(ex.iter().all(|(_, t)| t.eq(3.0).all().int64_value(&[]) == 1));
     }
 
     #[test]

@@ -83,13 +83,13 @@ pub fn fine_tune(
     Ok(r)
 }
 
-/// Copies a method's trained backbone (`backbone.`, `online.backbone.`,
-/// `student.backbone.` or MAE's encoder at the root; never a momentum
-/// target or teacher) from `method_vs` into `backbone_vs` (a backbone built
-/// at its root).
+/// Copies the backbone a method evaluates (`backbone.`, `online.backbone.`,
+/// DINO's `teacher.backbone.` or MAE's encoder at the root; never a
+/// momentum target: [`ssl_core::weights::evaluated_prefix`]) from
+/// `method_vs` into `backbone_vs` (a backbone built at its root).
 pub fn copy_backbone(method_vs: &nn::VarStore, backbone_vs: &nn::VarStore) -> Result<()> {
     let keys = ssl_core::weights::keys_of(backbone_vs);
-    let prefix = ssl_core::weights::trained_prefix(method_vs, &keys).map_err(|_| {
+    let prefix = ssl_core::weights::evaluated_prefix(method_vs, &keys).map_err(|_| {
         ssl_core::Error::Config("the method has no encoder variable matching the backbone".into())
     })?;
     Ok(ssl_core::finetune::copy_encoder(method_vs, backbone_vs, &[prefix.as_str()])?)
@@ -146,7 +146,7 @@ mod tests {
             let src = vs.variables();
             let key = match method {
                 "simclr" => "backbone.conv1.weight",
-                "dino" => "student.backbone.conv1.weight",
+                "dino" => "teacher.backbone.conv1.weight",
                 _ => "online.backbone.conv1.weight",
             };
             assert!(copy.variables()["conv1.weight"].equal(&src[key]), "{method}");

@@ -41,7 +41,7 @@ pub fn init_backbone(file: &Path, method_vs: &nn::VarStore, cfg: &BackboneConfig
 
 /// [`init_backbone`] from the tensors under `prefix` in the file when it is
 /// given (`target.backbone.`: BYOL's or MoCo's momentum copy,
-/// `teacher.backbone.`: DINO's teacher, in a run's `model.safetensors`);
+/// `student.backbone.`: DINO's student, in a run's `model.safetensors`);
 /// see [`ssl_core::weights::init_encoder_under`].
 pub fn init_backbone_under(
     file: &Path,
@@ -52,14 +52,15 @@ pub fn init_backbone_under(
     Ok(weights::init_encoder_under(file, prefix, method_vs, &backbone_keys(cfg), KEY_RULES)?)
 }
 
-/// The trained backbone's tensors under the reference library's names, on
-/// the CPU: a ResNet's as torchvision's (with BatchNorm's
+/// The tensors of the backbone the method evaluates (DINO's teacher,
+/// otherwise the online copy: [`weights::evaluated_prefix`]) under the
+/// reference library's names, on the CPU: a ResNet's as torchvision's (with BatchNorm's
 /// `num_batches_tracked`, which the backbone keeps but does not advance:
 /// PyTorch reads it only when BatchNorm's momentum is `None`), a ViT's as
 /// timm's.
 pub fn backbone_tensors(method_vs: &nn::VarStore, cfg: &BackboneConfig) -> Result<Vec<(String, Tensor)>> {
     let keys = backbone_keys(cfg);
-    let prefix = weights::trained_prefix(method_vs, &keys)?;
+    let prefix = weights::evaluated_prefix(method_vs, &keys)?;
     Ok(weights::encoder_tensors(method_vs, &keys, &prefix)?)
 }
 
@@ -111,15 +112,52 @@ mod tests {
             ("byol", "online.backbone."),
             ("moco-v2", "online.backbone."),
             ("barlow-twins", "online.backbone."),
-            ("dino", "student.backbone."),
+            ("dino", "teacher.backbone."),
         ] {
             let vs = nn::VarStore::new(Device::Cpu);
             let _ = crate::methods::build(method, &vs, &cfg(), None, &[]).unwrap();
-            assert_eq!(weights::trained_prefix(&vs, &keys).unwrap(), want, "{method}");
+            assert_eq!(weights::evaluated_prefix(&vs, &keys).unwrap(), want, "{method}");
             let named = backbone_tensors(&vs, &cfg()).unwrap();
             let conv = &named.iter().find(|(k, _)| k == "conv1.weight").unwrap().1;
             assert!(conv.equal(&vs.variables()[&format!("{want}conv1.weight")]), "{method}");
             assert_eq!(named.len(), keys.len());
+        }
+    }
+
+    /// What is exported (and so embedded) is the copy `features` evaluates,
+    /// so that `backbone.safetensors` gives the report's figures: with
+    /// every copy of the backbone made to differ, the exported tensors
+    /// reproduce the method's own features (DINO's teacher, not its
+    /// student, whose export this test was written against).
+    #[test]
+    fn every_method_exports_the_copy_it_evaluates() {
+        use tch::nn::ModuleT as _;
+        let x = Tensor::randn([2, 1, 16, 16], (tch::Kind::Float, Device::Cpu));
+        for &method in crate::methods::METHODS.iter().filter(|m| **m != "mae") {
+            tch::manual_seed(2);
+            let vs = nn::VarStore::new(Device::Cpu);
+            let (m, _) = crate::methods::build(method, &vs, &cfg(), None, &[]).unwrap();
+            // Momentum copies start equal to the online one; make each
+            // tensor differ (positive factors keep BatchNorm's variances
+            // positive).
+            tch::no_grad(|| {
+                for (_, t) in vs.variables() {
+                    if t.is_floating_point() {
+                        t.shallow_clone().copy_(&(&t * (t.rand_like() * 0.5 + 0.75)));
+                    }
+                }
+            });
+            let want = m.features(&x);
+            let export = nn::VarStore::new(Device::Cpu);
+            let backbone = Backbone::new(&export.root(), &cfg());
+            let vars = export.variables();
+            tch::no_grad(|| {
+                for (k, t) in backbone_tensors(&vs, &cfg()).unwrap() {
+                    vars[&k].shallow_clone().copy_(&t);
+                }
+            });
+            let got = backbone.forward_t(&x, false);
+            assert!(got.allclose(&want, 1e-5, 1e-6, false), "{method}: the export is not the evaluated copy");
         }
     }
 }

@@ -88,9 +88,9 @@ struct Args {
     init: Option<PathBuf>,
     /// With `--init`: the prefix of the backbone's tensors in the file
     /// (`target.backbone.`: BYOL's or MoCo's momentum copy,
-    /// `teacher.backbone.`: DINO's teacher, in a run's `model.safetensors`).
-    /// Default: found by matching the backbone's names (the online copy
-    /// or the student in an ssl-rs run).
+    /// `student.backbone.`: DINO's student, in a run's `model.safetensors`).
+    /// Default: found by matching the backbone's names (in an ssl-rs run
+    /// the copy it evaluated: the online one, or DINO's teacher).
     #[arg(long, value_name = "PREFIX", requires = "init")]
     init_prefix: Option<String>,
     /// Optimizer: lars (lightly's) | lars-clip (solo-learn's) | sgd | adamw
