@@ -258,21 +258,25 @@ fn top_prefixes(tensors: &[(String, Tensor)]) -> Vec<String> {
 }
 
 /// The prefix under which `tensors` hold the encoder: `""` when one of the
-/// encoder's names is there as is, else a `teacher.` prefix in front of
-/// the encoder's first name (by the order of `encoder`) if there is one,
-/// else the shortest such prefix (`online.` sorts before `target.`).
+/// encoder's names is there as is, else, of the prefixes in front of the
+/// encoder's first name (by the order of `encoder`), the copy a run
+/// evaluated ([`evaluated_of`]).
 fn file_prefix(tensors: &[(String, Tensor)], encoder: &EncoderKeys) -> String {
     let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
     if encoder.keys().any(|k| names.contains(&k.as_str())) {
         return String::new();
     }
     let Some((anchor, _)) = encoder.iter().next() else { return String::new() };
-    let found: Vec<&str> =
-        names.iter().filter_map(|n| n.strip_suffix(anchor.as_str())).filter(|p| p.ends_with('.')).collect();
-    // DINO's teacher, the copy its run evaluated and exported
-    // ([`evaluated_prefix`]), before its student.
-    let teacher = found.iter().filter(|p| p.starts_with("teacher.")).min_by_key(|p| (p.len(), **p));
-    teacher.or_else(|| found.iter().min_by_key(|p| (p.len(), **p))).map_or(String::new(), |p| p.to_string())
+    let found = names.iter().filter_map(|n| n.strip_suffix(anchor.as_str())).filter(|p| p.ends_with('.'));
+    evaluated_of(found).unwrap_or("").to_string()
+}
+
+/// Of the prefixes under which a copy of the encoder sits, the one its
+/// method evaluates: DINO's teacher (`teacher.`) first, then one that is
+/// not a momentum target (`target.`), then the shortest, then by name
+/// (`online.` before `target.`).
+fn evaluated_of<'a>(prefixes: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    prefixes.into_iter().min_by_key(|p| (!p.starts_with("teacher."), p.starts_with("target."), p.len(), *p))
 }
 
 /// The encoder copy under `prefix` in `vs` ([`evaluated_prefix`] gives the
@@ -298,17 +302,13 @@ pub fn encoder_tensors(
 /// Where the copy of the encoder that a method evaluates (its
 /// `Method::features`) is, the one to export and fine-tune: DINO's
 /// teacher (`teacher.backbone.`), as DINO's reference evaluates and
-/// publishes its teacher; otherwise the first of [`encoder_prefixes`] that
-/// is not a momentum target (`backbone.`, `encoder.`, `online.backbone.`,
-/// or the root for MAE).
+/// publishes its teacher; otherwise the shortest of [`encoder_prefixes`]
+/// that is not a momentum target (`backbone.`, `encoder.`,
+/// `online.backbone.`, or the root for MAE).
 pub fn evaluated_prefix(vs: &nn::VarStore, encoder: &EncoderKeys) -> Result<String> {
     let prefixes = encoder_prefixes(vs, encoder);
-    if let Some(teacher) = prefixes.iter().find(|p| p.starts_with("teacher.")) {
-        return Ok(teacher.clone());
-    }
-    prefixes
-        .into_iter()
-        .find(|p| !p.starts_with("target."))
+    evaluated_of(prefixes.iter().map(String::as_str).filter(|p| !p.starts_with("target.")))
+        .map(str::to_string)
         .ok_or_else(|| Error::Config("the method holds no copy of the encoder it evaluates".into()))
 }
 
@@ -479,10 +479,10 @@ mod tests {
             let ex = encoder_tensors(&vs, &keys(), p).unwrap();
             assert!(ex.iter().all(|(_, t)| t.eq(2.0).all().int64_value(&[]) == 1), "{p}");
         }
-        // Without it the online copy is found, as before.
         // The trailing dot may be left out.
         let r = init_encoder_under(&file, Some("target.backbone"), &vs, &keys(), KeyRules::STRICT).unwrap();
         assert_eq!(r.file_prefix, "target.backbone.");
+        // Without it the online copy is found, as before.
         let found = init_encoder(&file, &vs, &keys(), KeyRules::STRICT).unwrap();
         assert_eq!(found.file_prefix, "online.backbone.");
         // A prefix no name starts with is named, with the file's.
