@@ -1,6 +1,7 @@
 //! Backbone weights in and out under torchvision's and timm's names:
 //! `--init` from a published ResNet or ViT safetensors file (or an ssl-rs
-//! run's), and `backbone.safetensors`, the trained backbone alone, which
+//! run's), and `backbone.safetensors`, the backbone the run evaluated
+//! alone (the online copy, or DINO's teacher: `evaluated_prefix`), which
 //! `torchvision.models.resnet18()` (with `fc = nn.Identity()`) or timm's
 //! `VisionTransformer(num_classes=0)` loads with `strict=True`
 //! (`tools/golden/check_backbone_export.py` checks the features to 1e-4).
@@ -72,7 +73,8 @@ pub fn reference_library(cfg: &BackboneConfig) -> &'static str {
     }
 }
 
-/// Writes the trained backbone into `dir` with
+/// Writes the backbone the run evaluated (the copy `Method::features`
+/// uses: DINO's teacher, else the online one) into `dir` with
 /// [`ssl_core::weights::export_encoder`]: `backbone.safetensors`
 /// ([`backbone_tensors`]), `backbone.pt` (TorchScript, which takes any batch
 /// of `sample`'s image size: a ViT's position embeddings are traced for
