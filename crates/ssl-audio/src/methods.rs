@@ -115,9 +115,12 @@ pub fn recipe(method: &str, input: &AudioInput) -> Result<Recipe> {
         }
         // No mixup (the paper's is up to 0.4): on the keywords the mixed-in
         // clip is another word, and without it BYOL-A beat random init on
-        // the validation split where with it it tied (docs/results.md).
+        // the validation split where with it it tied. Each view from its
+        // own waveform draw (COLA's speed, shift, gain and noise), not both
+        // from one: 16 points more kNN summed over four validation splits,
+        // two of them of unseen voices (docs/results.md).
         "byol-a" => Recipe {
-            views: ViewRecipe::byol_a(n).with_mixup(0.0),
+            views: ViewRecipe::byol_a_on_cola_waves(n).with_mixup(0.0),
             optimizer: OptimizerConfig::adamw(1e-3, 1e-4),
             epochs: 30,
         },

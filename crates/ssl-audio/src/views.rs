@@ -15,7 +15,10 @@
 //! - `byol-a`: one waveform view (shift, gain), then two spectrogram views
 //!   of it, each mixed with another clip of the batch in log-mel space
 //!   (λ ~ U(0, 0.4); each view draws its own partner) and randomly
-//!   resize-cropped (BYOL-A's pipeline).
+//!   resize-cropped (BYOL-A's pipeline, [`ViewRecipe::byol_a`]); or each
+//!   spectrogram view from its own waveform view drawn as COLA's
+//!   ([`ViewRecipe::byol_a_on_cola_waves`], ssl-rs's recipe without mixup:
+//!   `methods::recipe`).
 //! - `msm`: one waveform view (shift, gain); the masking is the method's.
 
 use crate::augment::{log_mixup_exp, SpecResizedCrop, WaveAugment};

@@ -443,10 +443,10 @@ fn print_config_writes_no_run_and_its_output_starts_the_same_run() {
     assert!(!out.exists(), "--print-config made the run folder");
 }
 
-/// BYOL-A's recipe (no mixup, each clip standardised, the encoder's
-/// BatchNorm statistics kept at their start) and the flags that undo it,
-/// read from `--print-config`; other methods keep the global
-/// normalisation.
+/// BYOL-A's recipe (no mixup, each view from its own waveform draw with
+/// noise on every view, each clip standardised, the encoder's BatchNorm
+/// statistics kept at their start) and the flags that undo it, read from
+/// `--print-config`; other methods keep the global normalisation.
 #[test]
 fn byol_a_recipe_defaults_and_the_flags_that_undo_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -470,12 +470,19 @@ fn byol_a_recipe_defaults_and_the_flags_that_undo_them() {
             c["model"]["encoder_eval_mode"].as_bool(),
         )
     };
-    assert_eq!(summary(&config(&["--method", "byol-a"])), (Some(true), Some(0.0), Some(true)));
+    // Which waveform views: each its own (with noise on every one) or one
+    // for both.
+    let waves = |c: &serde_json::Value| {
+        (c["views"]["wave_per_view"].as_bool(), c["views"]["wave"]["noise_p"].as_f64())
+    };
+    let recipe = config(&["--method", "byol-a"]);
+    assert_eq!(summary(&recipe), (Some(true), Some(0.0), Some(true)));
+    assert_eq!(waves(&recipe), (Some(true), Some(1.0)), "{}", recipe["views"]);
+    assert_eq!(recipe["views"]["wave"]["snr_db"], serde_json::json!([0.0, 20.0]), "{}", recipe["views"]);
     // `--byol-a-waves` keeps the recipe's mixup; the flags override it.
-    assert_eq!(
-        summary(&config(&["--method", "byol-a", "--byol-a-waves", "cola"])),
-        (Some(true), Some(0.0), Some(true))
-    );
+    let paper = config(&["--method", "byol-a", "--byol-a-waves", "paper"]);
+    assert_eq!(summary(&paper), (Some(true), Some(0.0), Some(true)));
+    assert_eq!(waves(&paper), (Some(false), Some(0.0)), "{}", paper["views"]);
     assert_eq!(
         summary(&config(&[
             "--method",

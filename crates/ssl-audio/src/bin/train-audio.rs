@@ -104,7 +104,7 @@ struct Args {
     /// BYOL-A's waveform views: `paper` (one lightly augmented waveform,
     /// both spectrogram views made from it) or `cola` (each spectrogram
     /// view from its own waveform view with COLA's speed, shift, gain and
-    /// noise draws). Default: the recipe's.
+    /// noise draws; the recipe's since 2026-12-06).
     #[arg(long, value_parser = ["paper", "cola"])]
     byol_a_waves: Option<String>,
     /// BYOL-A's random resized crop of the log-mel: the box's size relative
@@ -114,9 +114,9 @@ struct Args {
     #[arg(long, value_delimiter = ',', num_args = 1)]
     spec_crop: Option<Vec<f64>>,
     /// Add white noise to every pretraining view at a signal-to-noise ratio
-    /// drawn in `LO,HI` dB (the recipes': COLA's 0,20 on every view;
-    /// BYOL-A's and MSM's none), so that two views of a clip differ in
-    /// their noise level.
+    /// drawn in `LO,HI` dB (the recipes': COLA's and BYOL-A's 0,20 on every
+    /// view; MSM's none), so that two views of a clip differ in their noise
+    /// level.
     #[arg(long, value_delimiter = ',', num_args = 1)]
     view_snr: Option<Vec<f64>>,
     /// Speed perturbation of the pretraining views' waveforms, `LO,HI`
