@@ -7,6 +7,11 @@
 //! momentum (EMA) target; symmetric negative-cosine loss (ssl-core's), with
 //! the target momentum rising from 0.99 to 1 on a cosine schedule.
 //!
+//! ssl-rs's recipe (`methods::recipe`) leaves out mixup and draws each
+//! spectrogram view from its own waveform view
+//! ([`crate::views::ViewRecipe::byol_a_on_cola_waves`]); both chosen on the
+//! keywords' validation splits (`docs/results.md`).
+//!
 //! [`ByolAConfig::encoder_eval_mode`] (not in the paper; on in ssl-rs's
 //! recipe, `methods::build`) runs both encoders as at evaluation during
 //! pretraining: on the bundled keywords a random CNN's untrained BatchNorm
