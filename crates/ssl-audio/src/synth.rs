@@ -130,6 +130,14 @@ pub struct KeywordSpec {
     pub noise_snr_db: Option<(f64, f64)>,
     /// Seed of the voice, speed, pitch and noise draws.
     pub seed: u64,
+    /// Words to speak instead of the engine's own ([`WORDS`] or
+    /// [`DIGITS`]); each is also a class folder's name.
+    pub words: Option<Vec<String>>,
+    /// espeak-ng voices (`accent+variant`) of the training and of the test
+    /// split, instead of a random accent from [`ACCENTS`] with
+    /// [`TRAIN_VARIANTS`] / [`TEST_VARIANTS`]; each split cycles through
+    /// its list. The two lists share no voice.
+    pub voices: Option<(Vec<String>, Vec<String>)>,
 }
 
 impl Default for KeywordSpec {
@@ -144,6 +152,8 @@ impl Default for KeywordSpec {
             noise_snr_db: None,
             seed: 0,
             engine: Engine::Espeak,
+            words: None,
+            voices: None,
         }
     }
 }
@@ -154,6 +164,49 @@ impl KeywordSpec {
     pub fn flite_digits() -> Self {
         Self { engine: Engine::Flite, speed: (80, 125), noise_snr_db: Some((0.0, 20.0)), ..Self::default() }
     }
+
+    /// The words this spec speaks: [`Self::words`] or the engine's own.
+    pub fn word_list(&self) -> Vec<String> {
+        match (&self.words, self.engine) {
+            (Some(w), _) => w.clone(),
+            (None, Engine::Espeak) => WORDS.map(String::from).to_vec(),
+            (None, Engine::Flite) => DIGITS.map(String::from).to_vec(),
+        }
+    }
+
+    /// Checks what [`generate`] needs beyond the types: at least two
+    /// distinct words that are plain folder names, and explicit voices only
+    /// for espeak-ng, none of them shared by the two splits.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        let words = self.word_list();
+        if words.len() < 2 {
+            return bad(format!("a keyword set needs at least two words, got {words:?}"));
+        }
+        for (i, w) in words.iter().enumerate() {
+            if w.is_empty() || !w.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '\'') {
+                return bad(format!("word {w:?} is not a plain word (letters, digits, - and ' only)"));
+            }
+            if words[..i].contains(w) {
+                return bad(format!("word {w:?} is listed twice"));
+            }
+        }
+        if let Some((train, test)) = &self.voices {
+            if self.engine != Engine::Espeak {
+                return bad("explicit voices are for espeak-ng; flite's voices are fixed".into());
+            }
+            if train.is_empty() || test.is_empty() {
+                return bad("both splits need at least one voice".into());
+            }
+            if let Some(v) = train.iter().find(|v| test.contains(v)) {
+                return bad(format!("voice {v} is in both splits; the test split's voices must be unseen"));
+            }
+            if let Some(v) = train.iter().chain(test).find(|v| v.is_empty() || v.contains(['/', ' '])) {
+                return bad(format!("voice {v:?} is not an espeak-ng voice name (accent+variant)"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One clip to make: the voice (espeak-ng's `accent+variant`, or flite's
@@ -163,7 +216,7 @@ pub struct ClipPlan {
     /// `train` or `test`.
     pub split: &'static str,
     /// The word, also the class folder.
-    pub word: &'static str,
+    pub word: String,
     /// espeak-ng's `accent+variant`, or flite's voice.
     pub voice: String,
     /// espeak-ng `-s`, or flite's duration stretch in percent.
@@ -178,18 +231,19 @@ pub struct ClipPlan {
 pub fn plan(spec: &KeywordSpec) -> Vec<ClipPlan> {
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let mut out = Vec::new();
+    let words = spec.word_list();
     if spec.engine == Engine::Flite {
         for (split, voices, n) in [
             ("train", &FLITE_TRAIN_VOICES[..], spec.train_per_word),
             ("test", &FLITE_TEST_VOICES[..], spec.test_per_word),
         ] {
-            for word in DIGITS {
+            for word in &words {
                 for i in 0..n {
                     let (voice, f0) = voices[i % voices.len()];
                     let speed = rng.gen_range(spec.speed.0..=spec.speed.1);
                     let pitch = rng.gen_range(f0.0..=f0.1);
                     let file = format!("{word}_{i:03}_{voice}_d{speed}_f{pitch}.wav");
-                    out.push(ClipPlan { split, word, voice: voice.into(), speed, pitch, file });
+                    out.push(ClipPlan { split, word: word.clone(), voice: voice.into(), speed, pitch, file });
                 }
             }
         }
@@ -199,16 +253,22 @@ pub fn plan(spec: &KeywordSpec) -> Vec<ClipPlan> {
         ("train", &TRAIN_VARIANTS[..], spec.train_per_word),
         ("test", &TEST_VARIANTS[..], spec.test_per_word),
     ] {
-        for word in WORDS {
+        let listed = spec.voices.as_ref().map(|(train, test)| if split == "train" { train } else { test });
+        for word in &words {
             for i in 0..n {
-                let accent = ACCENTS.choose(&mut rng).expect("accents");
-                // Cycle through the variants so each is used evenly.
-                let variant = variants[i % variants.len()];
+                // Cycle through the variants (or the listed voices) so each
+                // is used evenly.
+                let voice = match listed {
+                    Some(voices) => voices[i % voices.len()].clone(),
+                    None => {
+                        let accent = ACCENTS.choose(&mut rng).expect("accents");
+                        format!("{accent}+{}", variants[i % variants.len()])
+                    }
+                };
                 let speed = rng.gen_range(spec.speed.0..=spec.speed.1);
                 let pitch = rng.gen_range(spec.pitch.0..=spec.pitch.1);
-                let voice = format!("{accent}+{variant}");
-                let file = format!("{word}_{i:03}_{accent}_{variant}_s{speed}_p{pitch}.wav");
-                out.push(ClipPlan { split, word, voice, speed, pitch, file });
+                let file = format!("{word}_{i:03}_{}_s{speed}_p{pitch}.wav", voice.replace('+', "_"));
+                out.push(ClipPlan { split, word: word.clone(), voice, speed, pitch, file });
             }
         }
     }
@@ -314,19 +374,20 @@ pub fn in_noise(wave: Vec<f32>, spec: &KeywordSpec, index: usize) -> Vec<f32> {
 /// `test/<word>/*.wav`) in parallel, plus `clips.tsv` listing how each clip
 /// was made. Returns the files written.
 pub fn generate(out: &Path, spec: &KeywordSpec) -> Result<Vec<PathBuf>> {
+    spec.validate()?;
     let clips = plan(spec);
     let io = |p: &Path, e: std::io::Error| Error::Wav { path: p.to_path_buf(), msg: e.to_string() };
     for c in &clips {
-        let dir = out.join(c.split).join(c.word);
+        let dir = out.join(c.split).join(&c.word);
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
     }
     let files = clips
         .par_iter()
         .enumerate()
         .map(|(i, c)| {
-            let wave = speak(spec.engine, c.word, &c.voice, c.speed, c.pitch, spec.sample_rate)?;
+            let wave = speak(spec.engine, &c.word, &c.voice, c.speed, c.pitch, spec.sample_rate)?;
             let wave = in_noise(wave, spec, i);
-            let path = out.join(c.split).join(c.word).join(&c.file);
+            let path = out.join(c.split).join(&c.word).join(&c.file);
             write_wav_u8(&path, &wave, spec.sample_rate)?;
             Ok(path)
         })
@@ -362,7 +423,7 @@ mod tests {
         assert_eq!(train.len(), TRAIN_VARIANTS.len());
         assert!(train.is_disjoint(&test), "test voices must be unseen: {train:?} vs {test:?}");
         assert!(p.iter().all(|c| (120..=220).contains(&c.speed) && (20..=80).contains(&c.pitch)));
-        let names: std::collections::BTreeSet<_> = p.iter().map(|c| (c.split, c.word, &c.file)).collect();
+        let names: std::collections::BTreeSet<_> = p.iter().map(|c| (c.split, &c.word, &c.file)).collect();
         assert_eq!(names.len(), p.len(), "file names are unique");
     }
 
@@ -386,8 +447,56 @@ mod tests {
                 FLITE_TRAIN_VOICES.iter().chain(&FLITE_TEST_VOICES).find(|v| v.0 == c.voice).unwrap();
             assert!((f0.0..=f0.1).contains(&c.pitch) && (80..=125).contains(&c.speed), "{c:?}");
         }
-        assert_eq!(p.iter().map(|c| (c.split, c.word, &c.file)).collect::<BTreeSet<_>>().len(), p.len());
+        assert_eq!(p.iter().map(|c| (c.split, &c.word, &c.file)).collect::<BTreeSet<_>>().len(), p.len());
         assert!("flite".parse::<Engine>().is_ok() && "festival".parse::<Engine>().is_err());
+    }
+
+    #[test]
+    fn listed_words_and_voices_replace_the_engines_own() {
+        let words: Vec<String> = ["bed", "bird", "cat"].map(String::from).into();
+        let (train, test) =
+            (vec!["en-us+m1".to_string(), "en-gb-scotland+m2".into()], vec!["en-us+f4".into()]);
+        let spec = KeywordSpec {
+            words: Some(words.clone()),
+            voices: Some((train.clone(), test.clone())),
+            train_per_word: 4,
+            test_per_word: 2,
+            ..Default::default()
+        };
+        spec.validate().unwrap();
+        let p = plan(&spec);
+        assert_eq!(p.len(), 3 * 6);
+        for c in &p {
+            assert!(words.contains(&c.word));
+            assert!(if c.split == "train" { &train } else { &test }.contains(&c.voice), "{c:?}");
+        }
+        let v0: Vec<_> =
+            p.iter().filter(|c| c.split == "train" && c.word == "cat").map(|c| &c.voice).collect();
+        assert_eq!(v0, [&train[0], &train[1], &train[0], &train[1]], "each split cycles through its voices");
+        assert_eq!(p[1].file, format!("bed_001_en-gb-scotland_m2_s{}_p{}.wav", p[1].speed, p[1].pitch));
+        // Digits by flite with other words, and what is refused.
+        let flite = KeywordSpec { words: Some(words.clone()), ..KeywordSpec::flite_digits() };
+        assert!(plan(&flite).iter().all(|c| words.contains(&c.word)));
+        let refused = |spec: KeywordSpec, why: &str| {
+            let e = spec.validate().unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        };
+        refused(
+            KeywordSpec { voices: Some((train.clone(), train.clone())), ..Default::default() },
+            "both splits",
+        );
+        refused(
+            KeywordSpec { voices: Some((train.clone(), vec![])), ..Default::default() },
+            "at least one voice",
+        );
+        refused(KeywordSpec { voices: Some((train, test)), ..KeywordSpec::flite_digits() }, "fixed");
+        refused(
+            KeywordSpec { words: Some(vec!["a/b".into(), "c".into()]), ..Default::default() },
+            "plain word",
+        );
+        refused(KeywordSpec { words: Some(vec!["cat".into(), "cat".into()]), ..Default::default() }, "twice");
+        refused(KeywordSpec { words: Some(vec!["cat".into()]), ..Default::default() }, "two words");
+        KeywordSpec::default().validate().unwrap();
     }
 
     #[test]
@@ -414,7 +523,7 @@ mod tests {
         for (row, c) in rows.iter().zip(&planned) {
             let want = format!("{}\t{}\t{}\t{}\t{}\t{}", c.split, c.word, c.voice, c.speed, c.pitch, c.file);
             assert_eq!(*row, want);
-            assert!(dir.join(c.split).join(c.word).join(&c.file).is_file(), "{} is missing", c.file);
+            assert!(dir.join(c.split).join(&c.word).join(&c.file).is_file(), "{} is missing", c.file);
         }
         // The embedded copy, written out, is the repository's folder.
         let tmp = tempfile::tempdir().unwrap();

@@ -41,6 +41,19 @@ struct Args {
     /// 0,20` matches `--data bundled`, which adds that noise when it loads.
     #[arg(long, value_delimiter = ',', num_args = 1)]
     noise_snr: Option<Vec<f64>>,
+    /// Words to speak instead of the engine's own, comma-separated (each
+    /// becomes a class folder).
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    words: Option<Vec<String>>,
+    /// espeak-ng voices (`accent+variant`, comma-separated) of the
+    /// training split, instead of random accents with variants m1-m5,
+    /// f1-f3, klatt, klatt2; needs --test-voices.
+    #[arg(long, value_delimiter = ',', num_args = 1, requires = "test_voices")]
+    train_voices: Option<Vec<String>>,
+    /// espeak-ng voices of the test split, none of them a training voice;
+    /// needs --train-voices.
+    #[arg(long, value_delimiter = ',', num_args = 1, requires = "train_voices")]
+    test_voices: Option<Vec<String>>,
 }
 
 fn main() -> Result<()> {
@@ -61,8 +74,11 @@ fn main() -> Result<()> {
         test_per_word: args.test_per_word,
         sample_rate: args.sample_rate,
         seed: args.seed,
+        words: args.words,
+        voices: args.train_voices.zip(args.test_voices),
         ..base
     };
+    spec.validate()?;
     let out = args.out.unwrap_or_else(|| match args.engine {
         Engine::Espeak => "datasets/keywords".into(),
         Engine::Flite => "runs/data/digits-flite".into(),
