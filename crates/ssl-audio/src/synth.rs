@@ -1,4 +1,5 @@
-//! Synthesised keyword clips, from one of two engines:
+//! Synthesised keyword clips, from one of two engines (and Festival's voices
+//! where a set lists them, see [`KeywordSpec::voices`]):
 //!
 //! - [`Engine::Espeak`]: Speech Commands' ten command words spoken by
 //!   Debian's `espeak-ng` (formant synthesis, no network, no recordings)
@@ -69,6 +70,27 @@ pub enum Engine {
     /// the plan's speed is the duration stretch in percent (100: the
     /// voice's own pace), its pitch the mean pitch in Hz.
     Flite,
+    /// Festival's `text2wave`, for listed voices only (`festival:NAME`,
+    /// e.g. `festival:ked_diphone` from Debian's `festvox-kdlpc16k`); speed
+    /// and pitch as for flite ([`FESTIVAL_SPEED`], [`FESTIVAL_PITCH`]).
+    Festival,
+}
+
+/// Duration stretch in percent drawn for a Festival voice.
+pub const FESTIVAL_SPEED: (u32, u32) = (80, 125);
+
+/// Mean pitch in Hz drawn for a Festival voice (its intonation model's
+/// `target_f0_mean`; Debian's English voices are male).
+pub const FESTIVAL_PITCH: (u32, u32) = (85, 150);
+
+/// The engine that speaks a listed voice, and the voice's own name: a
+/// `festival:` prefix names a Festival voice, any other voice belongs to
+/// `engine`.
+pub fn voice_engine(voice: &str, engine: Engine) -> (Engine, &str) {
+    match voice.strip_prefix("festival:") {
+        Some(name) => (Engine::Festival, name),
+        None => (engine, voice),
+    }
 }
 
 impl std::str::FromStr for Engine {
@@ -77,7 +99,10 @@ impl std::str::FromStr for Engine {
         match s {
             "espeak" | "espeak-ng" => Ok(Self::Espeak),
             "flite" => Ok(Self::Flite),
-            o => Err(Error::Config(format!("unknown synthesis engine `{o}` (expected espeak or flite)"))),
+            o => Err(Error::Config(format!(
+                "unknown synthesis engine `{o}` (expected espeak or flite; Festival's voices are listed as \
+                 festival:NAME)"
+            ))),
         }
     }
 }
@@ -88,21 +113,29 @@ impl Engine {
         match self {
             Self::Espeak => "espeak-ng",
             Self::Flite => "flite",
+            Self::Festival => "text2wave",
         }
     }
 
     /// The program's name and its version line, with how to install it
     /// when it is missing.
     pub fn version(self) -> Result<String> {
-        let program = self.program();
+        let (program, package) = match self {
+            Self::Festival => ("festival", "festival festvox-kdlpc16k festvox-kallpc16k"),
+            _ => (self.program(), self.program()),
+        };
         let out = Command::new(program).arg("--version").output().map_err(|e| {
             Error::Config(format!(
-                "cannot run {program} ({e}); install it (Debian/Ubuntu: `apt-get install {program}`) \
+                "cannot run {program} ({e}); install it (Debian/Ubuntu: `apt-get install {package}`) \
                  or use the bundled datasets/keywords"
             ))
         })?;
         let text = String::from_utf8_lossy(&out.stdout);
-        let line = text.lines().find(|l| l.contains("version") || l.contains("eSpeak")).unwrap_or("").trim();
+        let line = text
+            .lines()
+            .find(|l| l.contains("version") || l.contains("eSpeak") || l.contains("Festival"))
+            .unwrap_or("")
+            .trim();
         Ok(format!("{program} ({line})"))
     }
 }
@@ -133,10 +166,11 @@ pub struct KeywordSpec {
     /// Words to speak instead of the engine's own ([`WORDS`] or
     /// [`DIGITS`]); each is also a class folder's name.
     pub words: Option<Vec<String>>,
-    /// espeak-ng voices (`accent+variant`) of the training and of the test
-    /// split, instead of a random accent from [`ACCENTS`] with
-    /// [`TRAIN_VARIANTS`] / [`TEST_VARIANTS`]; each split cycles through
-    /// its list. The two lists share no voice.
+    /// Voices of the training and of the test split, instead of a random
+    /// accent from [`ACCENTS`] with [`TRAIN_VARIANTS`] / [`TEST_VARIANTS`]:
+    /// espeak-ng's `accent+variant`, or `festival:NAME` for a Festival
+    /// voice ([`voice_engine`]). Each split cycles through its list; the
+    /// two lists share no voice. Not for flite.
     pub voices: Option<(Vec<String>, Vec<String>)>,
 }
 
@@ -169,7 +203,7 @@ impl KeywordSpec {
     pub fn word_list(&self) -> Vec<String> {
         match (&self.words, self.engine) {
             (Some(w), _) => w.clone(),
-            (None, Engine::Espeak) => WORDS.map(String::from).to_vec(),
+            (None, Engine::Espeak | Engine::Festival) => WORDS.map(String::from).to_vec(),
             (None, Engine::Flite) => DIGITS.map(String::from).to_vec(),
         }
     }
@@ -193,7 +227,7 @@ impl KeywordSpec {
         }
         if let Some((train, test)) = &self.voices {
             if self.engine != Engine::Espeak {
-                return bad("explicit voices are for espeak-ng; flite's voices are fixed".into());
+                return bad("explicit voices are for espeak-ng and Festival; flite's voices are fixed".into());
             }
             if train.is_empty() || test.is_empty() {
                 return bad("both splits need at least one voice".into());
@@ -201,8 +235,15 @@ impl KeywordSpec {
             if let Some(v) = train.iter().find(|v| test.contains(v)) {
                 return bad(format!("voice {v} is in both splits; the test split's voices must be unseen"));
             }
-            if let Some(v) = train.iter().chain(test).find(|v| v.is_empty() || v.contains(['/', ' '])) {
-                return bad(format!("voice {v:?} is not an espeak-ng voice name (accent+variant)"));
+            let odd = |v: &str| {
+                let name = voice_engine(v, self.engine).1;
+                name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "+-_".contains(c))
+            };
+            if let Some(v) = train.iter().chain(test).find(|v| odd(v)) {
+                return bad(format!(
+                    "voice {v:?} is not an espeak-ng voice (accent+variant) or festival:NAME (letters, \
+                     digits, + - _)"
+                ));
             }
         }
         Ok(())
@@ -265,9 +306,13 @@ pub fn plan(spec: &KeywordSpec) -> Vec<ClipPlan> {
                         format!("{accent}+{}", variants[i % variants.len()])
                     }
                 };
-                let speed = rng.gen_range(spec.speed.0..=spec.speed.1);
-                let pitch = rng.gen_range(spec.pitch.0..=spec.pitch.1);
-                let file = format!("{word}_{i:03}_{}_s{speed}_p{pitch}.wav", voice.replace('+', "_"));
+                let (speed, pitch) = match voice_engine(&voice, spec.engine).0 {
+                    Engine::Festival => (FESTIVAL_SPEED, FESTIVAL_PITCH),
+                    _ => (spec.speed, spec.pitch),
+                };
+                let speed = rng.gen_range(speed.0..=speed.1);
+                let pitch = rng.gen_range(pitch.0..=pitch.1);
+                let file = format!("{word}_{i:03}_{}_s{speed}_p{pitch}.wav", voice.replace(['+', ':'], "_"));
                 out.push(ClipPlan { split, word: word.clone(), voice, speed, pitch, file });
             }
         }
@@ -284,6 +329,7 @@ pub fn espeak_version() -> Result<String> {
 /// peak-normalised (see the module docs); `speed` and `pitch` as in
 /// [`ClipPlan`].
 pub fn speak(engine: Engine, word: &str, voice: &str, speed: u32, pitch: u32, rate: u32) -> Result<Vec<f32>> {
+    let (engine, voice) = voice_engine(voice, engine);
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = std::env::temp_dir().join(format!("ssl-audio-synth-{}-{n}.wav", std::process::id()));
@@ -303,11 +349,34 @@ pub fn speak(engine: Engine, word: &str, voice: &str, speed: u32, pitch: u32, ra
                 .args(["-t", word, "-o"])
                 .arg(&tmp);
         }
+        Engine::Festival => {
+            // text2wave reads the text from a file: a fresh one per clip.
+            let text = tmp.with_extension("txt");
+            std::fs::write(&text, word)
+                .map_err(|e| Error::Config(format!("cannot write {}: {e}", text.display())))?;
+            cmd.arg("-eval")
+                .arg(format!("(voice_{voice})"))
+                .arg("-eval")
+                .arg(format!("(Parameter.set 'Duration_Stretch {:.2})", f64::from(speed) / 100.0))
+                .arg("-eval")
+                .arg(format!("(set! int_lr_params (cons (list 'target_f0_mean {pitch}) int_lr_params))"))
+                .arg("-o")
+                .arg(&tmp)
+                .arg(&text);
+        }
     }
-    let status = cmd.status().map_err(|e| Error::Config(format!("cannot run {program}: {e}")))?;
+    let status = cmd.status().map_err(|e| Error::Config(format!("cannot run {program}: {e}")));
+    let _ = std::fs::remove_file(tmp.with_extension("txt"));
+    let status = status?;
     if !status.success() {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::Config(format!("{program} voice {voice} failed ({status}) on {word:?}")));
+    }
+    if !tmp.is_file() {
+        // text2wave exits with 0 on an unknown voice and writes nothing.
+        return Err(Error::Config(format!(
+            "{program} voice {voice} wrote no audio for {word:?} (is it installed?)"
+        )));
     }
     let wave = read_wav(&tmp);
     let _ = std::fs::remove_file(&tmp);
@@ -376,6 +445,9 @@ pub fn in_noise(wave: Vec<f32>, spec: &KeywordSpec, index: usize) -> Vec<f32> {
 pub fn generate(out: &Path, spec: &KeywordSpec) -> Result<Vec<PathBuf>> {
     spec.validate()?;
     let clips = plan(spec);
+    if clips.iter().any(|c| voice_engine(&c.voice, spec.engine).0 == Engine::Festival) {
+        Engine::Festival.version()?;
+    }
     let io = |p: &Path, e: std::io::Error| Error::Wav { path: p.to_path_buf(), msg: e.to_string() };
     for c in &clips {
         let dir = out.join(c.split).join(&c.word);
@@ -474,6 +546,22 @@ mod tests {
             p.iter().filter(|c| c.split == "train" && c.word == "cat").map(|c| &c.voice).collect();
         assert_eq!(v0, [&train[0], &train[1], &train[0], &train[1]], "each split cycles through its voices");
         assert_eq!(p[1].file, format!("bed_001_en-gb-scotland_m2_s{}_p{}.wav", p[1].speed, p[1].pitch));
+        // A Festival voice among them draws flite's kind of speed and pitch.
+        let festival = KeywordSpec {
+            voices: Some((vec!["festival:kal_diphone".into(), "en-us+m1".into()], vec!["en-us+f4".into()])),
+            ..spec.clone()
+        };
+        festival.validate().unwrap();
+        let p = plan(&festival);
+        let kal: Vec<_> = p.iter().filter(|c| c.voice == "festival:kal_diphone").collect();
+        assert_eq!(kal.len(), 3 * 2);
+        assert!(
+            kal.iter().all(|c| (80..=125).contains(&c.speed) && (85..=150).contains(&c.pitch)),
+            "{kal:?}"
+        );
+        assert!(kal[0].file.starts_with("bed_000_festival_kal_diphone_s"), "{}", kal[0].file);
+        assert_eq!(voice_engine("festival:kal_diphone", Engine::Espeak), (Engine::Festival, "kal_diphone"));
+        assert_eq!(voice_engine("en-us+m1", Engine::Espeak), (Engine::Espeak, "en-us+m1"));
         // Digits by flite with other words, and what is refused.
         let flite = KeywordSpec { words: Some(words.clone()), ..KeywordSpec::flite_digits() };
         assert!(plan(&flite).iter().all(|c| words.contains(&c.word)));
@@ -496,6 +584,11 @@ mod tests {
         );
         refused(KeywordSpec { words: Some(vec!["cat".into(), "cat".into()]), ..Default::default() }, "twice");
         refused(KeywordSpec { words: Some(vec!["cat".into()]), ..Default::default() }, "two words");
+        let odd = vec!["festival:(voice_x)".into()];
+        refused(
+            KeywordSpec { voices: Some((odd, vec!["en-us+f4".into()])), ..Default::default() },
+            "not an espeak",
+        );
         KeywordSpec::default().validate().unwrap();
     }
 

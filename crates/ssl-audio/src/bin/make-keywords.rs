@@ -45,9 +45,11 @@ struct Args {
     /// becomes a class folder).
     #[arg(long, value_delimiter = ',', num_args = 1)]
     words: Option<Vec<String>>,
-    /// espeak-ng voices (`accent+variant`, comma-separated) of the
-    /// training split, instead of random accents with variants m1-m5,
-    /// f1-f3, klatt, klatt2; needs --test-voices.
+    /// Voices of the training split, comma-separated, instead of random
+    /// accents with variants m1-m5, f1-f3, klatt, klatt2: espeak-ng's
+    /// `accent+variant`, or `festival:NAME` for a Festival voice (e.g.
+    /// `festival:kal_diphone`; Debian: `apt-get install festival
+    /// festvox-kallpc16k`); needs --test-voices.
     #[arg(long, value_delimiter = ',', num_args = 1, requires = "test_voices")]
     train_voices: Option<Vec<String>>,
     /// espeak-ng voices of the test split, none of them a training voice;
@@ -59,7 +61,7 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     let base = match args.engine {
-        Engine::Espeak => KeywordSpec::default(),
+        Engine::Espeak | Engine::Festival => KeywordSpec::default(),
         Engine::Flite => KeywordSpec::flite_digits(),
     };
     let noise_snr_db = match args.noise_snr.as_deref() {
@@ -80,7 +82,7 @@ fn main() -> Result<()> {
     };
     spec.validate()?;
     let out = args.out.unwrap_or_else(|| match args.engine {
-        Engine::Espeak => "datasets/keywords".into(),
+        Engine::Espeak | Engine::Festival => "datasets/keywords".into(),
         Engine::Flite => "runs/data/digits-flite".into(),
     });
     for split in ["train", "test"] {
