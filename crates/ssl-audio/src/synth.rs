@@ -366,7 +366,9 @@ pub fn speak(engine: Engine, word: &str, voice: &str, speed: u32, pitch: u32, ra
         }
     }
     let status = cmd.status().map_err(|e| Error::Config(format!("cannot run {program}: {e}")));
-    let _ = std::fs::remove_file(tmp.with_extension("txt"));
+    if engine == Engine::Festival {
+        let _ = std::fs::remove_file(tmp.with_extension("txt"));
+    }
     let status = status?;
     if !status.success() {
         let _ = std::fs::remove_file(&tmp);
