@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use ssl_audio::synth::{generate, Engine, KeywordSpec};
+use ssl_audio::synth::{generate, voice_engine, Engine, KeywordSpec};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -69,7 +69,7 @@ fn main() -> Result<()> {
         Some(&[lo, hi]) if lo.is_finite() && hi.is_finite() && lo <= hi => Some((lo, hi)),
         Some(v) => bail!("--noise-snr expects LO,HI in dB with LO <= HI, got {v:?}"),
     };
-    let version = args.engine.version()?;
+    let mut version = args.engine.version()?;
     let spec = KeywordSpec {
         noise_snr_db,
         train_per_word: args.train_per_word,
@@ -81,6 +81,10 @@ fn main() -> Result<()> {
         ..base
     };
     spec.validate()?;
+    let festival = |v: &String| voice_engine(v, spec.engine).0 == Engine::Festival;
+    if spec.voices.as_ref().is_some_and(|(train, test)| train.iter().chain(test).any(festival)) {
+        version = format!("{version} and {}", Engine::Festival.version()?);
+    }
     let out = args.out.unwrap_or_else(|| match args.engine {
         Engine::Espeak | Engine::Festival => "datasets/keywords".into(),
         Engine::Flite => "runs/data/digits-flite".into(),
