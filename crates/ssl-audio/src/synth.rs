@@ -208,9 +208,17 @@ impl KeywordSpec {
         }
     }
 
+    /// Whether a listed voice is Festival's (`festival:NAME`).
+    pub fn uses_festival(&self) -> bool {
+        self.voices.as_ref().is_some_and(|(train, test)| {
+            train.iter().chain(test).any(|v| voice_engine(v, self.engine).0 == Engine::Festival)
+        })
+    }
+
     /// Checks what [`generate`] needs beyond the types: at least two
-    /// distinct words that are plain folder names, and explicit voices only
-    /// for espeak-ng, none of them shared by the two splits.
+    /// distinct words that are plain folder names, and listed voices
+    /// (espeak-ng's or Festival's) only with the espeak-ng engine, none of
+    /// them shared by the two splits.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
         let words = self.word_list();
@@ -447,7 +455,7 @@ pub fn in_noise(wave: Vec<f32>, spec: &KeywordSpec, index: usize) -> Vec<f32> {
 pub fn generate(out: &Path, spec: &KeywordSpec) -> Result<Vec<PathBuf>> {
     spec.validate()?;
     let clips = plan(spec);
-    if clips.iter().any(|c| voice_engine(&c.voice, spec.engine).0 == Engine::Festival) {
+    if spec.uses_festival() {
         Engine::Festival.version()?;
     }
     let io = |p: &Path, e: std::io::Error| Error::Wav { path: p.to_path_buf(), msg: e.to_string() };
@@ -554,6 +562,7 @@ mod tests {
             ..spec.clone()
         };
         festival.validate().unwrap();
+        assert!(festival.uses_festival() && !spec.uses_festival());
         let p = plan(&festival);
         let kal: Vec<_> = p.iter().filter(|c| c.voice == "festival:kal_diphone").collect();
         assert_eq!(kal.len(), 3 * 2);

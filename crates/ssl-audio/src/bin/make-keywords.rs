@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use ssl_audio::synth::{generate, voice_engine, Engine, KeywordSpec};
+use ssl_audio::synth::{generate, Engine, KeywordSpec};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -52,8 +52,8 @@ struct Args {
     /// festvox-kallpc16k`); needs --test-voices.
     #[arg(long, value_delimiter = ',', num_args = 1, requires = "test_voices")]
     train_voices: Option<Vec<String>>,
-    /// espeak-ng voices of the test split, none of them a training voice;
-    /// needs --train-voices.
+    /// Voices of the test split, named as for --train-voices, none of them
+    /// a training voice; needs --train-voices.
     #[arg(long, value_delimiter = ',', num_args = 1, requires = "train_voices")]
     test_voices: Option<Vec<String>>,
 }
@@ -81,8 +81,7 @@ fn main() -> Result<()> {
         ..base
     };
     spec.validate()?;
-    let festival = |v: &String| voice_engine(v, spec.engine).0 == Engine::Festival;
-    if spec.voices.as_ref().is_some_and(|(train, test)| train.iter().chain(test).any(festival)) {
+    if spec.uses_festival() {
         version = format!("{version} and {}", Engine::Festival.version()?);
     }
     let out = args.out.unwrap_or_else(|| match args.engine {
