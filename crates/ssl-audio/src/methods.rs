@@ -64,15 +64,6 @@ pub fn default_per_clip_norm(method: &str) -> bool {
     method == "byol-a"
 }
 
-/// Whether a method's resolved config (from [`build`]) kept its encoder
-/// in evaluation mode in pretraining (BYOL-A's
-/// [`ByolAConfig::encoder_eval_mode`]): its BatchNorm statistics never left
-/// their start, so `train-audio` fine-tunes it, and the random-init
-/// encoder beside it, that way too unless told.
-pub fn pretrains_in_eval_mode(model_cfg: &serde_json::Value) -> bool {
-    model_cfg["encoder_eval_mode"].as_bool().unwrap_or(false)
-}
-
 /// BYOL-A's CNN (64 channels), 1024 wide, with BYOL-A's dropout.
 pub fn cnn(input: &AudioInput) -> AudioEncoderConfig {
     AudioEncoderConfig::Cnn(AudioCnnConfig::byol_a(input.n_mels(), 1024))
@@ -139,22 +130,40 @@ fn unknown(method: &str) -> Error {
     Error::Config(format!("unknown method `{method}` (expected one of {})", METHODS.join(", ")))
 }
 
+/// A method from [`build`], with what `train-audio` records and needs of
+/// its resolved config.
+pub struct Built {
+    /// The method, its weights in the `VarStore` it was built in.
+    pub method: Box<dyn Method>,
+    /// Its resolved config (after the overrides), as `config.json`
+    /// records it under `model`.
+    pub config: serde_json::Value,
+    /// Whether it keeps its encoder in evaluation mode in pretraining
+    /// (BYOL-A's [`ByolAConfig::encoder_eval_mode`]): its BatchNorm
+    /// statistics never leave their start, so `train-audio` fine-tunes it,
+    /// and the random-init encoder beside it, that way too unless told.
+    pub encoder_eval_mode: bool,
+}
+
 /// Builds `method` with `encoder` in `vs`, after `overrides` (`--set
-/// key=value`) replace fields of its config. Returns the method and its
-/// resolved config.
+/// key=value`) replace fields of its config.
 pub fn build(
     method: &str,
     vs: &nn::VarStore,
     encoder: &AudioEncoderConfig,
     overrides: &[Override],
-) -> Result<(Box<dyn Method>, serde_json::Value)> {
+) -> Result<Built> {
     let what = format!("{method}'s config");
     let json = |v: serde_json::Result<serde_json::Value>| v.unwrap_or(serde_json::Value::Null);
     Ok(match method {
         "cola" => {
             let cfg =
                 config::apply(ColaConfig { encoder: encoder.clone(), projection: 512 }, overrides, &what)?;
-            (Box::new(Cola::new(&vs.root(), &cfg)), json(serde_json::to_value(&cfg)))
+            Built {
+                method: Box::new(Cola::new(&vs.root(), &cfg)),
+                config: json(serde_json::to_value(&cfg)),
+                encoder_eval_mode: false,
+            }
         }
         "byol-a" => {
             let cfg = config::apply(
@@ -171,7 +180,11 @@ pub fn build(
                 overrides,
                 &what,
             )?;
-            (Box::new(ByolA::new(vs, &cfg)?), json(serde_json::to_value(&cfg)))
+            Built {
+                encoder_eval_mode: cfg.encoder_eval_mode,
+                config: json(serde_json::to_value(&cfg)),
+                method: Box::new(ByolA::new(vs, &cfg)?),
+            }
         }
         "msm" => {
             let AudioEncoderConfig::Transformer(vit) = encoder else {
@@ -182,7 +195,11 @@ pub fn build(
                 overrides,
                 &what,
             )?;
-            (Box::new(Msm(Mae::new(&vs.root(), &cfg))), json(serde_json::to_value(&cfg)))
+            Built {
+                method: Box::new(Msm(Mae::new(&vs.root(), &cfg))),
+                config: json(serde_json::to_value(&cfg)),
+                encoder_eval_mode: false,
+            }
         }
         other => return Err(unknown(other)),
     })
@@ -212,7 +229,7 @@ mod tests {
                 AudioEncoderConfig::Transformer(_) => AudioEncoderConfig::transformer(64, 96, 16, 32, 1),
             };
             let vs = nn::VarStore::new(Device::Cpu);
-            let (m, _) = build(method, &vs, &enc, &[]).unwrap();
+            let m = build(method, &vs, &enc, &[]).unwrap().method;
             assert_eq!(m.name(), method);
             let x = Tensor::randn([4, 1, 64, 96], (Kind::Float, Device::Cpu));
             let batch = Batch { views: vec![x.copy(), x.flip([3])], labels: None };
@@ -233,6 +250,26 @@ mod tests {
             ));
             assert!(recipe(method, &input).is_ok());
         }
+        // Only BYOL-A keeps its encoder in evaluation mode, and `--set`
+        // turns that off.
+        let small = AudioEncoderConfig::Cnn(AudioCnnConfig {
+            channels: 4,
+            dim: 32,
+            ..AudioCnnConfig::byol_a(64, 32)
+        });
+        let eval_mode = |method: &str, set: &[&str]| {
+            let set: Vec<Override> = set.iter().map(|s| s.parse().unwrap()).collect();
+            let vs = nn::VarStore::new(Device::Cpu);
+            let built = build(method, &vs, &small, &set).unwrap();
+            assert_eq!(
+                built.config["encoder_eval_mode"].as_bool(),
+                Some(built.encoder_eval_mode).filter(|_| method == "byol-a")
+            );
+            built.encoder_eval_mode
+        };
+        assert!(eval_mode("byol-a", &[]));
+        assert!(!eval_mode("byol-a", &["encoder_eval_mode=false"]));
+        assert!(!eval_mode("cola", &[]));
         let vs = nn::VarStore::new(Device::Cpu);
         let err = build("msm", &vs, &cnn(&input), &[]).err().unwrap().to_string();
         assert!(err.contains("--encoder transformer"), "{err}");

@@ -93,7 +93,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);
-        let (m, _) = crate::methods::build("byol-a", &vs, &cfg, &[]).unwrap();
+        let m = crate::methods::build("byol-a", &vs, &cfg, &[]).unwrap().method;
         let x = Tensor::randn([3, 1, 16, 24], (tch::Kind::Float, Device::Cpu));
         let input = AudioInput {
             frontend: crate::frontend::LogMelConfig { n_mels: 16, ..Default::default() },
@@ -116,7 +116,7 @@ mod tests {
         assert!((got - tch::no_grad(|| m.features(&y))).abs().max().double_value(&[]) < 1e-5);
         tch::manual_seed(1);
         let vs2 = nn::VarStore::new(Device::Cpu);
-        let (m2, _) = crate::methods::build("cola", &vs2, &cfg, &[]).unwrap();
+        let m2 = crate::methods::build("cola", &vs2, &cfg, &[]).unwrap().method;
         let r = init_encoder(&dir.path().join("backbone.safetensors"), &vs2, &cfg).unwrap();
         assert_eq!(r.loaded, named.len());
         assert!((tch::no_grad(|| m2.features(&x)) - want).abs().max().double_value(&[]) < 1e-5);

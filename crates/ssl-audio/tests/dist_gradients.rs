@@ -36,7 +36,7 @@ fn case(name: &str, encoder: AudioEncoderConfig, sync_bn: bool, draws: i64, wron
         build: Box::new(move || {
             tch::manual_seed(5);
             let mut vs = VarStore::new(Device::Cpu);
-            let (m, _) = methods::build(&method, &vs, &encoder, &[]).expect("building the method");
+            let m = methods::build(&method, &vs, &encoder, &[]).expect("building the method").method;
             vs.double();
             (vs, m)
         }),

@@ -93,7 +93,7 @@ fn masked_spectrogram_modelling_reconstructs_removed_patches() {
     let source = AudioViewSource::new(&xs, &ys, &input, ViewRecipe::single(input.clip_len), 16, 0);
     let enc = AudioEncoderConfig::transformer(32, 32, 8, 32, 2);
     let mut vs = nn::VarStore::new(Device::Cpu);
-    let (mut msm, _) = methods::build("msm", &vs, &enc, &[]).unwrap();
+    let mut msm = methods::build("msm", &vs, &enc, &[]).unwrap().method;
     // Reconstruction error on every training batch, averaged (the masks
     // are random, so one batch would be noisy).
     let error = |m: &dyn Method| {

@@ -390,8 +390,8 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     // Checkpoints every 5 epochs, 2 warmup epochs.
     args.run.apply_to(&mut train_cfg, 5, 2);
     let mut vs = nn::VarStore::new(device);
-    let (mut method, model_cfg) = methods::build(&args.method, &vs, &encoder, &args.run.set)?;
-    let pretrained_eval_mode = methods::pretrains_in_eval_mode(&model_cfg);
+    let methods::Built { mut method, config: model_cfg, encoder_eval_mode: pretrained_eval_mode } =
+        methods::build(&args.method, &vs, &encoder, &args.run.set)?;
     let init = match &args.init {
         Some(file) => {
             let r = ssl_audio::weights::init_encoder_under(file, args.init_prefix.as_deref(), &vs, &encoder)?;
