@@ -18,8 +18,9 @@ struct Args {
     /// (the digits zero to nine, in white noise at 0-20 dB SNR).
     #[arg(long, default_value = "espeak")]
     engine: Engine,
-    /// Output folder (its train/ and test/ are replaced when they hold an
-    /// earlier set). Default: datasets/keywords for espeak,
+    /// Output folder (its train/, test/ and clips.tsv are replaced once
+    /// every new clip is made; a failure leaves them as they were).
+    /// Default: datasets/keywords for espeak,
     /// runs/data/digits-flite for flite.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -88,16 +89,35 @@ fn main() -> Result<()> {
         Engine::Espeak | Engine::Festival => "datasets/keywords".into(),
         Engine::Flite => "runs/data/digits-flite".into(),
     });
-    for split in ["train", "test"] {
-        let dir = out.join(split);
-        if dir.exists() {
-            eprintln!("replacing {}", dir.display());
-            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot replace {}", dir.display()))?;
-        }
+    // The new set is written beside the old one and moved in only when
+    // every clip is made: a voice that is missing or fails, a full disk or
+    // an interrupted run leaves an earlier set as it was.
+    let staging = out.join(".make-keywords-partial");
+    if staging.exists() {
+        eprintln!("removing {} (left by an interrupted run)", staging.display());
+        std::fs::remove_dir_all(&staging).with_context(|| format!("cannot remove {}", staging.display()))?;
     }
     let started = std::time::Instant::now();
-    let files = generate(&out, &spec)?;
+    let files = match generate(&staging, &spec) {
+        Ok(files) => files,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e).with_context(|| format!("nothing in {} was changed", out.display()));
+        }
+    };
     let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    for name in ["train", "test", "clips.tsv"] {
+        let (new, old) = (staging.join(name), out.join(name));
+        if old.is_dir() {
+            eprintln!("replacing {}", old.display());
+            std::fs::remove_dir_all(&old).with_context(|| format!("cannot replace {}", old.display()))?;
+        } else if old.exists() {
+            std::fs::remove_file(&old).with_context(|| format!("cannot replace {}", old.display()))?;
+        }
+        std::fs::rename(&new, &old)
+            .with_context(|| format!("cannot move {} to {}", new.display(), old.display()))?;
+    }
+    std::fs::remove_dir(&staging).with_context(|| format!("cannot remove {}", staging.display()))?;
     println!(
         "{} clips ({:.2} MB) in {} with {version} in {:.1} s",
         files.len(),
