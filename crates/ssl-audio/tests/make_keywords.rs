@@ -38,12 +38,17 @@ fn fake_espeak(dir: &Path) {
 }
 
 fn make_keywords(bin_dir: &Path, out: &Path, words: &str) -> Output {
+    make_keywords_with(bin_dir, out, words, &["--test-per-word", "1"])
+}
+
+fn make_keywords_with(bin_dir: &Path, out: &Path, words: &str, extra: &[&str]) -> Output {
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     Command::new(env!("CARGO_BIN_EXE_make-keywords"))
         .env("PATH", path)
         .args(["--out", out.to_str().unwrap(), "--words", words])
         .args(["--train-voices", "en-us+m1", "--test-voices", "en-us+f4"])
-        .args(["--train-per-word", "2", "--test-per-word", "1"])
+        .args(["--train-per-word", "2"])
+        .args(extra)
         .output()
         .unwrap()
 }
@@ -93,10 +98,32 @@ fn a_failing_voice_leaves_the_earlier_set_and_a_good_one_replaces_it() {
     assert!(std::fs::read_to_string(out.join("clips.tsv")).unwrap().contains("\tstop\t"));
     assert_eq!(wavs(&out), ["clips.tsv", "test", "train"]);
 
-    // A staging folder left by a killed run is cleared first, and said so.
+    // A half-made set left by a run killed while generating is cleared
+    // first, and said so.
     std::fs::create_dir_all(out.join(".make-keywords-partial/train/up")).unwrap();
     let third = make_keywords(&bin, &out, "up,down");
     assert!(third.status.success(), "{}", String::from_utf8_lossy(&third.stderr));
     assert!(String::from_utf8_lossy(&third.stderr).contains("left by an interrupted run"));
     assert_eq!(wavs(&out), ["clips.tsv", "test", "train"]);
+
+    // No test clips (an unlabelled set): the old test/ goes with the rest.
+    let unlabelled = make_keywords_with(&bin, &out, "go,stop", &["--test-per-word", "0"]);
+    assert!(unlabelled.status.success(), "{}", String::from_utf8_lossy(&unlabelled.stderr));
+    assert_eq!(wavs(&out), ["clips.tsv", "train"]);
+    assert_eq!(wavs(&out.join("train")), ["go", "stop"]);
+
+    // A run killed while swapping leaves the earlier set's parts in
+    // .make-keywords-old: the next run names it and touches nothing.
+    std::fs::create_dir_all(out.join(".make-keywords-old/test/down")).unwrap();
+    let refused = make_keywords(&bin, &out, "up,down");
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains(".make-keywords-old") && err.contains("interrupted"), "{err}");
+    assert_eq!(wavs(&out), [".make-keywords-old", "clips.tsv", "train"]);
+    assert_eq!(wavs(&out.join("train")), ["go", "stop"]);
+
+    // A failure into a folder that did not exist leaves no folder behind.
+    let fresh = tmp.path().join("fresh");
+    assert!(!make_keywords(&bin, &fresh, "up,fail").status.success());
+    assert!(!fresh.exists());
 }

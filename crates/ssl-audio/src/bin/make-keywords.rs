@@ -9,7 +9,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ssl_audio::synth::{generate, Engine, KeywordSpec};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Synthesise spoken keywords with espeak-ng or flite")]
@@ -89,41 +89,98 @@ fn main() -> Result<()> {
         Engine::Espeak | Engine::Festival => "datasets/keywords".into(),
         Engine::Flite => "runs/data/digits-flite".into(),
     });
-    // The new set is written beside the old one and moved in only when
-    // every clip is made: a voice that is missing or fails, a full disk or
-    // an interrupted run leaves an earlier set as it was.
-    let staging = out.join(".make-keywords-partial");
-    if staging.exists() {
-        eprintln!("removing {} (left by an interrupted run)", staging.display());
-        std::fs::remove_dir_all(&staging).with_context(|| format!("cannot remove {}", staging.display()))?;
-    }
     let started = std::time::Instant::now();
-    let files = match generate(&staging, &spec) {
-        Ok(files) => files,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e).with_context(|| format!("nothing in {} was changed", out.display()));
-        }
-    };
-    let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
-    for name in ["train", "test", "clips.tsv"] {
-        let (new, old) = (staging.join(name), out.join(name));
-        if old.is_dir() {
-            eprintln!("replacing {}", old.display());
-            std::fs::remove_dir_all(&old).with_context(|| format!("cannot replace {}", old.display()))?;
-        } else if old.exists() {
-            std::fs::remove_file(&old).with_context(|| format!("cannot replace {}", old.display()))?;
-        }
-        std::fs::rename(&new, &old)
-            .with_context(|| format!("cannot move {} to {}", new.display(), old.display()))?;
-    }
-    std::fs::remove_dir(&staging).with_context(|| format!("cannot remove {}", staging.display()))?;
+    let (files, bytes) = replace_set(&out, |staging| generate(staging, &spec).map_err(anyhow::Error::from))?;
     println!(
         "{} clips ({:.2} MB) in {} with {version} in {:.1} s",
-        files.len(),
+        files,
         bytes as f64 / 1e6,
         out.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// What a set is made of: each is replaced (or removed, when the new set
+/// has none, as `--test-per-word 0` makes no test/).
+const SET_PARTS: [&str; 3] = ["train", "test", "clips.tsv"];
+
+/// Makes a new set with `make` in `OUT/.make-keywords-partial` and only
+/// then swaps it in: the old parts are first moved to
+/// `OUT/.make-keywords-old` (renames in one folder), the new ones moved in,
+/// and the old folder removed last. A voice that is missing or fails, or a
+/// full disk, leaves the earlier set as it was; a failed swap is undone; a
+/// run killed in the swap leaves `.make-keywords-old` for the next run to
+/// refuse to go past. Returns how many files the new set has and their
+/// size in bytes.
+fn replace_set(out: &Path, make: impl FnOnce(&Path) -> Result<Vec<PathBuf>>) -> Result<(usize, u64)> {
+    let staging = out.join(".make-keywords-partial");
+    let old_dir = out.join(".make-keywords-old");
+    if old_dir.exists() {
+        bail!(
+            "{} holds the set that an interrupted run was replacing: move its train/, test/ and clips.tsv back \
+             into {} (or remove it if {} is complete), then run again",
+            old_dir.display(),
+            out.display(),
+            out.display()
+        );
+    }
+    if staging.exists() {
+        // The swap never began (it starts by making .make-keywords-old), so
+        // this is only a half-made new set.
+        eprintln!("removing {} (a half-made set left by an interrupted run)", staging.display());
+        std::fs::remove_dir_all(&staging).with_context(|| format!("cannot remove {}", staging.display()))?;
+    }
+    let out_existed = out.exists();
+    let files = match make(&staging) {
+        Ok(files) => files,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            if !out_existed {
+                let _ = std::fs::remove_dir(out);
+            }
+            return Err(e.context(format!("nothing in {} was changed", out.display())));
+        }
+    };
+    let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    std::fs::create_dir(&old_dir).with_context(|| format!("cannot create {}", old_dir.display()))?;
+    // Each step that was done, so that a failure can undo them in reverse.
+    let mut done: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut swap = || -> Result<()> {
+        for part in SET_PARTS {
+            let (current, kept) = (out.join(part), old_dir.join(part));
+            if current.exists() {
+                eprintln!("replacing {}", current.display());
+                std::fs::rename(&current, &kept)
+                    .with_context(|| format!("cannot move {} to {}", current.display(), kept.display()))?;
+                done.push((current, kept));
+            }
+        }
+        for part in SET_PARTS {
+            let (new, current) = (staging.join(part), out.join(part));
+            if new.exists() {
+                std::fs::rename(&new, &current)
+                    .with_context(|| format!("cannot move {} to {}", new.display(), current.display()))?;
+                done.push((new, current));
+            }
+        }
+        Ok(())
+    };
+    if let Err(e) = swap() {
+        for (from, to) in done.iter().rev() {
+            if let Err(undo) = std::fs::rename(to, from) {
+                return Err(e.context(format!(
+                    "and undoing it failed too ({undo}): the earlier set is in {}, the new one in {}",
+                    old_dir.display(),
+                    staging.display()
+                )));
+            }
+        }
+        let _ = std::fs::remove_dir(&old_dir);
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e.context(format!("the earlier set in {} was put back", out.display())));
+    }
+    std::fs::remove_dir_all(&old_dir).with_context(|| format!("cannot remove {}", old_dir.display()))?;
+    std::fs::remove_dir(&staging).with_context(|| format!("cannot remove {}", staging.display()))?;
+    Ok((files.len(), bytes))
 }
