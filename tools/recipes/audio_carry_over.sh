@@ -24,41 +24,56 @@
 # missing. Run from the repository root, one step at a time (each run uses
 # every core): about 3 minutes a run on 2 cores with the CNN.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+self=$(realpath "$0")
+cd "$(dirname "$self")/../.."
 root=runs/carry-over
 
 sums() { # STEP NAME
-  python3 - "$root/$1" "$2" <<'PY'
-import glob, json, os, sys
-base, name = sys.argv[1], sys.argv[2]
-reports = sorted(glob.glob(f"{base}/{name}-*/report.json") + glob.glob(f"{base}/{name}-*/seed-*/report.json"))
+  python3 - "$root" "$1" "$2" <<'PY'
+import glob, json, sys
+root, step, name = sys.argv[1:]
+# Each step's own folders only: NAME-s0 is not NAME-eq-s0.
+patterns = {
+    "tune": [f"{name}-s[0-9]*"],
+    "validate": [f"{name}-frac-s[0-9]*", f"{name}-spk-s[0-9]*"],
+    "heldout": [f"{name}-seeds/seed-[0-9]*"],
+}
+if step not in patterns:
+    sys.exit(f"unknown step `{step}` (expected tune, validate or heldout)")
+reports = sorted(p for pat in patterns[step] for p in glob.glob(f"{root}/{step}/{pat}/report.json"))
 if not reports:
-    sys.exit(f"no finished runs under {base}/{name}-*")
-tot = {k: 0.0 for k in ("sk", "sl", "rk", "rl")}
-for path in list(reports):
+    sys.exit(f"no finished runs of {name} under {root}/{step}")
+tot = [0.0] * 4
+for path in reports:
     r = json.load(open(path))
-    if not isinstance(r.get("ssl", {}).get("knn_top1"), float):
-        reports.remove(path)  # --seeds' summary: its seeds are read instead
-        continue
-    s, b = r["ssl"], r["random_init"]
-    row = (100 * s["knn_top1"], 100 * s["linear_top1"], 100 * b["knn_top1"], 100 * b["linear_top1"])
-    for k, v in zip(tot, row):
-        tot[k] += v
-    print(f"{os.path.dirname(path):48s} kNN {row[0]:5.1f} / {row[2]:5.1f}  linear {row[1]:5.1f} / {row[3]:5.1f}")
-print(f"sum over {len(reports)} runs: SSL {tot['sk']:.1f} / {tot['sl']:.1f}, random init {tot['rk']:.1f} / {tot['rl']:.1f}, "
-      f"gain {tot['sk'] - tot['rk']:+.1f} / {tot['sl'] - tot['rl']:+.1f}, SSL total {tot['sk'] + tot['sl']:.1f}")
+    try:
+        s, b = r["ssl"], r["random_init"]
+        row = [100 * float(x) for x in (s["knn_top1"], s["linear_top1"], b["knn_top1"], b["linear_top1"])]
+    except (KeyError, TypeError, ValueError) as e:
+        sys.exit(f"{path}: no kNN and linear figures of SSL and random init ({e!r})")
+    tot = [t + v for t, v in zip(tot, row)]
+    print(f"{path[:-len('/report.json')]:48s} kNN {row[0]:5.1f} / {row[2]:5.1f}  linear {row[1]:5.1f} / {row[3]:5.1f}")
+print(f"sum over {len(reports)} runs: SSL {tot[0]:.1f} / {tot[1]:.1f}, random init {tot[2]:.1f} / {tot[3]:.1f}, "
+      f"gain {tot[0] - tot[2]:+.1f} / {tot[1] - tot[3]:+.1f}, SSL total {tot[0] + tot[1]:.1f}")
 PY
 }
 
 run() { # DIR LOG [train-audio flags]
   local out=$1 log=$2
   shift 2
+  # The flags a kept run was made with, to refuse reusing it for others.
+  local flags="$*"
   if [ -f "$out/report.json" ]; then
+    if [ "$(cat "$out.flags" 2>/dev/null)" != "$flags" ]; then
+      echo "$out was run with other flags ($(cat "$out.flags" 2>/dev/null || echo unknown)); use another NAME" >&2
+      exit 1
+    fi
     echo "$out: finished earlier, kept"
     return
   fi
   local t0
   t0=$(date +%s)
+  echo "$flags" >"$out.flags"
   if ! cargo xtask train-audio --out "$out" "$@" >"$log" 2>&1; then
     echo "$out: failed, see $log" >&2
     tail -5 "$log" >&2
@@ -72,10 +87,12 @@ if [ "${1:-}" = sums ]; then
   sums "$2" "$3"
   exit
 fi
-[ $# -ge 3 ] || { sed -n '2,/^set -euo/p' "$0" | sed '$d;s/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 3 ] || { sed -n '2,/^set -euo/p' "$self" | sed '$d;s/^# \{0,1\}//' >&2; exit 2; }
 step=$1 name=$2 method=$3
 shift 3
-mkdir -p "$root/$step"
+case $step in
+  tune | validate | heldout) mkdir -p "$root/$step" ;;
+esac
 case $step in
   tune)
     if [ ! -d runs/data/words-mixed-few/test ]; then
