@@ -170,7 +170,7 @@ fn replace_set(out: &Path, make: impl FnOnce(&Path) -> Result<Vec<PathBuf>>) -> 
         for (from, to) in done.iter().rev() {
             if let Err(undo) = std::fs::rename(to, from) {
                 return Err(e.context(format!(
-                    "and undoing it failed too ({undo}): the earlier set is in {}, the new one in {}",
+                    "replacing the set failed and so did undoing it ({undo}): the earlier set is in {}, the new one in {}",
                     old_dir.display(),
                     staging.display()
                 )));
