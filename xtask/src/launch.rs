@@ -206,12 +206,16 @@ pub fn run(binary: &Path, args: &[String], nproc: usize, logs: &Path) -> Result<
 mod tests {
     use super::*;
 
+    /// An executable script in `dir`. `install` writes the file that is
+    /// run, so no descriptor of it is ever open in this process: another
+    /// test's child forked while it was open here would keep it open for
+    /// writing, and running it would fail with "Text file busy" (ETXTBSY).
     fn script(dir: &Path, body: &str) -> PathBuf {
-        let path = dir.join("rank.sh");
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        let mut perm = std::fs::metadata(&path).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-        std::fs::set_permissions(&path, perm).unwrap();
+        let (text, path) = (dir.join("rank.txt"), dir.join("rank.sh"));
+        std::fs::write(&text, format!("#!/bin/sh\n{body}\n")).unwrap();
+        let status =
+            std::process::Command::new("install").arg("-m").arg("755").arg(&text).arg(&path).status();
+        assert!(status.unwrap().success(), "install {} {}", text.display(), path.display());
         path
     }
 

@@ -5,7 +5,6 @@
 
 #![cfg(unix)]
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -32,9 +31,13 @@ fn fake_espeak(dir: &Path) {
          cp '{}' \"$out\"\n",
         dir.join("tone.wav").display()
     );
-    let program = dir.join("espeak-ng");
-    std::fs::write(&program, script).unwrap();
-    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // `install` writes the program, so that no descriptor of it is open in
+    // this process when it runs (a child forked meanwhile by another test
+    // would hold it open for writing: "Text file busy").
+    let (text, program) = (dir.join("espeak-ng.txt"), dir.join("espeak-ng"));
+    std::fs::write(&text, script).unwrap();
+    let status = Command::new("install").arg("-m").arg("755").arg(&text).arg(&program).status().unwrap();
+    assert!(status.success(), "install {}", program.display());
 }
 
 fn make_keywords(bin_dir: &Path, out: &Path, words: &str) -> Output {
