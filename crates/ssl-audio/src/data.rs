@@ -126,13 +126,26 @@ pub fn folder(dir: &Path) -> Result<AudioData> {
     if !train_dir.is_dir() {
         return Err(wav_err(&train_dir, "no such folder (expected DIR/train/<class>/*.wav)"));
     }
-    let classes: Vec<String> = sorted(&train_dir)?
-        .into_iter()
-        .filter(|p| p.is_dir())
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
+    let class_dirs = |d: &Path| -> Result<Vec<String>> {
+        Ok(sorted(d)?
+            .into_iter()
+            .filter(|p| p.is_dir())
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect())
+    };
+    let classes = class_dirs(&train_dir)?;
     if classes.is_empty() {
         return Err(wav_err(&train_dir, "no class folders"));
+    }
+    // A test class that training lacks would otherwise be left out unread.
+    let test_dir = dir.join("test");
+    if test_dir.is_dir() {
+        if let Some(extra) = class_dirs(&test_dir)?.into_iter().find(|c| !classes.contains(c)) {
+            return Err(wav_err(
+                &test_dir.join(&extra),
+                format!("class `{extra}` is in the test split but not in {}", train_dir.display()),
+            ));
+        }
     }
     let split = |name: &str| -> Result<ClipSet> {
         let mut set = ClipSet::default();

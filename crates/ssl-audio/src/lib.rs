@@ -78,7 +78,7 @@ impl Waveform {
 
 /// Reads a PCM (8/16/24/32-bit integer) or 32-bit float WAV file and
 /// averages its channels. A file whose data chunk ends early is an error,
-/// not a shorter waveform.
+/// not a shorter waveform; so is a float sample that is NaN or infinite.
 pub fn read_wav(path: &Path) -> Result<Waveform> {
     let err = |msg: String| Error::Wav { path: path.to_path_buf(), msg };
     let mut reader = hound::WavReader::open(path).map_err(|e| match e {
@@ -118,6 +118,9 @@ pub fn read_wav(path: &Path) -> Result<Waveform> {
     }
     if samples.is_empty() {
         return Err(err("zero-length clip: the data chunk holds no samples".into()));
+    }
+    if let Some(i) = samples.iter().position(|s| !s.is_finite()) {
+        return Err(err(format!("sample {i} is {} (a float WAV must hold finite samples)", samples[i])));
     }
     let ch = spec.channels.max(1) as usize;
     if !samples.len().is_multiple_of(ch) {
@@ -177,6 +180,23 @@ mod tests {
         write_stereo(&z, 0);
         let e = read_wav(&z).unwrap_err().to_string();
         assert!(e.contains("empty.wav") && e.contains("zero-length clip"), "{e}");
+        // A float WAV holding NaN or infinity.
+        for (name, bad) in [("nan.wav", f32::NAN), ("inf.wav", f32::INFINITY)] {
+            let p = dir.path().join(name);
+            let spec = hound::WavSpec {
+                channels: 1,
+                sample_rate: 16_000,
+                bits_per_sample: 32,
+                sample_format: hound::SampleFormat::Float,
+            };
+            let mut w = hound::WavWriter::create(&p, spec).unwrap();
+            for s in [0.1, 0.2, bad, 0.3] {
+                w.write_sample(s).unwrap();
+            }
+            w.finalize().unwrap();
+            let e = read_wav(&p).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains("sample 2 is") && e.contains("finite samples"), "{e}");
+        }
     }
 
     #[test]

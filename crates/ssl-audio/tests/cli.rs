@@ -354,6 +354,11 @@ fn bad_input_is_refused_naming_the_file() {
     fails_with(d, &folder, &[], &["c1", "missing from the test split"]);
     std::fs::create_dir_all(d.join("kw/test/c1")).unwrap();
     write_clip(&d.join("kw/test/c1/0.wav"), 1, 0);
+    // A class that only the test split has is named, not left out.
+    std::fs::create_dir_all(d.join("kw/test/c9")).unwrap();
+    write_clip(&d.join("kw/test/c9/0.wav"), 1, 0);
+    fails_with(d, &folder, &[], &["c9", "in the test split but not in"]);
+    std::fs::remove_dir_all(d.join("kw/test/c9")).unwrap();
     fails_with(d, &folder, &["--method", "wav2vec"], &["unknown --method `wav2vec`"]);
     fails_with(d, &folder, &["--method", "msm", "--encoder", "cnn"], &["--encoder transformer"]);
     fails_with(d, &folder, &["--n-mels", "60"], &["multiple of 8"]);
@@ -361,13 +366,32 @@ fn bad_input_is_refused_naming_the_file() {
     fails_with(d, &folder, &["--mixup", "0.2"], &["--mixup is BYOL-A's", "not cola's"]);
     fails_with(d, &folder, &["--method", "byol-a", "--mixup", "2"], &["--mixup 2", "ratio in [0, 1]"]);
     fails_with(d, &folder, &["--byol-a-waves", "cola"], &["--byol-a-waves is BYOL-A's"]);
-    fails_with(d, &folder, &["--view-speed", "1.2,0.9"], &["--view-speed expects LO,HI"]);
+    for bad in ["1.2,0.9", "1,inf", "1e-9,1e-9", "NaN,1"] {
+        fails_with(d, &folder, &[&format!("--view-speed={bad}")], &["--view-speed expects LO,HI"]);
+    }
     fails_with(d, &folder, &["--view-snr", "20,0"], &["--view-snr expects LO,HI"]);
     for bad in ["2.5,6", "-1,6", "3,NaN", "0.5,0", "0,50", "3"] {
         fails_with(d, &folder, &[&format!("--view-eq={bad}")], &["--view-eq expects BANDS,DB"]);
     }
     fails_with(d, &folder, &["--spec-crop", "1,1"], &["--spec-crop is BYOL-A's", "not cola's"]);
     fails_with(d, &folder, &["--method", "byol-a", "--spec-crop", "0"], &["--spec-crop expects LO,HI"]);
+    fails_with(d, &folder, &["--method", "byol-a", "--spec-crop", "1,inf"], &["--spec-crop expects LO,HI"]);
+    // SMALL's batch of 4: micro-batches must be equal, of 2 samples or more.
+    fails_with(
+        d,
+        &folder,
+        &["--accumulate", "3"],
+        &["batch size 4 is not a multiple of 1 rank(s) x --accumulate 3"],
+    );
+    fails_with(d, &folder, &["--accumulate", "4"], &["leaves one sample per micro-batch"]);
+    for (flag, bad) in [("--lr", "-1"), ("--finetune-lr", "nan"), ("--mixup", "-0.1")] {
+        fails_with(
+            d,
+            &folder,
+            &[&format!("{flag}={bad}")],
+            &[&format!("invalid value '{bad}' for '{flag}"), "expected a finite number"],
+        );
+    }
     fails_with(d, &folder, &["--init-prefix", "target.encoder."], &["required", "--init <FILE>"]);
     fails_with(d, &folder, &["--val-speakers", "_nobody_"], &["--val-speakers _nobody_", "class `c0`"]);
     fails_with(d, &folder, &["--val-speakers", "4.wav", "--val-fraction", "0.2"], &["cannot be used with"]);
@@ -512,5 +536,5 @@ fn shared_run_options_resolve_as_in_every_binary() {
     args.extend(SMALL);
     let binary = std::path::Path::new(env!("CARGO_BIN_EXE_train-audio"));
     // 12 training clips: a batch of 13 was cut to 12 without a word.
-    ssl_cli::testing::shared_options_resolve_alike(binary, &args, "13");
+    ssl_cli::testing::shared_options_resolve_alike(binary, &args, "13", 2, true);
 }

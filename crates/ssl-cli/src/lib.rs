@@ -632,6 +632,30 @@ pub fn write_page(out: &std::path::Path, extras: &ssl_core::html_report::Extras)
     }
 }
 
+/// clap value parser of a finite number above 0 (learning rates,
+/// temperatures, gradient-norm limits).
+pub fn positive(s: &str) -> std::result::Result<f64, String> {
+    number(s, |v| v > 0.0, "a finite number above 0")
+}
+
+/// clap value parser of a finite number of at least 0 (weight decay, a
+/// mixup ratio where 0 turns it off).
+pub fn non_negative(s: &str) -> std::result::Result<f64, String> {
+    number(s, |v| v >= 0.0, "a finite number of at least 0")
+}
+
+/// clap value parser of a fraction in (0, 1] (of labels, of tokens).
+pub fn fraction(s: &str) -> std::result::Result<f64, String> {
+    number(s, |v| v > 0.0 && v <= 1.0, "a fraction in (0, 1]")
+}
+
+fn number(s: &str, ok: impl Fn(f64) -> bool, what: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && ok(v) => Ok(v),
+        _ => Err(format!("expected {what}")),
+    }
+}
+
 /// `--finetune-fractions`, checked: each in (0, 1].
 pub fn check_fractions(fractions: &[f64]) -> Result<()> {
     match fractions.iter().find(|f| !(**f > 0.0 && **f <= 1.0)) {

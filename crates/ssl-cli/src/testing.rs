@@ -257,17 +257,53 @@ pub fn print_config_round_trips(binary: &Path, args: &[&str], dir: &Path) -> Val
 
 /// The shared run options resolve the same way in every binary (checked
 /// on `binary ARGS … --print-config`, `args` choosing small data): the
-/// warmup is `--warmup-epochs` (or the binary's default) but at most
-/// `--epochs` − 1; `--log-every`, `--checkpoint-every 0` and
-/// `--accumulate` reach the trainer's config as given; and `--batch-size
-/// too_big` (more than the data holds) is refused with the same words.
-pub fn shared_options_resolve_alike(binary: &Path, args: &[&str], too_big: &str) {
-    let train = |extra: &[&str]| {
+/// warmup is `--warmup-epochs` (or the binary's `default_warmup`) but at
+/// most `--epochs` − 1; `--seed`, `--log-every`, the three checkpoint
+/// intervals, `--no-bf16` and `--accumulate` reach the trainer's config as
+/// given; `--sync-bn` reaches the config's `sync_bn` where the binary
+/// records one (`batch_norm`); and `--batch-size too_big` (more than the
+/// data holds) is refused with the same words.
+pub fn shared_options_resolve_alike(
+    binary: &Path,
+    args: &[&str],
+    too_big: &str,
+    default_warmup: u64,
+    batch_norm: bool,
+) {
+    let config = |extra: &[&str]| {
         let all: Vec<&str> = args.iter().chain(extra).copied().collect();
-        printed_config(binary, &all).1["train"].clone()
+        printed_config(binary, &all).1
     };
+    let train = |extra: &[&str]| config(extra)["train"].clone();
     let t = train(&["--epochs", "1"]);
     assert_eq!((&t["warmup_epochs"], &t["log_every"]), (&0.into(), &10.into()), "{}: {t}", binary.display());
+    let c = config(&["--epochs", "20"]);
+    let t = &c["train"];
+    assert_eq!(t["warmup_epochs"], default_warmup, "{}: the default warmup: {t}", binary.display());
+    assert_eq!(t["bf16"], true, "{}: bf16 unless --no-bf16: {t}", binary.display());
+    if batch_norm {
+        assert_eq!(c["sync_bn"], false, "{}: {c}", binary.display());
+    }
+    let c = config(&[
+        "--epochs",
+        "20",
+        "--seed",
+        "7",
+        "--no-bf16",
+        "--checkpoint-every-steps",
+        "3",
+        "--checkpoint-every-minutes",
+        "1.5",
+        "--sync-bn",
+    ]);
+    let t = &c["train"];
+    let got =
+        (&c["seed"], &t["seed"], &t["bf16"], &t["checkpoint_every_steps"], &t["checkpoint_every_minutes"]);
+    let want = (&7.into(), &7.into(), &false.into(), &3.into(), &1.5.into());
+    assert_eq!(got, want, "{}: {c}", binary.display());
+    if batch_norm {
+        assert_eq!(c["sync_bn"], true, "{}: {c}", binary.display());
+    }
     let t = train(&["--epochs", "3", "--warmup-epochs", "7"]);
     assert_eq!(t["warmup_epochs"], 2, "{}: at most epochs - 1: {t}", binary.display());
     let t = train(&[

@@ -455,6 +455,14 @@ impl Trainer {
                 data.batch_size()
             )));
         }
+        if data.batch_size() / parts < 2 {
+            return Err(Error::Config(format!(
+                "the batch size {} over {world} rank(s) x --accumulate {accumulate} leaves one sample per \
+                 micro-batch: BatchNorm's statistics and in-batch negatives need at least 2; raise --batch-size \
+                 or lower --accumulate",
+                data.batch_size()
+            )));
+        }
         check_same_config(group, &self.run_config)?;
         if main {
             std::fs::create_dir_all(&self.run_dir).map_err(|e| Error::io(&self.run_dir, e))?;
@@ -1034,7 +1042,10 @@ fn guard_torch<T>(step: usize, global: usize, local: usize, f: impl FnOnce() -> 
         Ok(r) => r,
         Err(payload) => {
             let msg = crate::error::panic_message(payload.as_ref());
-            let oom = msg.contains("out of memory") || msg.contains("OutOfMemory");
+            // CUDA's and the CPU allocator's words for it.
+            let oom = ["out of memory", "OutOfMemory", "can't allocate memory", "not enough memory"]
+                .iter()
+                .any(|w| msg.contains(w));
             let advice = if oom {
                 "the device ran out of memory: lower --batch-size, or keep it and raise --accumulate to cut each \
                  step into smaller micro-batches"
@@ -1209,4 +1220,29 @@ fn flatten_config(config: &Value) -> std::collections::BTreeMap<String, String> 
     let mut out = std::collections::BTreeMap::new();
     walk("", config, &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn a_step_that_fails_in_libtorch_names_the_step_and_what_to_try() {
+        let cpu = (Kind::Float, Device::Cpu);
+        // 2^61 bytes: more than any address space, so the allocation fails
+        // on every machine, whatever its overcommit setting.
+        let err = guard_torch(3, 64, 32, || Ok(Tensor::zeros([1i64 << 59], cpu))).unwrap_err().to_string();
+        assert!(err.starts_with("step 3 failed: the device ran out of memory: lower --batch-size"), "{err}");
+        assert!(err.contains("(batch size 64 over the ranks, 32 on this rank per step)"), "{err}");
+        let err = guard_torch(1, 8, 8, || -> Result<()> {
+            panic!("CUDA out of memory. Tried to allocate 2.00 GiB")
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("ran out of memory") && err.ends_with("Tried to allocate 2.00 GiB"), "{err}");
+        let shapes = || Ok(Tensor::zeros([2, 3], cpu).matmul(&Tensor::zeros([2, 3], cpu)));
+        let err = guard_torch(1, 8, 8, shapes).unwrap_err().to_string();
+        assert!(err.contains("libtorch failed inside the step") && !err.contains("out of memory"), "{err}");
+    }
 }

@@ -1,5 +1,7 @@
 //! ssl-dist on a CUDA device (behind the `cuda-tests` feature; run on a
-//! GPU machine, see tools/device/dist.sh): NCCL with a world of one, and two
+//! GPU machine, see tools/device/dist.sh): a NCCL group of one (created
+//! through the rendezvous; its collectives return before NCCL, as every
+//! world of one does), and two
 //! ranks sharing one GPU through Gloo, whose differentiable gather gives the
 //! one-process gradient. With `nccl` and two GPUs, two NCCL ranks too.
 #![cfg(feature = "cuda-tests")]

@@ -244,7 +244,9 @@ fn reducer_steps_match_one_process() {
 #[test]
 fn a_killed_rank_is_named_by_the_survivor() {
     if let Some(dir) = rank_dir("a_killed_rank_is_named_by_the_survivor") {
-        let g = group(20);
+        // A timeout far above the bound below: the heartbeat, not the
+        // timeout, must end the wait.
+        let g = group(60);
         let t = Tensor::ones([4], (Kind::Float, Device::Cpu));
         g.all_reduce_(&t, ReduceOp::Sum).unwrap();
         if g.rank() == 1 {
@@ -275,7 +277,7 @@ fn a_killed_rank_is_named_by_the_survivor() {
     assert!(text.contains("rank 0 of 2: all_reduce failed"), "{text}");
     assert!(text.contains("rank 1 stopped answering"), "{text}");
     let secs: f64 = text.lines().last().unwrap().parse().unwrap();
-    assert!(secs < 20.0, "the error came after {secs} s, past the 20 s timeout");
+    assert!(secs < 20.0, "the error came after {secs} s: the heartbeat did not cut the 60 s timeout short");
 }
 
 #[test]

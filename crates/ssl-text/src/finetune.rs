@@ -103,12 +103,17 @@ fn pad_batch(set: &LabeledSet, idx: &[usize], pad: i64) -> (Tensor, Tensor) {
 }
 
 /// How many batches [`length_grouped_batches`] makes of `n` rows: each
-/// mega-batch of `16 bs` rows is cut into batches of `bs`, the last one of
-/// each partial.
+/// mega-batch of `16 bs` rows is cut into batches of `bs`, the last one
+/// partial, and a last batch of one row joins the batch before it.
 pub fn grouped_batch_count(n: usize, bs: usize) -> usize {
     let bs = bs.max(1);
     let full = n / (16 * bs);
-    full * 16 + (n % (16 * bs)).div_ceil(bs)
+    let count = full * 16 + (n % (16 * bs)).div_ceil(bs);
+    if bs > 1 && n > 1 && n % bs == 1 {
+        count - 1
+    } else {
+        count
+    }
 }
 
 /// One epoch's batches of `bs` indices into `rows`, grouped by length as
@@ -116,7 +121,10 @@ pub fn grouped_batch_count(n: usize, bs: usize) -> usize {
 /// mega-batches of 16 batches, each sorted by length and cut into batches,
 /// and the batches are shuffled. Every batch then pads to a length close to
 /// its texts' own (fortunes: 3× fewer padded tokens than random batches),
-/// while which texts meet in a batch stays random.
+/// while which texts meet in a batch stays random. A last batch of one
+/// row (`rows.len() % bs == 1`) joins the batch before it: the classifier
+/// standardises with its batch's statistics, which one row cannot give
+/// (libtorch's running variance would become NaN).
 pub fn length_grouped_batches<T>(rows: &[Vec<T>], bs: usize, rng: &mut impl rand::Rng) -> Vec<Vec<usize>> {
     let bs = bs.max(1);
     let mut order: Vec<usize> = (0..rows.len()).collect();
@@ -125,6 +133,13 @@ pub fn length_grouped_batches<T>(rows: &[Vec<T>], bs: usize, rng: &mut impl rand
     for mega in order.chunks_mut(bs * 16) {
         mega.sort_by_key(|&i| std::cmp::Reverse(rows[i].len()));
         batches.extend(mega.chunks(bs).map(<[usize]>::to_vec));
+    }
+    // With bs > 1 only the very last chunk can hold a single row.
+    if bs > 1 && batches.len() > 1 && batches.last().is_some_and(|b| b.len() == 1) {
+        let single = batches.pop().unwrap_or_default();
+        if let Some(b) = batches.last_mut() {
+            b.extend(single);
+        }
     }
     batches.shuffle(rng);
     batches
@@ -248,6 +263,36 @@ pub struct FineTuneConfig {
     /// Fine-tuning runs per encoder (seeds `seed`, `seed + 1`, …), whose
     /// scores are averaged.
     pub seeds: usize,
+}
+
+impl FineTuneConfig {
+    /// An error naming the setting that cannot work: a label fraction
+    /// outside (0, 1]; and, when there are epochs to fine-tune (0: none), a
+    /// batch below 2 (the classifier standardises with batch statistics),
+    /// no seeds, or a learning rate that is not a positive number.
+    pub fn check(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::Config(format!("fine-tuning: {msg}")));
+        if !(self.label_fraction > 0.0 && self.label_fraction <= 1.0) {
+            return bad(format!("the label fraction must lie in (0, 1], not {}", self.label_fraction));
+        }
+        if self.epochs == 0 {
+            return Ok(());
+        }
+        if self.batch_size < 2 {
+            return bad(format!(
+                "a batch size of {} is too small: the classifier standardises each batch with its own \
+                 statistics, which need at least 2 texts",
+                self.batch_size
+            ));
+        }
+        if self.seeds == 0 {
+            return bad("--finetune-seeds must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("the learning rate must be a positive number, not {}", self.lr));
+        }
+        Ok(())
+    }
 }
 
 impl Default for FineTuneConfig {
@@ -423,6 +468,14 @@ pub fn fine_tune(
     cfg: &FineTuneConfig,
 ) -> Result<FineTuneResult> {
     use ssl_core::BatchSource;
+    cfg.check()?;
+    if train.ids.len() < 2 {
+        return Err(Error::Config(format!(
+            "fine-tuning needs at least 2 training texts (the classifier standardises with batch statistics), \
+             found {}",
+            train.ids.len()
+        )));
+    }
     let device = vs.device();
     let source = GroupedBatches {
         set: train,
@@ -611,6 +664,7 @@ pub fn downstream(
     fractions: &[f64],
     plots: &Path,
 ) -> Result<Downstream> {
+    ft.check()?;
     let device = pretrained.device();
     let (train_path, test_path) = labeled_files(dir)?;
     let all_train = crate::corpus::read_labeled(&train_path)?;
@@ -733,6 +787,33 @@ mod tests {
         // Seeded: the same generator state gives the same batches.
         let again = length_grouped_batches(&rows, 32, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
         assert_eq!(again, batches);
+    }
+
+    #[test]
+    fn no_batch_holds_a_single_text() {
+        // 33 = 32 + 1, 513 = one whole mega-batch + 1, 545 = 512 + 32 + 1:
+        // the single row joins the batch before it; 1000 and 1 stay as cut.
+        for (n, want) in [(33, 1), (513, 16), (545, 17), (1000, 32), (2, 1), (1, 1)] {
+            let rows: Vec<Vec<u8>> = (0..n).map(|i| vec![0; 1 + (i * 7919) % 128]).collect();
+            let batches = length_grouped_batches(&rows, 32, &mut rand_chacha::ChaCha8Rng::seed_from_u64(3));
+            assert_eq!((batches.len(), grouped_batch_count(n, 32)), (want, want), "{n} rows");
+            assert!(
+                n < 2 || batches.iter().all(|b| b.len() >= 2),
+                "{n} rows: {:?}",
+                batches.iter().map(Vec::len)
+            );
+            let mut seen = batches.concat();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..n).collect::<Vec<_>>());
+        }
+        let small = FineTuneConfig { batch_size: 1, ..FineTuneConfig::default() };
+        let err = small.check().unwrap_err().to_string();
+        assert!(err.contains("a batch size of 1 is too small"), "{err}");
+        for bad in [0.0, -0.5, 1.5, f64::NAN] {
+            let cfg = FineTuneConfig { label_fraction: bad, ..FineTuneConfig::default() };
+            assert!(cfg.check().unwrap_err().to_string().contains("label fraction"), "{bad}");
+        }
+        assert!(FineTuneConfig::default().check().is_ok());
     }
 
     #[test]

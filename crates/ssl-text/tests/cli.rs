@@ -175,6 +175,18 @@ fn train_text_reports_and_exports_a_loadable_model() {
     // The same encoder, probed the same way, scores the same.
     assert_eq!(r2["ssl"]["linear_top1"], r["ssl"]["linear_top1"]);
     assert!(r2.to_string().contains(r#""head_init":"probe""#), "{r2}");
+    // A batch of one text cannot be standardised: refused before any work.
+    let one = Command::new(env!("CARGO_BIN_EXE_finetune-text"))
+        .args(["--model", run.join("hf").to_str().unwrap()])
+        .args(["--labeled", dir.path().join("labeled").to_str().unwrap()])
+        .args(["--out", dir.path().join("ft1").to_str().unwrap(), "--batch-size", "1", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(
+        !one.status.success() && stderr(&one).contains("a batch size of 1 is too small"),
+        "{}",
+        stderr(&one)
+    );
 
     // Embeddings: the labelled folder (train, then test), and the test
     // file alone, which gives the same rows as the folder's test split.
@@ -247,6 +259,15 @@ fn bad_input_is_refused_naming_the_file() {
     fails_with(d, &["--head-init", "lp"], &["unknown head init `lp`"]);
     fails_with(d, &["--dropout", "1.5"], &["--dropout must be in [0, 1)"]);
     fails_with(d, &["--finetune-seeds", "0"], &["--finetune-seeds must be at least 1"]);
+    for (flag, bad) in
+        [("--mlm-probability", "1.5"), ("--label-fraction", "0"), ("--lr", "-1"), ("--finetune-lr", "inf")]
+    {
+        fails_with(
+            d,
+            &[&format!("{flag}={bad}")],
+            &[&format!("invalid value '{bad}' for '{flag}"), "expected a"],
+        );
+    }
 
     let bad_labels = d.join("bad_labels");
     std::fs::create_dir_all(&bad_labels).unwrap();
@@ -329,5 +350,5 @@ fn shared_run_options_resolve_as_in_every_binary() {
     args.extend(["--out", out.to_str().unwrap()]);
     args.extend(SMALL);
     let binary = std::path::Path::new(env!("CARGO_BIN_EXE_train-text"));
-    ssl_cli::testing::shared_options_resolve_alike(binary, &args, "100000");
+    ssl_cli::testing::shared_options_resolve_alike(binary, &args, "100000", 1, false);
 }

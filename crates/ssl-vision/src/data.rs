@@ -544,18 +544,32 @@ fn channels_first(rgb: &[u8], h: usize, w: usize) -> Vec<u8> {
     data
 }
 
-/// The class names of an image folder: the sub-folders of `DIR/train`, sorted.
+/// The class names of an image folder: the sub-folders of `DIR/train`,
+/// sorted. A sub-folder of `DIR/test` that training lacks is an error
+/// naming it (it would otherwise be left out unread).
 pub(crate) fn folder_classes(dir: &Path) -> Result<Vec<String>> {
     check_dir(dir)?;
     let train_dir = dir.join("train");
     check_dir(&train_dir)?;
-    let classes: Vec<String> = sorted_entries(&train_dir)?
-        .into_iter()
-        .filter(|p| p.is_dir())
-        .map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
-        .collect();
+    let class_dirs = |d: &Path| -> Result<Vec<String>> {
+        Ok(sorted_entries(d)?
+            .into_iter()
+            .filter(|p| p.is_dir())
+            .map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+            .collect())
+    };
+    let classes = class_dirs(&train_dir)?;
     if classes.is_empty() {
         return Err(Error::format(&train_dir, "no class folders"));
+    }
+    let test_dir = dir.join("test");
+    if test_dir.is_dir() {
+        if let Some(extra) = class_dirs(&test_dir)?.into_iter().find(|c| !classes.contains(c)) {
+            return Err(Error::format(
+                test_dir.join(&extra),
+                format!("class `{extra}` is in the test split but not in {}", train_dir.display()),
+            ));
+        }
     }
     Ok(classes)
 }

@@ -65,6 +65,11 @@ fn images_smaller_than_the_views_are_refused_naming_the_file() {
     let data = format!("folder:{}", dir.path().display());
     let expected = ["2.png", "12x12, smaller than the 20x20 views", "--allow-upscale"];
     fails_with(&["--data", &data, "--device", "cpu", "--batch-size", "4"], &expected);
+    // A validation split re-orders the images: the file is still the one named.
+    fails_with(
+        &["--data", &data, "--device", "cpu", "--batch-size", "2", "--val-fraction", "0.5"],
+        &["train/b/2.png"],
+    );
     fails_with(
         &[
             "--data",
@@ -253,6 +258,7 @@ fn resume_keeps_the_seeds_that_finished_and_trains_the_rest() {
     assert!(o.status.success(), "{err}");
     assert!(err.contains("seed 0: ") && err.contains("kept, not run again"), "{err}");
     assert!(!err.contains("seed 1: "), "seed 1 had no report: {err}");
+    assert!(err.contains("resuming from"), "seed 1 resumes from its checkpoint: {err}");
     assert!(out.join("seed-1/report.json").is_file(), "seed 1 is run again");
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
@@ -800,5 +806,6 @@ fn shared_run_options_resolve_as_in_every_binary() {
     let spec = format!("folder:{}", data.path().display());
     let binary = std::path::Path::new(env!("CARGO_BIN_EXE_train-vision"));
     let args = ["--data", &spec, "--device", "cpu", "--batch-size", "8"];
-    ssl_cli::testing::shared_options_resolve_alike(binary, &args, "1000");
+    // SimCLR, the default method: 2 warmup epochs.
+    ssl_cli::testing::shared_options_resolve_alike(binary, &args, "1000", 2, true);
 }

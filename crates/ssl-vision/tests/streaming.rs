@@ -90,6 +90,23 @@ fn a_corrupt_file_fails_its_batch_naming_the_file() {
     }
     let err = index_folder(empty.path()).err().unwrap().to_string();
     assert!(err.contains("no .png, .jpg or .jpeg"), "{err}");
+    // A class that only the test split has is named, by the indexer and
+    // the decoding loader alike, instead of being left out.
+    let extra = tempfile::tempdir().unwrap();
+    write_folder(extra.path(), 2);
+    let only_test = extra.path().join("test").join("zebra");
+    std::fs::create_dir_all(&only_test).unwrap();
+    std::fs::copy(
+        extra.path().join("test/a").read_dir().unwrap().next().unwrap().unwrap().path(),
+        only_test.join("0.png"),
+    )
+    .unwrap();
+    for err in [
+        index_folder(extra.path()).err().unwrap().to_string(),
+        ssl_vision::data::folder(extra.path()).err().unwrap().to_string(),
+    ] {
+        assert!(err.contains("zebra") && err.contains("in the test split but not in"), "{err}");
+    }
 }
 
 #[test]

@@ -94,12 +94,12 @@ struct Args {
     #[arg(long, value_name = "PREFIX", requires = "init")]
     init_prefix: Option<String>,
     /// Peak learning rate (default: the method's recipe).
-    #[arg(long)]
+    #[arg(long, value_parser = ssl_cli::positive)]
     lr: Option<f64>,
     /// BYOL-A's largest mixup ratio (the paper's: 0.4; ssl-rs's recipe: 0,
     /// no mixup, chosen on the keywords). Each view's partner is another
     /// clip of the batch.
-    #[arg(long)]
+    #[arg(long, value_parser = ssl_cli::non_negative)]
     mixup: Option<f64>,
     /// BYOL-A's waveform views: `paper` (one lightly augmented waveform,
     /// both spectrogram views made from it) or `cola` (each spectrogram
@@ -155,7 +155,7 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     finetune_epochs: usize,
     /// Peak learning rate of fine-tuning (AdamW).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = ssl_cli::positive)]
     finetune_lr: f64,
     /// Fractions of the training labels to fine-tune on (class-balanced,
     /// fixed by the seed, the linear probes' subsets); each trains for as
@@ -319,8 +319,12 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     }
     if let Some(v) = &args.spec_crop {
         match (&mut recipe.views, &v[..]) {
-            (ViewRecipe::ByolA { crop, .. }, &[lo, hi]) if lo > 0.0 && lo <= hi => crop.scale = (lo, hi),
-            (ViewRecipe::ByolA { .. }, _) => bail!("--spec-crop expects LO,HI with 0 < LO <= HI, got {v:?}"),
+            (ViewRecipe::ByolA { crop, .. }, &[lo, hi]) if lo > 0.0 && lo <= hi && hi <= 10.0 => {
+                crop.scale = (lo, hi)
+            }
+            (ViewRecipe::ByolA { .. }, _) => {
+                bail!("--spec-crop expects LO,HI with 0 < LO <= HI <= 10, got {v:?}")
+            }
             _ => bail!("--spec-crop is BYOL-A's (--method byol-a), not {}'s", args.method),
         }
     }
@@ -335,8 +339,8 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     }
     if let Some(v) = &args.view_speed {
         match v[..] {
-            [lo, hi] if lo > 0.0 && lo <= hi => recipe.views.wave_mut().speed = (lo, hi),
-            _ => bail!("--view-speed expects LO,HI with 0 < LO <= HI, got {v:?}"),
+            [lo, hi] if lo >= 0.1 && lo <= hi && hi <= 10.0 => recipe.views.wave_mut().speed = (lo, hi),
+            _ => bail!("--view-speed expects LO,HI with 0.1 <= LO <= HI <= 10, got {v:?}"),
         }
     }
     if let Some(v) = &args.view_eq {

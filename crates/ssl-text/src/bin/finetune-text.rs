@@ -30,7 +30,7 @@ struct Args {
     #[arg(long, default_value_t = 8)]
     epochs: usize,
     /// Peak learning rate (AdamW).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = ssl_cli::positive)]
     lr: f64,
     /// Batch size.
     #[arg(long, default_value_t = 32)]
@@ -39,7 +39,7 @@ struct Args {
     #[arg(long, default_value = "auto")]
     device: String,
     /// Fraction of the training labels used (stratified); 1: all.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = ssl_cli::fraction)]
     label_fraction: f64,
     /// Fractions of the training labels to fine-tune on (class-balanced,
     /// fixed by the seed; each for as many optimizer steps as on all
@@ -74,7 +74,7 @@ fn main() -> Result<()> {
     let ft = FineTuneConfig {
         epochs: args.epochs,
         lr: args.lr,
-        batch_size: args.batch_size.max(1),
+        batch_size: args.batch_size,
         seed: args.seed,
         label_fraction: args.label_fraction,
         head_init: args.head_init.parse()?,
@@ -84,6 +84,7 @@ fn main() -> Result<()> {
     if args.seeds < 1 {
         anyhow::bail!("--seeds must be at least 1");
     }
+    ft.check()?;
     ssl_cli::check_fractions(&args.finetune_fractions)?;
     let out = args.out.unwrap_or_else(|| PathBuf::from("runs").join("finetune-text"));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;

@@ -78,13 +78,13 @@ struct Args {
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
     /// Peak learning rate (AdamW).
-    #[arg(long, default_value_t = 2e-3)]
+    #[arg(long, default_value_t = 2e-3, value_parser = ssl_cli::positive)]
     lr: f64,
     /// Mask whole words rather than single pieces.
     #[arg(long)]
     whole_word: bool,
     /// Fraction of tokens selected for prediction.
-    #[arg(long, default_value_t = 0.15)]
+    #[arg(long, default_value_t = 0.15, value_parser = ssl_cli::fraction)]
     mlm_probability: f64,
     /// Fine-tuning's classifier starts at random (random) or from the
     /// linear probe's (probe: LP-FT), for the pretrained and the
@@ -99,7 +99,7 @@ struct Args {
     #[arg(long, default_value_t = 8)]
     finetune_epochs: usize,
     /// Peak learning rate of fine-tuning.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = ssl_cli::positive)]
     finetune_lr: f64,
     /// Fine-tuning runs per encoder (seeds --seed, --seed + 1, …); the
     /// report gives their mean and each run.
@@ -107,7 +107,7 @@ struct Args {
     finetune_seeds: usize,
     /// Fraction of the downstream training labels used (stratified), as
     /// semi-supervised evaluations do; 1: all.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = ssl_cli::fraction)]
     label_fraction: f64,
     /// Fractions of the downstream training labels to fine-tune on
     /// (class-balanced, fixed by the seed; each for as many optimizer steps
@@ -174,6 +174,17 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     }
     let run = args.run.start()?;
     let (device, seed, main) = (run.device, run.seed, run.is_main());
+    // Checked before pretraining, not after it.
+    let ft = FineTuneConfig {
+        epochs: args.finetune_epochs,
+        lr: args.finetune_lr,
+        seed,
+        label_fraction: args.label_fraction,
+        head_init,
+        seeds: args.finetune_seeds,
+        ..FineTuneConfig::default()
+    };
+    ft.check()?;
     let corpus_name = args
         .corpus
         .as_ref()
@@ -343,15 +354,6 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     tok.save(&hf.join("tokenizer.json"))?;
     write_check_logits(&method.model, &packed, tok.special.pad, &out.join("check_logits.safetensors"))?;
 
-    let ft = FineTuneConfig {
-        epochs: args.finetune_epochs,
-        lr: args.finetune_lr,
-        seed,
-        label_fraction: args.label_fraction,
-        head_init,
-        seeds: args.finetune_seeds,
-        ..FineTuneConfig::default()
-    };
     let d = match &labeled {
         Some(dir) => {
             eprintln!(

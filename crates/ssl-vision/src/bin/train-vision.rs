@@ -98,14 +98,14 @@ struct Args {
     #[arg(long)]
     optimizer: Option<String>,
     /// Peak learning rate (default: the method's recipe, scaled by batch/256).
-    #[arg(long)]
+    #[arg(long, value_parser = ssl_cli::positive)]
     lr: Option<f64>,
     /// Weight decay (default: the method's recipe).
-    #[arg(long)]
+    #[arg(long, value_parser = ssl_cli::non_negative)]
     weight_decay: Option<f64>,
     /// Temperature of simclr and moco-v2 (default 0.2: the MoCo v2 value;
     /// for SimCLR it learns faster in short runs than the paper's 0.5).
-    #[arg(long)]
+    #[arg(long, value_parser = ssl_cli::positive)]
     temperature: Option<f64>,
     /// Where views are made: cpu (image ops + rayon), device (batched
     /// tensor ops on device-resident data), or auto (cpu for now: on the
@@ -134,7 +134,7 @@ struct Args {
     #[arg(long)]
     val_fraction: Option<f64>,
     /// Clip the global gradient norm.
-    #[arg(long)]
+    #[arg(long, value_parser = ssl_cli::positive)]
     grad_clip: Option<f64>,
     /// Channels-last memory layout for convolutions: on, off, or auto (on:
     /// 1.24x faster on 2 CPU cores for the default run; see docs/results.md).
@@ -149,7 +149,7 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     finetune_epochs: usize,
     /// Peak learning rate of fine-tuning (AdamW).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = ssl_cli::positive)]
     finetune_lr: f64,
     /// How a ViT's tokens become the fine-tuned features: cls (the class
     /// token) or mean (the mean of the patch tokens, MAE's fine-tuning
@@ -514,6 +514,14 @@ fn train(args: &Args, given: &Args) -> Result<Option<ssl_cli::Finished>> {
         (_, true) => bail!("--stream reads image folders (folder:DIR); {} is loaded into memory", args.data),
         _ => Loaded::Memory(data::load(&spec).with_context(|| format!("loading --data {}", args.data))?),
     };
+    let (channels, default_size) = data.channels_and_size()?;
+    let channels = channels as i64;
+    let size = args.image_size.map_or(default_size, |s| s as usize);
+    // Before --val-fraction re-splits the images, so that a too-small
+    // image is named by its file.
+    if !args.allow_upscale {
+        check_image_sizes(&data, &spec, size)?;
+    }
     let data = match (data, args.val_fraction) {
         (Loaded::Memory(d), Some(f)) => Loaded::Memory(d.validation_split(f, seed)?),
         (Loaded::Streamed(_), Some(_)) => bail!("--val-fraction needs the data in memory; drop --stream"),
@@ -547,12 +555,6 @@ fn train(args: &Args, given: &Args) -> Result<Option<ssl_cli::Finished>> {
     )?;
     if args.stream && args.finetune_epochs > 0 {
         bail!("--finetune-epochs needs the data in memory; drop --stream or --finetune-epochs");
-    }
-    let (channels, default_size) = data.channels_and_size()?;
-    let channels = channels as i64;
-    let size = args.image_size.map_or(default_size, |s| s as usize);
-    if !args.allow_upscale {
-        check_image_sizes(&data, &spec, size)?;
     }
     let preset = match (args.augment.as_str(), channels) {
         ("auto", 1) => "digits",
