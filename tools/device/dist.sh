@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Distributed training on a lent GPU machine (issue 13, point 6), in order:
-#   1. ssl-dist's CUDA tests: NCCL with a world of one (bf16 all-reduce, a
-#      differentiable gather), two ranks sharing the GPU through Gloo (their
+#   1. ssl-dist's CUDA tests: a NCCL process group of one (constructed; a
+#      world of one runs no collective), two ranks sharing the GPU through Gloo (their
 #      gradient against one process), two NCCL ranks when there are 2 GPUs;
 #   2. train-vision on cuda:0 in one process, then as 2 ranks sharing the
 #      GPU through Gloo (torchrun --no-python), images/s of each;
