@@ -146,8 +146,21 @@ pub struct Built {
 }
 
 /// Builds `method` with `encoder` in `vs`, after `overrides` (`--set
-/// key=value`) replace fields of its config.
+/// key=value`) replace fields of its config. A config that `overrides`
+/// made unbuildable (heads that do not divide a width, a negative width)
+/// is an error naming them.
 pub fn build(
+    method: &str,
+    vs: &nn::VarStore,
+    encoder: &AudioEncoderConfig,
+    overrides: &[Override],
+) -> Result<Built> {
+    config::build_with(&format!("{method}'s model"), overrides, || {
+        build_unchecked(method, vs, encoder, overrides)
+    })
+}
+
+fn build_unchecked(
     method: &str,
     vs: &nn::VarStore,
     encoder: &AudioEncoderConfig,

@@ -376,6 +376,12 @@ fn bad_input_is_refused_naming_the_file() {
     fails_with(d, &folder, &["--spec-crop", "1,1"], &["--spec-crop is BYOL-A's", "not cola's"]);
     fails_with(d, &folder, &["--method", "byol-a", "--spec-crop", "0"], &["--spec-crop expects LO,HI"]);
     fails_with(d, &folder, &["--method", "byol-a", "--spec-crop", "1,inf"], &["--spec-crop expects LO,HI"]);
+    fails_with(
+        d,
+        &folder,
+        &["--method", "msm", "--set", "decoder_heads=5"],
+        &["--set decoder_heads=5: msm's model cannot be built", "not divisible by 5 heads"],
+    );
     // SMALL's batch of 4: micro-batches must be equal, of 2 samples or more.
     fails_with(
         d,

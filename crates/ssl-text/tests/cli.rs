@@ -259,6 +259,11 @@ fn bad_input_is_refused_naming_the_file() {
     fails_with(d, &["--head-init", "lp"], &["unknown head init `lp`"]);
     fails_with(d, &["--dropout", "1.5"], &["--dropout must be in [0, 1)"]);
     fails_with(d, &["--finetune-seeds", "0"], &["--finetune-seeds must be at least 1"]);
+    fails_with(
+        d,
+        &["--set", "intermediate_size=-1"],
+        &["--set intermediate_size=-1: the BERT model cannot be built"],
+    );
     for (flag, bad) in
         [("--mlm-probability", "1.5"), ("--label-fraction", "0"), ("--lr", "-1"), ("--finetune-lr", "inf")]
     {

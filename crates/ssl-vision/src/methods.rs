@@ -173,8 +173,21 @@ pub fn optimizer(
 /// Builds a method in `vs` on `backbone`; head widths scale with the
 /// backbone's feature width (DINO's are fixed), then `overrides` (`--set key=value`) replace
 /// fields of the method's config. Returns the method and its resolved
-/// config.
+/// config. A config that `overrides` made unbuildable (heads that do not
+/// divide a width, a negative width) is an error naming them.
 pub fn build(
+    name: &str,
+    vs: &nn::VarStore,
+    backbone: &BackboneConfig,
+    temperature: Option<f64>,
+    overrides: &[Override],
+) -> Result<(Box<dyn Method>, serde_json::Value)> {
+    config::build_with(&format!("{name}'s model"), overrides, || {
+        build_unchecked(name, vs, backbone, temperature, overrides)
+    })
+}
+
+fn build_unchecked(
     name: &str,
     vs: &nn::VarStore,
     backbone: &BackboneConfig,

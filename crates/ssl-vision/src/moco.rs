@@ -90,6 +90,12 @@ pub struct MocoV2 {
 impl MocoV2 {
     /// Builds the encoders and a random, normalised queue in `vs`.
     pub fn new(vs: &nn::VarStore, cfg: &MocoV2Config) -> ssl_core::Result<Self> {
+        if cfg.queue_size < 1 || cfg.temperature.is_nan() || cfg.temperature <= 0.0 {
+            return Err(ssl_core::Error::Config(format!(
+                "moco-v2 needs a queue of at least 1 key and a temperature above 0, not {} and {}",
+                cfg.queue_size, cfg.temperature
+            )));
+        }
         let head = |f| MlpHeadConfig::moco_v2(f, cfg.hidden, cfg.out);
         let online = Branch::new(&(vs.root() / "online"), &cfg.backbone, head);
         let target = Target::new(vs, "online", &cfg.backbone, head)?;

@@ -347,6 +347,20 @@ fn bad_overrides_and_fractions_are_refused_naming_them() {
     fails_with(&["--set", "head_out=wide", "--device", "cpu"], &["--set head_out", "does not take"]);
     fails_with(&["--set", "head_out", "--device", "cpu"], &["not key=value"]);
     fails_with(&["--set", "backbone.width=8", "--device", "cpu"], &["--set backbone.width", "--backbone"]);
+    // Values the config takes but the model cannot be built with: an
+    // error naming the override, not a panic.
+    fails_with(
+        &["--method", "mae", "--backbone", "vit-mini", "--set", "decoder_heads=5", "--device", "cpu"],
+        &["--set decoder_heads=5: mae's model cannot be built with this value", "not divisible by 5 heads"],
+    );
+    fails_with(
+        &["--set", "head_out=-4", "--device", "cpu"],
+        &["--set head_out=-4: simclr's model cannot be built"],
+    );
+    fails_with(
+        &["--method", "moco-v2", "--set", "queue_size=0", "--device", "cpu"],
+        &["a queue of at least 1 key"],
+    );
     fails_with(&["--finetune-fractions", "0.1,0.1", "--device", "cpu"], &["given twice"]);
     fails_with(
         &["--finetune-fractions", "0,1", "--device", "cpu"],

@@ -330,7 +330,9 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         write_json_atomic(&out.join("config.json"), &config)?;
     }
     let mut vs = nn::VarStore::new(device);
-    let model = BertForMaskedLm::new(&vs.root(), &pretrain_cfg)?;
+    let model = ssl_core::config::build_with("the BERT model", &args.run.set, || {
+        BertForMaskedLm::new(&vs.root(), &pretrain_cfg)
+    })?;
     let mut method = TextPretrainer { model, objective, pad: tok.special.pad };
     let source =
         TextSource::new(&packed.train, tok.special, masking.clone(), objective, args.batch_size, seed);
