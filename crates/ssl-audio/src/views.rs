@@ -64,6 +64,29 @@ impl AudioInput {
         input
     }
 
+    /// An error naming the field when the input cannot be computed (what a
+    /// hand-edited `backbone.json` may hold): a sample rate, FFT, hop, band
+    /// count or window length that is not positive, or statistics that are
+    /// not finite (a standard deviation of 0 included).
+    pub fn check(&self) -> crate::Result<()> {
+        let f = &self.frontend;
+        let bad = [
+            ("frontend.sample_rate", f.sample_rate == 0),
+            ("frontend.n_fft", f.n_fft <= 0),
+            ("frontend.hop_length", f.hop_length <= 0),
+            ("frontend.n_mels", f.n_mels <= 0),
+            ("clip_len", self.clip_len == 0),
+            ("mean", !self.mean.is_finite()),
+            ("std", !(self.std.is_finite() && self.std > 0.0)),
+        ];
+        match bad.iter().find(|(_, b)| *b) {
+            Some((field, _)) => {
+                Err(crate::Error::Config(format!("the audio input's `{field}` is out of range")))
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Mel bands.
     pub fn n_mels(&self) -> i64 {
         self.frontend.n_mels

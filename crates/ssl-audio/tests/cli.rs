@@ -275,21 +275,26 @@ fn every_method_reports_in_the_vision_shape_and_resumes() {
 fn embeds_like_the_run(dir: &Path, data: &str, method: &str) {
     let run = dir.join("run");
     let out = dir.join(format!("emb-{method}"));
-    let o = Command::new(env!("CARGO_BIN_EXE_embed-audio"))
-        .args([
-            "--model",
-            run.to_str().unwrap(),
-            "--data",
-            data,
-            "--device",
-            "cpu",
-            "--neighbors",
-            "2",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let embed = || {
+        Command::new(env!("CARGO_BIN_EXE_embed-audio"))
+            .args(["--model", run.to_str().unwrap(), "--data", data, "--device", "cpu", "--neighbors", "2"])
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    // A backbone.json edited into an input that cannot be computed is
+    // named, not a division by zero.
+    let json = run.join("backbone.json");
+    let good = std::fs::read_to_string(&json).unwrap();
+    let mut meta: serde_json::Value = serde_json::from_str(&good).unwrap();
+    meta["input"]["frontend"]["hop_length"] = 0.into();
+    std::fs::write(&json, meta.to_string()).unwrap();
+    let o = embed();
+    let e = stderr(&o);
+    assert!(!o.status.success() && e.contains("backbone.json") && e.contains("`frontend.hop_length`"), "{e}");
+    std::fs::write(&json, good).unwrap();
+    let o = embed();
     assert!(o.status.success(), "{method}: {}", stderr(&o));
     let e = tch::Tensor::read_npy(out.join("embeddings.npy")).unwrap();
     let rows = std::fs::read_to_string(out.join("items.jsonl")).unwrap();

@@ -61,9 +61,8 @@ pub fn apply<T: Serialize + DeserializeOwned>(cfg: T, overrides: &[Override], wh
 /// may have changed, and turns a panic inside it (a constructor's assert,
 /// a libtorch shape error: what `--set heads=3` on a width of 128 or a
 /// negative width gives) into an error naming `what` and the overrides.
-/// Without overrides a panic is a bug, and is not caught. While `build`
-/// runs with overrides, the process's panic hook is swapped for a silent
-/// one (the error carries the message), then put back.
+/// Without overrides a panic is a bug, and is not caught
+/// ([`crate::error::catch_build`] otherwise).
 pub fn build_with<T, E: From<Error>>(
     what: &str,
     overrides: &[Override],
@@ -72,20 +71,11 @@ pub fn build_with<T, E: From<Error>>(
     if overrides.is_empty() {
         return build();
     }
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(build));
-    std::panic::set_hook(hook);
-    caught.unwrap_or_else(|payload| {
+    let context = || {
         let keys: Vec<String> = overrides.iter().map(|o| format!("{}={}", o.key, o.value)).collect();
-        let msg = crate::error::panic_message(payload.as_ref());
-        Err(Error::Config(format!(
-            "--set {}: {what} cannot be built with this value: {}",
-            keys.join(" "),
-            msg.lines().next().unwrap_or_default()
-        ))
-        .into())
-    })
+        format!("--set {}: {what} cannot be built with this value", keys.join(" "))
+    };
+    crate::error::catch_build(context, build)
 }
 
 fn set(v: &mut Value, key: &str, value: Value) -> std::result::Result<(), String> {

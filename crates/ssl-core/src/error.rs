@@ -103,6 +103,26 @@ impl Error {
     }
 }
 
+/// Runs `build` (a model's construction from a config the user gave: a
+/// `--set` override, a `backbone.json`) and turns a panic inside it (a
+/// constructor's assert, a libtorch shape error) into
+/// `Error::Config("{context}: {the panic's first line}")`. The process's
+/// panic hook is swapped for a silent one while `build` runs (the error
+/// carries the message), then put back.
+pub fn catch_build<T, E: From<Error>>(
+    context: impl FnOnce() -> String,
+    build: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(build));
+    std::panic::set_hook(hook);
+    caught.unwrap_or_else(|payload| {
+        let msg = panic_message(payload.as_ref());
+        Err(Error::Config(format!("{}: {}", context(), msg.lines().next().unwrap_or_default())).into())
+    })
+}
+
 /// The message of a caught panic (`std::panic::catch_unwind`'s payload):
 /// its string, or `(no message)` when it carries none.
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

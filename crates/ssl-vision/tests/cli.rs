@@ -555,21 +555,35 @@ fn a_run_exports_its_backbone_and_another_starts_from_it() {
     // Embeddings of both splits (train first); the test split's first four
     // are the export's check features.
     let emb = data.path().join("emb");
-    let o = Command::new(env!("CARGO_BIN_EXE_embed-vision"))
-        .args([
-            "--model",
-            first.to_str().unwrap(),
-            "--data",
-            &spec,
-            "--device",
-            "cpu",
-            "--neighbors",
-            "3",
-            "--out",
-        ])
-        .arg(&emb)
-        .output()
-        .unwrap();
+    let embed = || {
+        Command::new(env!("CARGO_BIN_EXE_embed-vision"))
+            .args([
+                "--model",
+                first.to_str().unwrap(),
+                "--data",
+                &spec,
+                "--device",
+                "cpu",
+                "--neighbors",
+                "3",
+            ])
+            .arg("--out")
+            .arg(&emb)
+            .output()
+            .unwrap()
+    };
+    // A backbone.json edited into a backbone that cannot be built is
+    // named, not a panic.
+    let json = first.join("backbone.json");
+    let good = std::fs::read_to_string(&json).unwrap();
+    let mut meta: serde_json::Value = serde_json::from_str(&good).unwrap();
+    meta["backbone"]["width"] = (-4).into();
+    std::fs::write(&json, meta.to_string()).unwrap();
+    let o = embed();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("backbone.json: its backbone cannot be built"), "{err}");
+    std::fs::write(&json, good).unwrap();
+    let o = embed();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let e = tch::Tensor::read_npy(emb.join("embeddings.npy")).unwrap();
     assert_eq!(e.size(), [24, 128]);

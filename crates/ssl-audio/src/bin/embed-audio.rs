@@ -42,8 +42,16 @@ fn main() -> Result<()> {
     let input: AudioInput = serde_json::from_value(meta["input"].clone()).with_context(|| {
         format!("{}: no `input` (front end and normalisation) in its backbone.json", args.model.display())
     })?;
+    let json = args.model.join("backbone.json");
+    input.check().with_context(|| json.display().to_string())?;
     let vs = nn::VarStore::new(device);
-    let net = AudioEncoder::new(&vs.root(), &cfg);
+    let net = ssl_core::error::catch_build(
+        || format!("{}: its encoder cannot be built", json.display()),
+        || -> ssl_core::Result<AudioEncoder> {
+            cfg.check().map_err(|e| ssl_core::Error::Config(e.to_string()))?;
+            Ok(AudioEncoder::new(&vs.root(), &cfg))
+        },
+    )?;
     ssl_audio::weights::init_encoder(&args.model.join("backbone.safetensors"), &vs, &cfg)?;
 
     let splits = args.splits()?;

@@ -55,7 +55,15 @@ fn main() -> Result<()> {
         BackboneConfig::Vit(c) => c.in_channels,
     };
     let vs = nn::VarStore::new(device);
-    let net = Backbone::new(&vs.root(), &cfg);
+    let net = ssl_core::error::catch_build(
+        || format!("{}: its backbone cannot be built", args.model.join("backbone.json").display()),
+        || -> ssl_core::Result<Backbone> {
+            if let BackboneConfig::Vit(v) = &cfg {
+                v.check()?;
+            }
+            Ok(Backbone::new(&vs.root(), &cfg))
+        },
+    )?;
     ssl_vision::weights::init_backbone(&args.model.join("backbone.safetensors"), &vs, &cfg)?;
 
     let spec: DataSpec = args.data.parse()?;
