@@ -166,6 +166,11 @@ pub fn folder(dir: &Path) -> Result<AudioData> {
     Ok(AudioData { train: split("train")?, test: split("test")?, classes })
 }
 
+/// Whether [`folder`] reads this file of a class folder: a `.wav`.
+pub fn reads_file(p: &Path) -> bool {
+    is_wav(p)
+}
+
 /// The bundled keyword set in the repository (`datasets/keywords`; see
 /// [`crate::synth`]), where this crate was built: the source that
 /// [`write_keywords`] embeds.
@@ -435,9 +440,18 @@ mod tests {
         {
             wav(&d.join(split).join(class).join(format!("{name}.wav")), 8000, 800);
         }
+        // Files it does not read are listed for the caller to report.
+        std::fs::write(d.join("train/yes/notes.txt"), "x").unwrap();
+        std::fs::write(d.join("test/no/e.flac"), "x").unwrap();
+        std::fs::write(d.join("test/no/.DS_Store"), "x").unwrap();
+        std::fs::write(d.join("train/README"), "x").unwrap();
         let data = folder(d).unwrap();
         assert_eq!(data.classes, ["no", "yes"]);
         assert_eq!(data.train.labels, [0, 1]);
+        let unread = ssl_cli::unread_files(d, reads_file).unwrap();
+        let names: Vec<_> =
+            unread.iter().map(|p| p.strip_prefix(d).unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["train/README", "train/yes/notes.txt", "test/no/e.flac"]);
         let clips = load_clips(&data.train.files, 16_000).unwrap();
         assert_eq!(clips[0].len(), 1600, "resampled from 8 kHz");
 

@@ -599,6 +599,12 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
+/// Whether [`folder`] reads this file of a class folder: a `.png`,
+/// `.jpg` or `.jpeg`.
+pub fn reads_file(p: &Path) -> bool {
+    is_image(p)
+}
+
 /// The image files of one split, `(path, label)`, in class then name order;
 /// nothing is decoded.
 pub(crate) fn folder_files(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, i64)>> {

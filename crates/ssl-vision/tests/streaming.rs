@@ -101,6 +101,11 @@ fn a_corrupt_file_fails_its_batch_naming_the_file() {
         only_test.join("0.png"),
     )
     .unwrap();
+    // Files the loaders do not read are listed for the binary to report.
+    std::fs::write(extra.path().join("train/a/notes.txt"), "x").unwrap();
+    std::fs::write(extra.path().join("train/a/.hidden"), "x").unwrap();
+    let unread = ssl_cli::unread_files(extra.path(), ssl_vision::data::reads_file).unwrap();
+    assert_eq!(unread, [extra.path().join("train/a/notes.txt")]);
     for err in [
         index_folder(extra.path()).err().unwrap().to_string(),
         ssl_vision::data::folder(extra.path()).err().unwrap().to_string(),

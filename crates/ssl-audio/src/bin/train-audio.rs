@@ -244,6 +244,9 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         run.group.barrier()?;
     }
     let (data, dataset) = data::load_spec(&args.data, &bundled_dir)?;
+    if let (Some(dir), true) = (args.data.strip_prefix("folder:"), run.is_main()) {
+        ssl_cli::note_unread(&ssl_cli::unread_files(dir.as_ref(), data::reads_file)?, dir, "not .wav");
+    }
     let (data, dataset) = match (args.val_fraction, &args.val_speakers) {
         (Some(f), _) => (data.validation_split(f, seed)?, format!("{dataset}-val")),
         (None, Some(p)) => (data.validation_by_name(p)?, format!("{dataset}-val-speakers")),

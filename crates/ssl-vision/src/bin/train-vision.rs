@@ -514,6 +514,10 @@ fn train(args: &Args, given: &Args) -> Result<Option<ssl_cli::Finished>> {
         (_, true) => bail!("--stream reads image folders (folder:DIR); {} is loaded into memory", args.data),
         _ => Loaded::Memory(data::load(&spec).with_context(|| format!("loading --data {}", args.data))?),
     };
+    if let (DataSpec::Folder(dir), true) = (&spec, run.is_main()) {
+        let unread = ssl_cli::unread_files(dir, data::reads_file)?;
+        ssl_cli::note_unread(&unread, &dir.display().to_string(), "not PNG or JPEG");
+    }
     let (channels, default_size) = data.channels_and_size()?;
     let channels = channels as i64;
     let size = args.image_size.map_or(default_size, |s| s as usize);
