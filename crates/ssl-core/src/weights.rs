@@ -216,6 +216,20 @@ pub fn init_encoder_under(
     }
     misshaped.sort();
     unexpected.sort();
+    // NaN or infinite weights give NaN features, which the evaluation's
+    // SVD cannot take: said here, naming the tensors.
+    let mut non_finite: Vec<String> = by_name
+        .iter()
+        .filter(|(_, t)| t.is_floating_point() && t.isfinite().all().int64_value(&[]) == 0)
+        .map(|(k, _)| format!("{file_prefix}{k}"))
+        .collect();
+    non_finite.sort();
+    if !non_finite.is_empty() {
+        return Err(Error::Weights {
+            path: file.into(),
+            msg: format!("holds NaN or infinite values in {}: {}", non_finite.len(), list(&non_finite)),
+        });
+    }
     if !(missing.is_empty() && misshaped.is_empty() && unexpected.is_empty()) {
         let mut parts = Vec::new();
         if !missing.is_empty() {
@@ -436,6 +450,16 @@ mod tests {
         // The head is not part of the encoder and keeps its values.
         assert!(vars["online.head.weight"].ne(1.0).any().int64_value(&[]) == 1);
         assert!(r.summary().contains("online.backbone, target.backbone"), "{}", r.summary());
+        // A NaN in an encoder tensor is refused, naming it; nothing loads.
+        let mut named = reference("");
+        let _ = named[1].1.get(0).fill_(f64::NAN);
+        let bad_name = named[1].0.clone();
+        let file = write(dir.path(), "nan.safetensors", named);
+        let err = init_encoder(&file, &method(), &keys(), KeyRules::STRICT).unwrap_err().to_string();
+        assert!(
+            err.contains("nan.safetensors") && err.contains("NaN or infinite") && err.contains(&bad_name),
+            "{err}"
+        );
     }
 
     #[test]
