@@ -86,6 +86,30 @@ fn train_text_runs_on_the_bundled_corpus_by_default() {
     assert!(out.join("data/fortunes/corpus.txt").is_file());
 }
 
+/// A corpus of fewer than 20 documents holds none out: the headline says
+/// so instead of a NaN accuracy.
+#[test]
+fn a_corpus_too_small_to_hold_text_out_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("small.txt");
+    let text: String =
+        (0..10).map(|i| format!("line {i} of a small corpus with a few words in it\n")).collect();
+    std::fs::write(&corpus, text).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_train-text"))
+        .args(["--corpus", corpus.to_str().unwrap(), "--out", dir.path().join("run").to_str().unwrap()])
+        .args(["--epochs", "1", "--seq-len", "32", "--batch-size", "2", "--vocab-size", "100"])
+        .args(["--device", "cpu", "--model", "tiny"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("no held-out text: every 20th document is held out, and the corpus has 10"),
+        "{out}"
+    );
+    assert!(!out.contains("NaN"), "{out}");
+}
+
 #[test]
 fn train_text_reports_and_exports_a_loadable_model() {
     let dir = tempfile::tempdir().unwrap();

@@ -381,15 +381,22 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
         "pretrain_dropout": args.dropout,
     });
     let what = if objective == Objective::Mlm { "masked-token" } else { "next-token" };
+    let heldout_line = if packed.heldout.is_empty() {
+        format!(
+            "no held-out text: every {}th document is held out, and the corpus has {}",
+            pack_cfg.holdout_every, packed.documents
+        )
+    } else {
+        format!("held-out {what} top-1: {:.2}%", 100.0 * heldout_top1)
+    };
     let mut headline = format!(
-        "{} on {} ({} epochs, {:.0} s, {}, {:.0} tokens/s)\n  held-out {what} top-1: {:.2}%",
+        "{} on {} ({} epochs, {:.0} s, {}, {:.0} tokens/s)\n  {heldout_line}",
         method_name(objective),
         corpus_name,
         summary.epochs,
         wall,
         device_name(device),
         summary.samples_per_s,
-        100.0 * heldout_top1
     );
     let Some(d) = d else {
         // No labelled folder: the pretraining figures alone.
