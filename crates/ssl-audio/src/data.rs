@@ -34,7 +34,7 @@ impl AudioData {
     /// same rule as `train-vision --val-fraction`) as the evaluation split,
     /// for choosing recipes without the test split, which is dropped.
     pub fn validation_split(self, fraction: f64, seed: u64) -> Result<AudioData> {
-        let held = ssl_core::eval::validation_mask(&self.train.labels, fraction, seed)?;
+        let held = ssl_core::eval::validation_mask(&self.train.labels, fraction, seed, &self.classes)?;
         let (classes, train, val) = self.hold_out(&held);
         if val.files.is_empty() || train.files.is_empty() {
             return Err(Error::Config(format!(
@@ -140,7 +140,9 @@ pub fn folder(dir: &Path) -> Result<AudioData> {
     // A test class that training lacks would otherwise be left out unread.
     let test_dir = dir.join("test");
     if test_dir.is_dir() {
-        if let Some(extra) = class_dirs(&test_dir)?.into_iter().find(|c| !classes.contains(c)) {
+        if let Some(extra) =
+            class_dirs(&test_dir)?.into_iter().find(|c| !classes.contains(c) && !c.starts_with('.'))
+        {
             return Err(wav_err(
                 &test_dir.join(&extra),
                 format!("class `{extra}` is in the test split but not in {}", train_dir.display()),
@@ -448,7 +450,7 @@ mod tests {
         let data = folder(d).unwrap();
         assert_eq!(data.classes, ["no", "yes"]);
         assert_eq!(data.train.labels, [0, 1]);
-        let unread = ssl_cli::unread_files(d, reads_file).unwrap();
+        let unread = ssl_cli::unread_files(d, reads_file);
         let names: Vec<_> =
             unread.iter().map(|p| p.strip_prefix(d).unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["train/README", "train/yes/notes.txt", "test/no/e.flac"]);

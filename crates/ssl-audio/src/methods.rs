@@ -38,6 +38,10 @@ impl Method for Msm {
     fn name(&self) -> &'static str {
         "msm"
     }
+    /// Each sample's loss stands alone: no batch statistics or negatives.
+    fn min_micro_batch(&self) -> usize {
+        1
+    }
     fn loss(&self, batch: &Batch, train: bool) -> ssl_core::Result<Output> {
         self.0.loss(batch, train)
     }

@@ -394,7 +394,12 @@ fn bad_input_is_refused_naming_the_file() {
         &["--accumulate", "3"],
         &["batch size 4 is not a multiple of 1 rank(s) x --accumulate 3"],
     );
-    fails_with(d, &folder, &["--accumulate", "4"], &["leaves one sample per micro-batch"]);
+    fails_with(
+        d,
+        &folder,
+        &["--accumulate", "4"],
+        &["leaves 1 sample(s) per micro-batch; cola needs at least 2"],
+    );
     for (flag, bad) in [("--lr", "-1"), ("--finetune-lr", "nan"), ("--mixup", "-0.1")] {
         fails_with(
             d,

@@ -632,36 +632,35 @@ pub fn write_page(out: &std::path::Path, extras: &ssl_core::html_report::Extras)
     }
 }
 
-/// The files of a `DIR/{train,test}/<class>/` data folder that its loader
-/// does not read (`reads` says which it does), so that a binary can say
-/// so: in `DIR/train` and `DIR/test` and their class folders, every file
-/// `reads` rejects, hidden files (named `.…`) left aside.
-pub fn unread_files(dir: &std::path::Path, reads: impl Fn(&std::path::Path) -> bool) -> Result<Vec<PathBuf>> {
-    let sorted = |d: &std::path::Path| -> Result<Vec<PathBuf>> {
-        let mut v = std::fs::read_dir(d)
-            .and_then(|it| it.map(|e| e.map(|e| e.path())).collect::<std::io::Result<Vec<_>>>())
-            .map_err(|e| Error::io(d, e))?;
+/// What a `DIR/{train,test}/<class>/` data folder holds that its loader
+/// does not read (`reads` says which files of a class folder it does), so
+/// that a binary can say so: files directly in `DIR/train` or `DIR/test`,
+/// and in a class folder the files `reads` rejects and any sub-folder.
+/// Hidden entries (named `.…`) and entries that cannot be listed are left
+/// aside, as the loaders leave them.
+pub fn unread_files(dir: &std::path::Path, reads: impl Fn(&std::path::Path) -> bool) -> Vec<PathBuf> {
+    let visible = |d: &std::path::Path| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+            .map(|it| it.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        v.retain(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')));
         v.sort();
-        Ok(v)
+        v
     };
     let mut out = Vec::new();
     for split in ["train", "test"] {
-        let sdir = dir.join(split);
-        if !sdir.is_dir() {
-            continue;
-        }
-        for p in sorted(&sdir)? {
-            let files = if p.is_dir() { sorted(&p)? } else { vec![p] };
-            out.extend(files.into_iter().filter(|f| {
-                let hidden = f.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
-                f.is_file() && !hidden && !reads(f)
-            }));
+        for p in visible(&dir.join(split)) {
+            if !p.is_dir() {
+                out.push(p);
+                continue;
+            }
+            out.extend(visible(&p).into_iter().filter(|f| f.is_dir() || !reads(f)));
         }
     }
-    Ok(out)
+    out
 }
 
-/// Prints, when `unread` is not empty, that these files of `--data
+/// Prints, when `unread` is not empty, that these entries of `--data
 /// folder:DIR` were not read (`why`: "not .wav"), naming the first few:
 /// a data folder's stray files are said, not skipped in silence.
 pub fn note_unread(unread: &[std::path::PathBuf], dir: &str, why: &str) {
@@ -671,7 +670,7 @@ pub fn note_unread(unread: &[std::path::PathBuf], dir: &str, why: &str) {
     let shown: Vec<String> = unread.iter().take(3).map(|p| p.display().to_string()).collect();
     let more = if unread.len() > 3 { format!(" and {} more", unread.len() - 3) } else { String::new() };
     eprintln!(
-        "note: {} file(s) under {dir} are {why} and were not read: {}{more}",
+        "note: {} item(s) under {dir} are {why}, so they were not read: {}{more}",
         unread.len(),
         shown.join(", ")
     );

@@ -61,9 +61,10 @@ pub fn apply<T: Serialize + DeserializeOwned>(cfg: T, overrides: &[Override], wh
 /// may have changed, and turns a panic inside it (a constructor's assert,
 /// a libtorch shape error: what `--set heads=3` on a width of 128 or a
 /// negative width gives) into an error naming `what` and the overrides.
-/// Without overrides a panic is a bug, and is not caught
+/// An error that `build` returns names the overrides too. Without
+/// overrides a panic is a bug, and is not caught
 /// ([`crate::error::catch_build`] otherwise).
-pub fn build_with<T, E: From<Error>>(
+pub fn build_with<T, E: From<Error> + std::fmt::Display>(
     what: &str,
     overrides: &[Override],
     build: impl FnOnce() -> std::result::Result<T, E>,
@@ -71,11 +72,17 @@ pub fn build_with<T, E: From<Error>>(
     if overrides.is_empty() {
         return build();
     }
-    let context = || {
-        let keys: Vec<String> = overrides.iter().map(|o| format!("{}={}", o.key, o.value)).collect();
-        format!("--set {}: {what} cannot be built with this value", keys.join(" "))
-    };
-    crate::error::catch_build(context, build)
+    let keys: Vec<String> = overrides.iter().map(|o| format!("{}={}", o.key, o.value)).collect();
+    let keys = keys.join(" ");
+    let context = || format!("--set {keys}: {what} cannot be built with this value");
+    crate::error::catch_build(context, build).map_err(|e| {
+        let msg = e.to_string();
+        if msg.contains("--set ") {
+            return e;
+        }
+        let msg = msg.strip_prefix("invalid configuration: ").unwrap_or(&msg);
+        Error::Config(format!("{msg} (with --set {keys})")).into()
+    })
 }
 
 fn set(v: &mut Value, key: &str, value: Value) -> std::result::Result<(), String> {

@@ -108,15 +108,21 @@ impl Error {
 /// constructor's assert, a libtorch shape error) into
 /// `Error::Config("{context}: {the panic's first line}")`. The process's
 /// panic hook is swapped for a silent one while `build` runs (the error
-/// carries the message), then put back.
+/// carries the message), then put back; a lock keeps two such swaps from
+/// interleaving.
 pub fn catch_build<T, E: From<Error>>(
     context: impl FnOnce() -> String,
     build: impl FnOnce() -> std::result::Result<T, E>,
 ) -> std::result::Result<T, E> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(build));
-    std::panic::set_hook(hook);
+    static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let caught = {
+        let _swap = HOOK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(build));
+        std::panic::set_hook(hook);
+        caught
+    };
     caught.unwrap_or_else(|payload| {
         let msg = panic_message(payload.as_ref());
         Err(Error::Config(format!("{}: {}", context(), msg.lines().next().unwrap_or_default())).into())

@@ -471,8 +471,9 @@ pub fn balanced_subset(labels: &[i64], fraction: f64, min_per_class: usize, seed
 /// holds out (`train-vision` and `train-audio --val-fraction`): a
 /// [`balanced_subset`] drawn with (a function of) `seed`, as a mask. A
 /// fraction that would hold out every training sample of a class is an
-/// error naming the class (its label index).
-pub fn validation_mask(labels: &[i64], fraction: f64, seed: u64) -> Result<Vec<bool>> {
+/// error naming the class (`classes[label]`, or the label where `classes`
+/// has no name for it).
+pub fn validation_mask(labels: &[i64], fraction: f64, seed: u64, classes: &[String]) -> Result<Vec<bool>> {
     if !(fraction > 0.0 && fraction < 1.0) {
         return Err(Error::Config(format!(
             "the validation fraction must lie strictly between 0 and 1, not {fraction}"
@@ -482,8 +483,8 @@ pub fn validation_mask(labels: &[i64], fraction: f64, seed: u64) -> Result<Vec<b
     for i in balanced_subset(labels, fraction, 0, seed ^ 0x5641_4c49_4441_5445) {
         held[i] = true;
     }
-    let classes = labels.iter().copied().max().map_or(0, |m| m + 1);
-    for c in 0..classes {
+    let count = labels.iter().copied().max().map_or(0, |m| m + 1);
+    for c in 0..count {
         let (n, out) = labels
             .iter()
             .zip(&held)
@@ -491,8 +492,9 @@ pub fn validation_mask(labels: &[i64], fraction: f64, seed: u64) -> Result<Vec<b
             .fold((0, 0), |(n, o), (_, h)| (n + 1, o + usize::from(*h)));
         if n > 0 && out == n {
             return Err(Error::Config(format!(
-                "the validation fraction {fraction} holds out all {n} training sample(s) of class {c}, leaving it \
-                 none to train on: lower the fraction or add samples"
+                "the validation fraction {fraction} holds out all {n} training sample(s) of class {}, leaving it \
+                 none to train on: lower the fraction or add samples",
+                classes.get(c as usize).map_or_else(|| c.to_string(), |name| format!("`{name}`"))
             )));
         }
     }
@@ -615,11 +617,14 @@ mod tests {
     fn a_validation_split_leaves_every_class_something_to_train_on() {
         // Class 1 has one sample: 0.5 of it rounds to 1, all of it.
         let labels = [0i64, 0, 0, 0, 1, 2, 2];
-        let err = validation_mask(&labels, 0.5, 0).unwrap_err().to_string();
-        assert!(err.contains("holds out all 1 training sample(s) of class 1"), "{err}");
-        let held = validation_mask(&labels, 0.25, 0).unwrap();
+        let names = ["a", "b", "c"].map(String::from);
+        let err = validation_mask(&labels, 0.5, 0, &names).unwrap_err().to_string();
+        assert!(err.contains("holds out all 1 training sample(s) of class `b`"), "{err}");
+        let err = validation_mask(&labels, 0.5, 0, &[]).unwrap_err().to_string();
+        assert!(err.contains("of class 1,"), "{err}");
+        let held = validation_mask(&labels, 0.25, 0, &names).unwrap();
         assert_eq!(held.iter().filter(|h| **h).count(), 2, "{held:?}");
-        assert!(validation_mask(&labels, 1.0, 0).is_err());
+        assert!(validation_mask(&labels, 1.0, 0, &names).is_err());
     }
 
     #[test]

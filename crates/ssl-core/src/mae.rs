@@ -151,6 +151,10 @@ impl Method for Mae {
     fn name(&self) -> &'static str {
         "mae"
     }
+    /// Each sample's loss stands alone: no batch statistics or negatives.
+    fn min_micro_batch(&self) -> usize {
+        1
+    }
 
     /// Uses the first view only.
     /// Each rank's mean over its masked patches (every sample masks as

@@ -171,6 +171,14 @@ pub trait Method {
     /// Called after each optimizer step (momentum encoders update here).
     /// `step` is 0-based; `total_steps` is the run's length.
     fn after_step(&mut self, _step: usize, _total_steps: usize) {}
+    /// The fewest samples a micro-batch (a rank's part of a step, or of
+    /// one accumulated part of it) may hold: 2, the default, where the loss
+    /// needs batch statistics (BatchNorm) or in-batch negatives; 1 where
+    /// each sample's loss stands alone (MAE, masked or causal language
+    /// modelling). The trainer refuses a batch that would go below it.
+    fn min_micro_batch(&self) -> usize {
+        2
+    }
     /// The representation used for evaluation: backbone features, eval mode.
     ///
     /// # Shapes

@@ -455,12 +455,15 @@ impl Trainer {
                 data.batch_size()
             )));
         }
-        if data.batch_size() / parts < 2 {
+        let least = method.min_micro_batch();
+        if data.batch_size() / parts < least {
             return Err(Error::Config(format!(
-                "the batch size {} over {world} rank(s) x --accumulate {accumulate} leaves one sample per \
-                 micro-batch: BatchNorm's statistics and in-batch negatives need at least 2; raise --batch-size \
-                 or lower --accumulate",
-                data.batch_size()
+                "the batch size {} over {world} rank(s) x --accumulate {accumulate} leaves {} sample(s) per \
+                 micro-batch; {} needs at least {least} (batch statistics or in-batch negatives): raise \
+                 --batch-size or lower --accumulate",
+                data.batch_size(),
+                data.batch_size() / parts,
+                method.name()
             )));
         }
         check_same_config(group, &self.run_config)?;

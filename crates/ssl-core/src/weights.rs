@@ -451,7 +451,7 @@ mod tests {
         assert!(vars["online.head.weight"].ne(1.0).any().int64_value(&[]) == 1);
         assert!(r.summary().contains("online.backbone, target.backbone"), "{}", r.summary());
         // A NaN in an encoder tensor is refused, naming it; nothing loads.
-        let mut named = reference("");
+        let named = reference("");
         let _ = named[1].1.get(0).fill_(f64::NAN);
         let bad_name = named[1].0.clone();
         let file = write(dir.path(), "nan.safetensors", named);

@@ -138,6 +138,10 @@ impl Method for TextPretrainer {
         }
     }
 
+    /// Each sample's loss stands alone: no batch statistics or negatives.
+    fn min_micro_batch(&self) -> usize {
+        1
+    }
     fn loss(&self, batch: &Batch, train: bool) -> ssl_core::Result<Output> {
         let v = &batch.views;
         let (r, mask) = match self.objective {

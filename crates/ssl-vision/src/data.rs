@@ -57,7 +57,7 @@ impl ImageData {
     /// test split's place, and the rest, which trains. Recipes are chosen on
     /// it, never on the test split. The name gains `-val`.
     pub fn validation_split(self, fraction: f64, seed: u64) -> Result<ImageData> {
-        let held = ssl_core::eval::validation_mask(&self.train.labels, fraction, seed)?;
+        let held = ssl_core::eval::validation_mask(&self.train.labels, fraction, seed, &self.classes)?;
         let (mut train, mut val) =
             (ImageSet { images: vec![], labels: vec![] }, ImageSet { images: vec![], labels: vec![] });
         for ((img, label), h) in self.train.images.into_iter().zip(self.train.labels).zip(held) {
@@ -564,7 +564,9 @@ pub(crate) fn folder_classes(dir: &Path) -> Result<Vec<String>> {
     }
     let test_dir = dir.join("test");
     if test_dir.is_dir() {
-        if let Some(extra) = class_dirs(&test_dir)?.into_iter().find(|c| !classes.contains(c)) {
+        if let Some(extra) =
+            class_dirs(&test_dir)?.into_iter().find(|c| !classes.contains(c) && !c.starts_with('.'))
+        {
             return Err(Error::format(
                 test_dir.join(&extra),
                 format!("class `{extra}` is in the test split but not in {}", train_dir.display()),

@@ -104,8 +104,11 @@ fn a_corrupt_file_fails_its_batch_naming_the_file() {
     // Files the loaders do not read are listed for the binary to report.
     std::fs::write(extra.path().join("train/a/notes.txt"), "x").unwrap();
     std::fs::write(extra.path().join("train/a/.hidden"), "x").unwrap();
-    let unread = ssl_cli::unread_files(extra.path(), ssl_vision::data::reads_file).unwrap();
-    assert_eq!(unread, [extra.path().join("train/a/notes.txt")]);
+    std::fs::write(extra.path().join("train/stray.png"), "x").unwrap();
+    std::fs::create_dir_all(extra.path().join("train/a/deeper")).unwrap();
+    let unread = ssl_cli::unread_files(extra.path(), ssl_vision::data::reads_file);
+    let want = ["train/a/deeper", "train/a/notes.txt", "train/stray.png"].map(|p| extra.path().join(p));
+    assert_eq!(unread, want);
     for err in [
         index_folder(extra.path()).err().unwrap().to_string(),
         ssl_vision::data::folder(extra.path()).err().unwrap().to_string(),

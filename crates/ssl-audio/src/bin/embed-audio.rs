@@ -46,12 +46,20 @@ fn main() -> Result<()> {
     input.check().with_context(|| json.display().to_string())?;
     let vs = nn::VarStore::new(device);
     let net = ssl_core::error::catch_build(
-        || format!("{}: its encoder cannot be built", json.display()),
+        || "its encoder cannot be built".to_string(),
         || -> ssl_core::Result<AudioEncoder> {
-            cfg.check().map_err(|e| ssl_core::Error::Config(e.to_string()))?;
+            cfg.check().map_err(|e| {
+                // The training flags' hint means nothing here.
+                let e = e.to_string();
+                ssl_core::Error::Config(format!(
+                    "its encoder cannot be built: {}",
+                    e.split("; set --").next().unwrap_or(&e)
+                ))
+            })?;
             Ok(AudioEncoder::new(&vs.root(), &cfg))
         },
-    )?;
+    )
+    .with_context(|| json.display().to_string())?;
     ssl_audio::weights::init_encoder(&args.model.join("backbone.safetensors"), &vs, &cfg)?;
 
     let splits = args.splits()?;

@@ -245,7 +245,11 @@ fn train(args: &Args) -> Result<Option<ssl_cli::Finished>> {
     }
     let (data, dataset) = data::load_spec(&args.data, &bundled_dir)?;
     if let (Some(dir), true) = (args.data.strip_prefix("folder:"), run.is_main()) {
-        ssl_cli::note_unread(&ssl_cli::unread_files(dir.as_ref(), data::reads_file)?, dir, "not .wav");
+        ssl_cli::note_unread(
+            &ssl_cli::unread_files(dir.as_ref(), data::reads_file),
+            dir,
+            "not .wav clips of a class",
+        );
     }
     let (data, dataset) = match (args.val_fraction, &args.val_speakers) {
         (Some(f), _) => (data.validation_split(f, seed)?, format!("{dataset}-val")),

@@ -56,14 +56,15 @@ fn main() -> Result<()> {
     };
     let vs = nn::VarStore::new(device);
     let net = ssl_core::error::catch_build(
-        || format!("{}: its backbone cannot be built", args.model.join("backbone.json").display()),
+        || "its backbone cannot be built".to_string(),
         || -> ssl_core::Result<Backbone> {
             if let BackboneConfig::Vit(v) = &cfg {
                 v.check()?;
             }
             Ok(Backbone::new(&vs.root(), &cfg))
         },
-    )?;
+    )
+    .with_context(|| args.model.join("backbone.json").display().to_string())?;
     ssl_vision::weights::init_backbone(&args.model.join("backbone.safetensors"), &vs, &cfg)?;
 
     let spec: DataSpec = args.data.parse()?;

@@ -323,7 +323,9 @@ fn finetune_drop_path(args: &Args, backbone: &BackboneConfig) -> Result<f64> {
     }
 }
 
-fn check_image_sizes(data: &Loaded, spec: &DataSpec, size: usize) -> Result<()> {
+/// `test`: whether the test split is used (not with `--val-fraction`,
+/// which evaluates on part of the training split instead).
+fn check_image_sizes(data: &Loaded, spec: &DataSpec, size: usize, test: bool) -> Result<()> {
     let too_small = |what: String, h: usize, w: usize| -> Result<()> {
         bail!(
             "{what} is {h}x{w}, smaller than the {size}x{size} views; pass --image-size {} or less, or --allow-upscale to upsample it",
@@ -332,7 +334,9 @@ fn check_image_sizes(data: &Loaded, spec: &DataSpec, size: usize) -> Result<()> 
     };
     match data {
         Loaded::Memory(d) => {
-            for (split, set) in [("train", &d.train), ("test", &d.test)] {
+            let splits =
+                if test { vec![("train", &d.train), ("test", &d.test)] } else { vec![("train", &d.train)] };
+            for (split, set) in splits {
                 if let Some(i) = set.images.iter().position(|im| im.h.min(im.w) < size) {
                     let im = &set.images[i];
                     let what = match spec {
@@ -515,8 +519,8 @@ fn train(args: &Args, given: &Args) -> Result<Option<ssl_cli::Finished>> {
         _ => Loaded::Memory(data::load(&spec).with_context(|| format!("loading --data {}", args.data))?),
     };
     if let (DataSpec::Folder(dir), true) = (&spec, run.is_main()) {
-        let unread = ssl_cli::unread_files(dir, data::reads_file)?;
-        ssl_cli::note_unread(&unread, &dir.display().to_string(), "not PNG or JPEG");
+        let unread = ssl_cli::unread_files(dir, data::reads_file);
+        ssl_cli::note_unread(&unread, &dir.display().to_string(), "not PNG or JPEG images of a class");
     }
     let (channels, default_size) = data.channels_and_size()?;
     let channels = channels as i64;
@@ -524,7 +528,7 @@ fn train(args: &Args, given: &Args) -> Result<Option<ssl_cli::Finished>> {
     // Before --val-fraction re-splits the images, so that a too-small
     // image is named by its file.
     if !args.allow_upscale {
-        check_image_sizes(&data, &spec, size)?;
+        check_image_sizes(&data, &spec, size, args.val_fraction.is_none())?;
     }
     let data = match (data, args.val_fraction) {
         (Loaded::Memory(d), Some(f)) => Loaded::Memory(d.validation_split(f, seed)?),
