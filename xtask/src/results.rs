@@ -21,7 +21,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 const USAGE: &str = "\
-usage: cargo xtask results add RUN_DIR TABLE [NAME]   keep a run's reports in docs/results/TABLE/NAME
+usage: cargo xtask results add RUN_DIR TABLE [NAME] [--replace]
+                                                      keep a run's reports in docs/results/TABLE/NAME
+                                                      (--replace: a NAME kept before is replaced)
        cargo xtask results                            rewrite every generated table of docs/results.md
        cargo xtask results --check                    fail when a table differs from its reports (CI)";
 
@@ -52,12 +54,15 @@ pub fn results(args: &[String]) -> Result<()> {
             Ok(())
         }
         Some("add") => {
-            let (Some(run), Some(table)) = (args.get(1), args.get(2)) else {
-                bail!("usage: cargo xtask results add RUN_DIR TABLE [NAME]");
+            let replace = args.iter().any(|a| a == "--replace");
+            let positional: Vec<&String> = args[1..].iter().filter(|a| *a != "--replace").collect();
+            let (Some(run), Some(table), None) = (positional.first(), positional.get(1), positional.get(3))
+            else {
+                bail!("usage: cargo xtask results add RUN_DIR TABLE [NAME] [--replace]");
             };
             let run = PathBuf::from(run);
-            let name = match args.get(3) {
-                Some(n) => n.clone(),
+            let name = match positional.get(2) {
+                Some(n) => n.to_string(),
                 None => run
                     .canonicalize()
                     .with_context(|| format!("{}: no such run folder", run.display()))?
@@ -65,8 +70,13 @@ pub fn results(args: &[String]) -> Result<()> {
                     .map(|n| n.to_string_lossy().into_owned())
                     .context("the run folder has no name")?,
             };
+            check_folder_name("TABLE", table)?;
+            check_folder_name("NAME", &name)?;
             let dest = store.join(table).join(&name);
-            let copied = keep_run(&run, &dest)?;
+            let (copied, replaced) = keep_run_at(&run, &dest, replace)?;
+            if replaced {
+                eprintln!("xtask: replaced the reports kept before in {}", dest.display());
+            }
             eprintln!("xtask: kept {copied} files of {} in {}", run.display(), dest.display());
             let n = rewrite(&doc, &store)?;
             if !read(&doc)?.contains(&format!("{BEGIN}{table} -->")) {
@@ -102,7 +112,51 @@ fn rewrite(doc: &Path, store: &Path) -> Result<usize> {
     Ok(fresh.matches(BEGIN).count())
 }
 
+/// A TABLE or NAME of `results add`: one folder name under docs/results.
+fn check_folder_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
+        bail!("{what} `{name}` is not a folder name (no slashes, not empty, not starting with a dot)");
+    }
+    Ok(())
+}
+
+/// [`keep_run`] into `dest` as a whole: the files are written to a
+/// folder beside it and moved into place only when every one was read and
+/// checked, so a failure leaves what was kept before as it was. A `dest`
+/// that exists is an error unless `replace`, when it is removed first
+/// (returned `true`). Returns the files kept.
+fn keep_run_at(run: &Path, dest: &Path, replace: bool) -> Result<(usize, bool)> {
+    let exists = dest.exists();
+    if exists && !replace {
+        bail!(
+            "{} already holds a kept run; pass --replace to replace it, or give another NAME",
+            dest.display()
+        );
+    }
+    let name = dest.file_name().context("the destination has no name")?.to_string_lossy();
+    let staging = dest.with_file_name(format!(".{name}.partial"));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("removing {}, left by an earlier `results add`", staging.display()))?;
+    }
+    let copied = match keep_run(run, &staging) {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    if exists {
+        std::fs::remove_dir_all(dest)
+            .with_context(|| format!("removing {} to replace it", dest.display()))?;
+    }
+    std::fs::rename(&staging, dest)
+        .with_context(|| format!("moving {} to {}", staging.display(), dest.display()))?;
+    Ok((copied, exists))
+}
+
 /// Copies a run folder's reports and configs (and its seeds') to `dest`.
+/// Each seed the report lists must have its report.
 fn keep_run(run: &Path, dest: &Path) -> Result<usize> {
     let report = run.join("report.json");
     if !report.is_file() {
@@ -126,9 +180,19 @@ fn keep_run(run: &Path, dest: &Path) -> Result<usize> {
     };
     copy_from(run, dest)?;
     let summary: Value = serde_json::from_str(&read(&report)?)?;
-    for name in summary["runs"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+    for entry in summary["runs"].as_array().into_iter().flatten() {
+        let Some(name) = entry.as_str() else {
+            bail!("{}: `runs` lists {entry}, not a folder name", report.display());
+        };
         if name.is_empty() || name.contains(['/', '\\']) || name == ".." {
             bail!("{}: run `{name}` is not a folder name", report.display());
+        }
+        if !run.join(name).join("report.json").is_file() {
+            bail!(
+                "{}: lists the run `{name}`, but {}/report.json is missing",
+                report.display(),
+                run.join(name).display()
+            );
         }
         copy_from(&run.join(name), &dest.join(name))?;
     }
@@ -148,6 +212,11 @@ pub fn render_doc(text: &str, store: &Path) -> Result<String> {
         let Some(end) = rest[line_end..].find(END).map(|i| line_end + i) else {
             bail!("docs/results.md: the table `{table}` has no closing `{END}`");
         };
+        // A forgotten closing marker would take the next table's, and the
+        // text between them with it.
+        if rest[line_end..end].contains(BEGIN) {
+            bail!("docs/results.md: the table `{table}` has no closing `{END}` before the next table begins");
+        }
         out.push_str(&rest[..line_end]);
         out.push_str(&render_table(&store.join(table))?);
         rest = &rest[end..];
@@ -395,6 +464,12 @@ mod tests {
         assert!(format!("{e:#}").contains("nope"), "{e:#}");
         let e = render_doc("<!-- results-table: x -->\nno end\n", tmp.path()).unwrap_err();
         assert!(e.to_string().contains("no closing"), "{e}");
+        let two = "<!-- results-table: x -->\nprose\n<!-- results-table: y -->\n<!-- /results-table -->\n";
+        let e = render_doc(two, tmp.path()).unwrap_err();
+        assert!(
+            e.to_string().contains("`x` has no closing") && e.to_string().contains("before the next"),
+            "{e}"
+        );
         put(&tmp.path().join("bad"), "r", json!(1));
         std::fs::write(tmp.path().join("bad/r/report.json"), "{trunc").unwrap();
         let e = render_doc("<!-- results-table: bad -->\n<!-- /results-table -->\n", tmp.path()).unwrap_err();
@@ -419,6 +494,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no report.json"));
+
+        // Into a kept NAME: refused without --replace; with it, replaced.
+        let kept = tmp.path().join("table/name");
+        assert_eq!(keep_run_at(&run, &kept, false).unwrap(), (5, false));
+        let e = keep_run_at(&run, &kept, false).unwrap_err().to_string();
+        assert!(e.contains("already holds a kept run") && e.contains("--replace"), "{e}");
+        assert_eq!(keep_run_at(&run, &kept, true).unwrap(), (5, true));
+        // A listed seed without its report, or a corrupt report: an error,
+        // and what was kept before stays whole.
+        std::fs::remove_file(run.join("seed-1/report.json")).unwrap();
+        let e = keep_run_at(&run, &kept, true).unwrap_err().to_string();
+        assert!(e.contains("lists the run `seed-1`") && e.contains("missing"), "{e}");
+        assert!(kept.join("seed-1/report.json").is_file(), "the earlier kept run is untouched");
+        assert!(!tmp.path().join("table/.name.partial").exists(), "no half-made folder is left");
+        assert!(check_folder_name("NAME", "../x").is_err() && check_folder_name("TABLE", "").is_err());
     }
 
     /// CI: the committed `docs/results.md` is what its reports give.
