@@ -198,20 +198,30 @@ fn find_torch() -> Result<(Option<PathBuf>, String, &'static str)> {
         return Ok((Some(dir), version, "$LIBTORCH"));
     }
     if std::env::var_os("LIBTORCH_USE_PYTORCH").is_some() {
-        let (version, _) = probe_python(Path::new("python3"))
+        let (version, _) = probe_python(Path::new("python3"), false)
             .context("LIBTORCH_USE_PYTORCH is set but `python3 -c 'import torch'` failed")?;
         return Ok((None, version, "$LIBTORCH_USE_PYTORCH"));
     }
     let venv = cache_dir()?.join(format!("torch-{TORCH_VERSION}"));
     let python = venv.join("bin").join("python");
-    if let Ok((version, dir)) = probe_python(&python) {
-        if version.starts_with(TORCH_VERSION) {
+    match probe_python(&python, true) {
+        Ok((version, dir)) if version.starts_with(TORCH_VERSION) => {
             return Ok((Some(dir), version, "the shared venv"));
         }
-        eprintln!("xtask: {} has torch {version}, want {TORCH_VERSION}: reinstalling", venv.display());
+        Ok((version, _)) => {
+            eprintln!("xtask: {} has torch {version}, want {TORCH_VERSION}: reinstalling", venv.display())
+        }
+        // A venv whose torch is there but does not import (a broken
+        // library, a full disk) is not deleted and downloaded again
+        // (4.7 GB, and again on every command): said, and kept.
+        Err(e) if python.exists() && !torch_is_missing(&e) => bail!(
+            "{e:#}\nthe shared venv {} is kept: mend what stops the import, or remove the folder to reinstall",
+            venv.display()
+        ),
+        Err(_) => {}
     }
     install(&venv)?;
-    let (version, dir) = probe_python(&python).context("torch installed but cannot be imported")?;
+    let (version, dir) = probe_python(&python, true).context("torch installed but cannot be imported")?;
     if !version.starts_with(TORCH_VERSION) {
         bail!("pip installed torch {version} into {}, expected {TORCH_VERSION}", venv.display());
     }
@@ -250,8 +260,20 @@ fn install(venv: &Path) -> Result<()> {
 }
 
 /// Asks a Python interpreter for its torch version and package folder.
-fn probe_python(python: &Path) -> Result<(String, PathBuf)> {
-    let out = Command::new(python)
+/// Whether a failed [`probe_python`] failed because torch is not installed.
+fn torch_is_missing(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains("No module named 'torch'")
+}
+
+/// `(torch.__version__, torch's folder)` from `python`; `isolated` (the
+/// shared venv's own Python) ignores the caller's PYTHONHOME, PYTHONPATH
+/// and user site (`python -I`).
+fn probe_python(python: &Path, isolated: bool) -> Result<(String, PathBuf)> {
+    let mut cmd = Command::new(python);
+    if isolated {
+        cmd.arg("-I");
+    }
+    let out = cmd
         .args(["-c", "import os, torch; print(torch.__version__); print(os.path.dirname(torch.__file__))"])
         .output()
         .with_context(|| format!("running {}", python.display()))?;
@@ -318,4 +340,35 @@ pub fn chromium() -> Result<PathBuf> {
     apt(&["install", "-y", "-qq", "--no-install-recommends", "chromium"])
         .context("installing chromium with apt-get (or set SSL_RS_CHROMIUM to a Chromium binary)")?;
     find().context("apt-get installed chromium, but no `chromium` is on the PATH")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in `python` printing `body`'s output (written through
+    /// `install`, so no descriptor of it is open here; see launch.rs).
+    fn fake_python(dir: &Path, body: &str) -> PathBuf {
+        let (text, path) = (dir.join("python.txt"), dir.join("python"));
+        std::fs::write(&text, format!("#!/bin/sh\n{body}\n")).unwrap();
+        let status = Command::new("install").arg("-m").arg("755").arg(&text).arg(&path).status();
+        assert!(status.unwrap().success());
+        path
+    }
+
+    #[test]
+    fn a_venv_whose_torch_fails_to_import_is_told_apart_from_one_without_torch() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = fake_python(dir.path(), "echo 2.11.0+cu130; echo /venv/torch");
+        assert_eq!(probe_python(&ok, true).unwrap(), ("2.11.0+cu130".into(), PathBuf::from("/venv/torch")));
+        let missing =
+            fake_python(dir.path(), "echo \"ModuleNotFoundError: No module named 'torch'\" >&2; exit 1");
+        assert!(torch_is_missing(&probe_python(&missing, true).unwrap_err()));
+        let broken = fake_python(
+            dir.path(),
+            "echo 'OSError: libtorch_cpu.so: cannot open shared object file' >&2; exit 1",
+        );
+        let e = probe_python(&broken, true).unwrap_err();
+        assert!(!torch_is_missing(&e) && format!("{e:#}").contains("libtorch_cpu.so"), "{e:#}");
+    }
 }
