@@ -4,7 +4,8 @@
 //! is looked for is a panic, a hang or an abort), then runs each target for
 //! N seconds (default 300) on its corpus in `fuzz/corpus/<target>/`,
 //! starting from the seeds of `ssl_fuzz::seeds`. A crashing input is
-//! copied to `fuzz/regressions/<target>/`, which the stable replay test
+//! copied to `fuzz/regressions/<target>/` (and the command then fails,
+//! naming the targets), which the stable replay test
 //! (`crates/ssl-fuzz/tests/replay.rs`) runs in CI with the corpus. The
 //! corpus is merged down to the inputs that add coverage afterwards, and a
 //! table of executions per target is printed and written to
@@ -35,9 +36,24 @@ pub fn fuzz(args: &[String]) -> Result<()> {
             t => only.push(t.to_string()),
         }
     }
-    let torch = setup()?;
+    // libFuzzer reads -max_total_time=0 as no limit.
+    if seconds == 0 {
+        bail!("--seconds must be at least 1");
+    }
     let root = project_root();
     let fuzz = root.join("fuzz");
+    // Names and the toolchain first, before any set-up or build.
+    let names = targets(&fuzz)?;
+    for t in &only {
+        if !names.contains(t) {
+            bail!("unknown fuzz target `{t}`; the targets: {}", names.join(", "));
+        }
+    }
+    let nightly = Command::new("cargo").args(["+nightly", "--version"]).output();
+    if !nightly.as_ref().is_ok_and(|o| o.status.success()) {
+        bail!("cargo xtask fuzz needs the nightly toolchain (libFuzzer's coverage flags): `rustup toolchain install nightly`");
+    }
+    let torch = setup()?;
     let corpus = fuzz.join("corpus");
     let mut seeds = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     seeds.current_dir(&root).args([
@@ -62,14 +78,9 @@ pub fn fuzz(args: &[String]) -> Result<()> {
     torch.apply(&mut build);
     run(&mut build)?;
     let bins = fuzz.join("target").join(TRIPLE).join("release");
-    let names = targets(&fuzz)?;
-    for t in &only {
-        if !names.contains(t) {
-            bail!("unknown fuzz target `{t}`; the targets: {}", names.join(", "));
-        }
-    }
     let chosen: Vec<&String> = names.iter().filter(|n| only.is_empty() || only.contains(n)).collect();
     let mut rows = Vec::new();
+    let mut failed = Vec::new();
     for name in chosen {
         let dir = corpus.join(name);
         // Crashes of earlier runs are in fuzz/regressions already.
@@ -114,6 +125,13 @@ pub fn fuzz(args: &[String]) -> Result<()> {
         }
         let kept = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
         eprintln!("xtask: {name}: {execs} executions, {kept} inputs kept, {} crash(es)", crashes.len());
+        if !crashes.is_empty() || !out.status.success() {
+            failed.push(format!(
+                "{name} ({} crash(es), see {})",
+                crashes.len(),
+                artifacts.join("last.log").display()
+            ));
+        }
         rows.push(format!(
             "| {name} | {seconds} | {execs} | {kept} | {} | {} |",
             crashes.len(),
@@ -126,6 +144,13 @@ pub fn fuzz(args: &[String]) -> Result<()> {
     );
     println!("{table}");
     std::fs::write(fuzz.join("last-run.md"), table)?;
+    if !failed.is_empty() {
+        bail!(
+            "{} target(s) crashed or failed: {}; their inputs are in fuzz/regressions/, which the replay test runs",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
     Ok(())
 }
 
