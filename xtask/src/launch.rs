@@ -85,16 +85,26 @@ pub fn run(binary: &Path, args: &[String], nproc: usize, logs: &Path) -> Result<
     // in their own process group, so a terminal's Ctrl-C reaches them only
     // through here.
     let received = Arc::new(AtomicUsize::new(0));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    // SIGHUP too: a closed terminal or ssh session must not leave ranks
+    // running on the devices.
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
         let r = received.clone();
         // SAFETY (inside signal-hook): the handler only stores an integer.
         signal_hook::flag::register_usize(sig, r, sig as usize).context("installing a signal handler")?;
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = (cores / nproc).max(1).to_string();
+    // Every rank's log is made before any rank starts, so that a failure
+    // to make one (a full disk) leaves no rank waiting for the others.
+    let mut logs_of: Vec<Option<(PathBuf, std::fs::File)>> = vec![None];
+    for rank in 1..nproc {
+        let path = logs.join(format!("rank-{rank}.log"));
+        let f = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        logs_of.push(Some((path, f)));
+    }
     let mut children: Vec<Child> = Vec::new();
     let mut log_paths: Vec<Option<PathBuf>> = Vec::new();
-    for rank in 0..nproc {
+    for (rank, log) in logs_of.into_iter().enumerate() {
         let mut cmd = Command::new(binary);
         cmd.args(args)
             .env("RANK", rank.to_string())
@@ -111,13 +121,23 @@ pub fn run(binary: &Path, args: &[String], nproc: usize, logs: &Path) -> Result<
                 cmd.env(var, &threads);
             }
         }
-        if rank > 0 {
-            let path = logs.join(format!("rank-{rank}.log"));
-            let f = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-            cmd.stdout(f.try_clone()?).stderr(f);
-            log_paths.push(Some(path));
-        } else {
-            log_paths.push(None);
+        // A launcher killed outright (SIGKILL, which it cannot forward)
+        // takes its ranks with it: each gets SIGTERM when it goes (not
+        // exercised by a test: the tests run the launcher in-process).
+        // SAFETY: prctl(2) in the forked child before exec, async-signal-safe.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        match log {
+            Some((path, f)) => {
+                cmd.stdout(f.try_clone()?).stderr(f);
+                log_paths.push(Some(path));
+            }
+            None => log_paths.push(None),
         }
         match cmd.spawn() {
             Ok(c) => children.push(c),
