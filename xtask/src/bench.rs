@@ -451,10 +451,21 @@ pub fn bench_compare(args: &[String]) -> Result<()> {
     md += "\nWhere a target is missed, `docs/benchmarks.md` gives the profile and the reason.\n";
     md += "GPU training throughput against PyTorch eager (no GPU in CI; `tools/device/bench_gpu.sh` on a \
            lent device) is in `docs/benchmarks.md`, section \"On a GPU\".\n";
-    let path = root.join("BENCHMARKS.md");
+    // BENCHMARKS.md holds every case: a run of some benches writes beside
+    // it, so that the rows of the others are not dropped.
+    let path = if args.is_empty() {
+        root.join("BENCHMARKS.md")
+    } else {
+        let dir = root.join("target").join("bench-compare");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        dir.join("BENCHMARKS.md")
+    };
     std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
     println!("{md}");
     eprintln!("xtask: wrote {}", path.display());
+    if !args.is_empty() {
+        eprintln!("xtask: some benches only: BENCHMARKS.md at the top keeps the full run's table");
+    }
     Ok(())
 }
 
