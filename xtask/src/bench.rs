@@ -200,12 +200,18 @@ fn criterion_medians(dir: &Path) -> Result<BTreeMap<String, f64>> {
             } else if p.file_name().is_some_and(|n| n == "benchmark.json")
                 && p.parent().is_some_and(|q| q.ends_with("new"))
             {
-                let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p)?)?;
-                let est_path = p.with_file_name("estimates.json");
-                let est: serde_json::Value = serde_json::from_str(
-                    &std::fs::read_to_string(&est_path)
-                        .with_context(|| format!("reading {}", est_path.display()))?,
-                )?;
+                let json = |path: &Path| -> Result<serde_json::Value> {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    serde_json::from_str(&text).with_context(|| {
+                        format!(
+                            "{}: not valid JSON (left by an interrupted `cargo bench`? remove it)",
+                            path.display()
+                        )
+                    })
+                };
+                let meta = json(&p)?;
+                let est = json(&p.with_file_name("estimates.json"))?;
                 let (Some(id), Some(ns)) =
                     (meta["full_id"].as_str(), est["median"]["point_estimate"].as_f64())
                 else {
