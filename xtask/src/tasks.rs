@@ -42,22 +42,34 @@ pub fn test(extra: &[String]) -> Result<()> {
 /// A binary of `krate` (a trainer, or `embed-*`): `cargo run --release`, or with
 /// `--nproc-per-node N` (N > 1) the release build started as N local ranks
 /// (see [`crate::launch`]). On a CUDA machine the build has NCCL.
+/// Builds `bin` of `krate` in release; returns its path.
+fn build_release(torch: &Torch, krate: &str, bin: &str) -> Result<std::path::PathBuf> {
+    let features = torch.features(krate);
+    run(cargo(torch, &["build", "--quiet", "--release", "-p", krate, "--bin", bin]).args(&features))?;
+    let target: std::path::PathBuf =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| project_root().join("target"), Into::into);
+    Ok(target.join("release").join(bin))
+}
+
+/// This process becomes `binary` (exec): a SIGTERM or Ctrl-C reaches it
+/// directly (a train or fine-tune binary checkpoints and stops), and its
+/// exit status (75 when it stopped on a signal) is ours. `command` is what
+/// it prints as the command that resumes it.
+fn become_binary(binary: &std::path::Path, args: &[String], command: &str) -> Result<()> {
+    let err = std::os::unix::process::CommandExt::exec(
+        Command::new(binary).args(args).env("SSL_RS_COMMAND", format!("cargo xtask {command}")),
+    );
+    anyhow::bail!("starting {}: {err}", binary.display())
+}
+
 fn train(krate: &str, bin: &str, args: &[String]) -> Result<()> {
     let (nproc, args) = crate::launch::take_nproc(args)?;
     let torch = setup()?;
     torch.print_summary();
-    let features = torch.features(krate);
-    run(cargo(&torch, &["build", "--quiet", "--release", "-p", krate, "--bin", bin]).args(&features))?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| project_root().join("target"), Into::into);
-    let binary = target.join("release").join(bin);
+    let binary = build_release(&torch, krate, bin)?;
+    let target = binary.parent().and_then(|p| p.parent()).unwrap_or(&binary).to_path_buf();
     let Some(n) = nproc.filter(|&n| n > 1) else {
-        // This process becomes the binary: a SIGTERM or Ctrl-C reaches it
-        // directly (it checkpoints and stops), and its exit status is ours.
-        let err = std::os::unix::process::CommandExt::exec(
-            Command::new(&binary).args(&args).env("SSL_RS_COMMAND", format!("cargo xtask {bin}")),
-        );
-        anyhow::bail!("starting {}: {err}", binary.display());
+        return become_binary(&binary, &args, bin);
     };
     let logs = target.join("rank-logs").join(bin);
     eprintln!(
@@ -88,8 +100,7 @@ pub fn train_text(args: &[String]) -> Result<()> {
 pub fn finetune_text(args: &[String]) -> Result<()> {
     let torch = setup()?;
     torch.print_summary();
-    run(cargo(&torch, &["run", "--quiet", "--release", "-p", "ssl-text", "--bin", "finetune-text", "--"])
-        .args(args))
+    become_binary(&build_release(&torch, "ssl-text", "finetune-text")?, args, "finetune-text")
 }
 
 /// `cargo xtask train-audio [ARGS]`: audio pre-training and the
@@ -142,8 +153,7 @@ pub fn embed(args: &[String]) -> Result<()> {
 /// add.
 pub fn gen_topics(args: &[String]) -> Result<()> {
     let torch = setup()?;
-    run(cargo(&torch, &["run", "--quiet", "--release", "-p", "ssl-text", "--bin", "make-topics", "--"])
-        .args(args))
+    become_binary(&build_release(&torch, "ssl-text", "make-topics")?, args, "gen-topics")
 }
 
 /// `cargo xtask gen-keywords [ARGS]`: synthesises spoken keywords with
@@ -151,6 +161,5 @@ pub fn gen_topics(args: &[String]) -> Result<()> {
 /// from it).
 pub fn gen_keywords(args: &[String]) -> Result<()> {
     let torch = setup()?;
-    run(cargo(&torch, &["run", "--quiet", "--release", "-p", "ssl-audio", "--bin", "make-keywords", "--"])
-        .args(args))
+    become_binary(&build_release(&torch, "ssl-audio", "make-keywords")?, args, "gen-keywords")
 }
