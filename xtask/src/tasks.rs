@@ -140,6 +140,10 @@ pub fn embed(args: &[String]) -> Result<()> {
             meta.display()
         ),
     };
+    // One process: ranks of embed would each write the same files.
+    if crate::launch::take_nproc(args)?.0.is_some_and(|n| n > 1) {
+        anyhow::bail!("cargo xtask embed runs in one process; drop --nproc-per-node");
+    }
     match modality.as_deref() {
         Some("vision") => train("ssl-vision", "embed-vision", args),
         Some("audio") => train("ssl-audio", "embed-audio", args),
