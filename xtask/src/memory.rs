@@ -85,8 +85,16 @@ fn tree_pss(root: u32, exclude_root: bool) -> u64 {
         .sum()
 }
 
+/// How long one sampled process may run: `BENCH_TIMEOUT` seconds, else an
+/// hour.
+fn limit() -> Duration {
+    let secs = std::env::var("BENCH_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(3600);
+    Duration::from_secs(secs)
+}
+
 /// Runs `cmd` to its end, capturing its output, while a thread samples the
-/// summed Pss of its process tree (see the module docs).
+/// summed Pss of its process tree (see the module docs). Past [`limit`] it
+/// is killed and the error names it.
 pub fn run_sampled(cmd: &mut Command, exclude_root: bool) -> Result<Sampled> {
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -115,7 +123,24 @@ pub fn run_sampled(cmd: &mut Command, exclude_root: bool) -> Result<Sampled> {
     };
     let out = read(Box::new(child.stdout.take().context("the child's stdout")?));
     let err = read(Box::new(child.stderr.take().context("the child's stderr")?));
-    let status = child.wait().with_context(|| format!("waiting for {cmd:?}"))?;
+    // A case that hangs (a DataLoader worker deadlock, say) is killed at
+    // the deadline and named, instead of stalling bench-compare for ever.
+    let deadline = std::time::Instant::now() + limit();
+    let status = loop {
+        if let Some(s) = child.try_wait().with_context(|| format!("waiting for {cmd:?}"))? {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            done.store(true, Ordering::Relaxed);
+            anyhow::bail!(
+                "{cmd:?} ran past {} s and was killed (BENCH_TIMEOUT sets the limit, in seconds)",
+                limit().as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     done.store(true, Ordering::Relaxed);
     let peak_bytes = sampler.join().unwrap_or(0);
     Ok(Sampled {
