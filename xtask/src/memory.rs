@@ -96,6 +96,10 @@ fn limit() -> Duration {
 /// summed Pss of its process tree (see the module docs). Past [`limit`] it
 /// is killed and the error names it.
 pub fn run_sampled(cmd: &mut Command, exclude_root: bool) -> Result<Sampled> {
+    run_sampled_within(cmd, exclude_root, limit())
+}
+
+fn run_sampled_within(cmd: &mut Command, exclude_root: bool, limit: Duration) -> Result<Sampled> {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -125,7 +129,7 @@ pub fn run_sampled(cmd: &mut Command, exclude_root: bool) -> Result<Sampled> {
     let err = read(Box::new(child.stderr.take().context("the child's stderr")?));
     // A case that hangs (a DataLoader worker deadlock, say) is killed at
     // the deadline and named, instead of stalling bench-compare for ever.
-    let deadline = std::time::Instant::now() + limit();
+    let deadline = std::time::Instant::now() + limit;
     let status = loop {
         if let Some(s) = child.try_wait().with_context(|| format!("waiting for {cmd:?}"))? {
             break s;
@@ -136,7 +140,7 @@ pub fn run_sampled(cmd: &mut Command, exclude_root: bool) -> Result<Sampled> {
             done.store(true, Ordering::Relaxed);
             anyhow::bail!(
                 "{cmd:?} ran past {} s and was killed (BENCH_TIMEOUT sets the limit, in seconds)",
-                limit().as_secs()
+                limit.as_secs()
             );
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -175,5 +179,15 @@ mod tests {
         assert!(s.status.success(), "{}", s.stderr);
         let mib = s.peak_bytes as f64 / (1 << 20) as f64;
         assert!((128.0..400.0).contains(&mib), "peak {mib:.1} MiB for two processes of 64 MiB");
+    }
+
+    #[test]
+    fn a_process_past_its_deadline_is_killed_and_named() {
+        let t = std::time::Instant::now();
+        let Err(e) = run_sampled_within(Command::new("sleep").arg("30"), true, Duration::from_secs(1)) else {
+            panic!("a 30 s sleep finished within 1 s");
+        };
+        assert!(e.to_string().contains("ran past 1 s and was killed"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     }
 }
