@@ -107,6 +107,11 @@ pub fn save(
     write_json_atomic(&tmp_dir.join("state.json"), &value)?;
     sync_file(&tmp_dir)?;
     let old = dir.join(format!(".{name}.old"));
+    // Left by a save killed between its two renames (the step's folder was
+    // already replaced): it would make the rename below fail for good.
+    if old.exists() && final_dir.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    }
     if final_dir.exists() {
         std::fs::rename(&final_dir, &old).map_err(|e| Error::io(&final_dir, e))?;
     }
@@ -347,6 +352,30 @@ mod tests {
         assert!(w2.equal(&w));
         assert_eq!(w2.kind(), Kind::Float);
         assert!(!tmp_path_exists(&path));
+    }
+
+    #[test]
+    fn a_save_killed_between_its_renames_does_not_block_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _w = vs.root().var("w", &[2], nn::Init::Const(1.0));
+        let opt = crate::optim::Optimizer::from_var_store(&crate::optim::OptimizerConfig::sgd(0.1, 0.0), &vs);
+        let state = CheckpointState {
+            epoch: 0,
+            step: 3,
+            config: serde_json::json!({}),
+            trainer: Value::Null,
+            files: BTreeMap::new(),
+        };
+        let first = save(dir.path(), &vs, &opt, vec![], &state, 2).unwrap();
+        // What a kill after the step's folder was replaced leaves: the
+        // moved-aside copy, not empty.
+        let old = dir.path().join(format!(".{}.old", first.file_name().unwrap().to_string_lossy()));
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("model.safetensors"), b"stale").unwrap();
+        let again = save(dir.path(), &vs, &opt, vec![], &state, 2).unwrap();
+        assert_eq!(again, first);
+        assert!(!old.exists(), "the stale copy is gone");
     }
 
     fn tmp_path_exists(path: &Path) -> bool {

@@ -37,10 +37,13 @@ pub struct CollapseStats {
 /// RankMe's epsilon (the paper's 1e-7).
 const RANKME_EPS: f64 = 1e-7;
 
-/// The figures of `features` `[N, D]` (computed in f64 on its device).
+/// The figures of `features` `[N, D]` (computed in f64 on its device),
+/// over its rows that are finite (libtorch's SVD refuses NaN).
 pub fn collapse_stats(features: &Tensor) -> CollapseStats {
     tch::no_grad(|| {
         let f = features.to_kind(Kind::Double);
+        let finite = f.isfinite().all_dim(1, false).nonzero().squeeze_dim(1);
+        let f = if finite.size()[0] < f.size()[0] { f.index_select(0, &finite) } else { f };
         let (n, d) = (f.size()[0], f.size()[1]);
         let (_, s, _) = f.svd(true, false);
         let p = &s / s.sum(Kind::Double).clamp_min(1e-300) + RANKME_EPS;
@@ -167,6 +170,11 @@ mod tests {
         let p = [0.75 + RANKME_EPS, 0.25 + RANKME_EPS];
         let want = (-(p[0] * p[0].ln() + p[1] * p[1].ln())).exp();
         assert!((collapse_stats(&x).rankme - want).abs() < 1e-12);
+        // A row holding NaN (a skipped step's) is left out, not a panic.
+        let with_nan =
+            Tensor::cat(&[x.shallow_clone(), Tensor::from_slice(&[f64::NAN, 1.0]).reshape([1, 2])], 0);
+        let s = collapse_stats(&with_nan);
+        assert!((s.rankme - want).abs() < 1e-12 && s.samples == 2, "{s:?}");
     }
 
     #[test]

@@ -599,10 +599,13 @@ impl Trainer {
                 opt.zero_grad();
                 let classes = self.cfg.online_probe_classes;
                 let mut probe_step = false;
-                // Per micro-batch: keep the features, add the probe's loss.
+                // Per micro-batch: keep the features (for the collapse
+                // figures, once the step is known to be finite), add the
+                // probe's loss.
+                let mut step_features: Vec<Tensor> = Vec::new();
                 let mut probe_loss = |out: &Output, batch: &Batch| {
                     if let Some(f) = out.features.as_ref().filter(|_| main) {
-                        recent.push(f);
+                        step_features.push(f.detach());
                     }
                     match (classes, &out.features, &batch.labels) {
                         (Some(classes), Some(f), Some(y)) => {
@@ -634,6 +637,13 @@ impl Trainer {
                     (false, _) => Some("a non-finite gradient norm"),
                     (true, false) => Some("a non-finite loss"),
                 };
+                // A skipped step's features stay out of the collapse
+                // figures: a NaN row would break their SVD.
+                if fault.is_none() {
+                    for f in &step_features {
+                        recent.push(f);
+                    }
+                }
                 if let Some(why) = fault {
                     self.skip_step(vs, step, epoch, why, &mut state, log.as_mut())?;
                     step += 1;

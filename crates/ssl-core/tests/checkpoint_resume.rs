@@ -212,6 +212,37 @@ fn a_non_finite_step_is_skipped_counted_and_logged() {
     assert!(!log.contains("NaN") && !log.contains("null"), "{log}");
 }
 
+/// [`Toy`] that also hands the trainer its features (the collapse figures).
+struct ToyWithFeatures(Toy);
+
+impl Method for ToyWithFeatures {
+    fn name(&self) -> &'static str {
+        "toy-features"
+    }
+    fn loss(&self, batch: &Batch, train: bool) -> ssl_core::Result<Output> {
+        let out = self.0.loss(batch, train)?;
+        Ok(out.with_features(self.0.features(&batch.views[0])))
+    }
+    fn features(&self, x: &Tensor) -> Tensor {
+        self.0.features(x)
+    }
+}
+
+#[test]
+fn a_skipped_steps_features_stay_out_of_the_collapse_figures() {
+    // Step 2's NaN features would reach the epoch's SVD (a panic on the
+    // CPU) and a NaN rank in the checkpoint's state.json.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut vs, m) = new_model();
+    let mut m = ToyWithFeatures(m);
+    let t = Trainer::new(config(), Device::Cpu, dir.path(), serde_json::json!({}));
+    let s = t.fit(&mut m, &mut vs, &NanSource { nan_at: vec![1] }, false).unwrap();
+    assert_eq!((s.steps, s.skipped_steps), (12, 1));
+    let latest = checkpoint::latest(&t.checkpoint_dir()).unwrap().unwrap();
+    let state = std::fs::read_to_string(latest.join("state.json")).unwrap();
+    assert!(!state.contains("null") && !state.contains("NaN"), "{state}");
+}
+
 #[test]
 fn many_non_finite_steps_in_a_row_stop_the_run_naming_the_step() {
     let dir = tempfile::tempdir().unwrap();
