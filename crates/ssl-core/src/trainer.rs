@@ -395,16 +395,22 @@ impl Trainer {
     }
 
     /// A fresh (not resumed) run into a folder that holds an earlier run's
-    /// checkpoints and log starts over: they are removed, with a notice,
-    /// so that neither `--resume` nor the log mixes two runs.
+    /// checkpoints, log or report starts over: they are removed, with a
+    /// notice, so that neither `--resume` (nor `--seeds --resume`, which
+    /// keeps a seed whose folder has a report) nor the log mixes two runs.
     fn clear_previous_run(&self) -> Result<()> {
         let ckpt = self.checkpoint_dir();
         let log = self.run_dir.join("metrics.jsonl");
-        if ckpt.exists() || log.exists() {
+        let report = self.run_dir.join("report.json");
+        if ckpt.exists() || log.exists() || report.exists() {
             eprintln!(
-                "{} holds an earlier run: removing its checkpoints and metrics.jsonl (pass --resume to continue it instead)",
+                "{} holds an earlier run: removing its checkpoints, metrics.jsonl and report.json (pass --resume to \
+                 continue it instead)",
                 self.run_dir.display()
             );
+        }
+        if report.exists() {
+            std::fs::remove_file(&report).map_err(|e| Error::io(&report, e))?;
         }
         if ckpt.exists() {
             std::fs::remove_dir_all(&ckpt).map_err(|e| Error::io(&ckpt, e))?;

@@ -212,6 +212,27 @@ fn a_non_finite_step_is_skipped_counted_and_logged() {
     assert!(!log.contains("NaN") && !log.contains("null"), "{log}");
 }
 
+#[test]
+fn a_fresh_run_into_an_earlier_runs_folder_removes_its_checkpoints_log_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut vs, mut m) = new_model();
+    Trainer::new(config(), Device::Cpu, dir.path(), serde_json::json!({}))
+        .fit(&mut m, &mut vs, &Source { fail_at: None }, false)
+        .unwrap();
+    std::fs::write(dir.path().join("report.json"), "{}").unwrap();
+    // Again, shorter and not resumed: nothing of the first run is left.
+    let (mut vs, mut m) = new_model();
+    let t =
+        Trainer::new(TrainConfig { epochs: 2, ..config() }, Device::Cpu, dir.path(), serde_json::json!({}));
+    t.fit(&mut m, &mut vs, &Source { fail_at: None }, false).unwrap();
+    let latest = checkpoint::latest(&t.checkpoint_dir()).unwrap().unwrap();
+    assert!(latest.ends_with("step-00000006"), "{}", latest.display());
+    assert!(!t.checkpoint_dir().join("step-00000012").exists());
+    let log = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(log.lines().filter(|l| l.contains("\"loss\":")).count(), 6, "{log}");
+    assert!(!dir.path().join("report.json").exists());
+}
+
 /// [`Toy`] that also hands the trainer its features (the collapse figures).
 struct ToyWithFeatures(Toy);
 
