@@ -805,14 +805,27 @@ pub fn check_resume(saved: &serde_json::Value, new: &serde_json::Value) -> Resul
             differing.join("\n  ")
         )));
     }
-    Ok(epochs_changed.then(|| {
-        format!(
+    let mut notes = Vec::new();
+    if epochs_changed {
+        notes.push(format!(
             "--resume: epochs {} → {}: the learning-rate and momentum schedules are recomputed for the new \
              total from the checkpoint's step on, so the rest of the run follows the new schedule",
             a.get("train.epochs").unwrap_or(&null),
             b.get("train.epochs").unwrap_or(&null)
-        )
-    }))
+        ));
+    }
+    // Allowed (a job may come back on fewer or more devices), but the
+    // run is then not the one it would have been: said.
+    if a.get("world_size") != b.get("world_size") && a.contains_key("world_size") {
+        notes.push(format!(
+            "--resume: {} rank(s) → {}: the global batch is the same, but each rank's random draws and \
+             unsynchronised BatchNorm statistics follow the ranks, so the rest of the run is not exactly what \
+             it would have been",
+            a.get("world_size").unwrap_or(&null),
+            b.get("world_size").unwrap_or(&null)
+        ));
+    }
+    Ok((!notes.is_empty()).then(|| notes.join("\n")))
 }
 
 /// [`check_resume`] for `out`: reads `out/config.json` when `resume` is set
@@ -855,6 +868,12 @@ mod tests {
                             "train": {"epochs": 20, "warmup_epochs": 2, "optimizer": {"lr": 0.6}}});
         let note = check_resume(&saved, &longer).unwrap().unwrap();
         assert!(note.contains("epochs 10 → 20") && note.contains("recomputed"), "{note}");
+        let mut wider = saved.clone();
+        wider["world_size"] = 1.into();
+        let mut two = wider.clone();
+        two["world_size"] = 2.into();
+        let note = check_resume(&wider, &two).unwrap().unwrap();
+        assert!(note.contains("1 rank(s) → 2") && note.contains("not exactly"), "{note}");
         let dir = std::env::temp_dir().join(format!("ssl-cli-resume-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         assert_eq!(check_resume_in(&dir, &changed, true).unwrap(), None, "no config.json yet");
