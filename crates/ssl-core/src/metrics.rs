@@ -28,6 +28,12 @@ impl JsonlLog {
     pub fn write(&mut self, record: &Value) -> Result<()> {
         writeln!(self.file, "{record}").map_err(|e| Error::io(&self.path, e))
     }
+
+    /// Flushes the records written so far to disk (before a checkpoint, so
+    /// that a power loss cannot keep the checkpoint and lose its rows).
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+    }
 }
 
 /// A progress bar over all steps of a run showing loss and throughput; hidden
@@ -47,12 +53,15 @@ pub fn write_json_atomic(path: &Path, value: &Value) -> Result<()> {
 }
 
 /// Writes bytes to `path` atomically: a temporary file beside it, synced,
-/// then renamed over it.
+/// then renamed over it, and the folder synced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = tmp_path(path);
     let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    // The rename itself reaches the disk with the folder's entries.
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
 }
 
 /// `dir/.name.tmp` for `dir/name`.

@@ -747,6 +747,9 @@ impl Trainer {
                     if let Some(rows) = recent.rows() {
                         extra.push(("recent.features".into(), rows));
                     }
+                    if let Some(l) = log.as_ref() {
+                        l.sync()?;
+                    }
                     let saved = CheckpointState {
                         epoch: step / per_epoch,
                         step,
