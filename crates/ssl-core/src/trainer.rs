@@ -557,16 +557,9 @@ impl Trainer {
         };
         // Whether to stop now: this rank's flag, or any rank's on the steps
         // where the ranks compare them.
-        let stop_now = |step: usize| -> Result<bool> {
-            let mine = self.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
-            if world == 1 {
-                return Ok(mine);
-            }
-            if !step.is_multiple_of(self.cfg.log_every.max(1)) {
-                return Ok(false);
-            }
-            Ok(!ranks_agree(group, !mine, device)?)
-        };
+        // Whether a stop was asked of this rank (a SIGTERM): with several
+        // ranks, agreed on every step with the loss check's all-reduce.
+        let stop_asked = || self.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
         // Sum of every step's loss this epoch, on the device: read once
         // per epoch (and at checkpoints), so the epoch mean costs no
         // synchronisation.
@@ -638,7 +631,8 @@ impl Trainer {
                     None => opt.grad_norm(),
                 };
                 let loss_ok = done.loss.isfinite().all().int64_value(&[]) == 1;
-                let fault = match (norm.is_finite(), ranks_agree(group, loss_ok, device)?) {
+                let (losses_ok, stop_agreed) = agree_step(group, loss_ok, stop_asked(), device)?;
+                let fault = match (norm.is_finite(), losses_ok) {
                     (true, true) => None,
                     (false, _) => Some("a non-finite gradient norm"),
                     (true, false) => Some("a non-finite loss"),
@@ -731,7 +725,7 @@ impl Trainer {
                 checkpoint_due |= every_steps > 0 && step % every_steps == 0;
                 let minutes = self.cfg.checkpoint_every_minutes;
                 checkpoint_due |= minutes > 0.0 && last_checkpoint.elapsed().as_secs_f64() >= 60.0 * minutes;
-                let stopping = stop_now(step)?;
+                let stopping = stop_agreed;
                 if (checkpoint_due || stopping) && main {
                     if let Some(name) = non_finite_variable(vs) {
                         return Err(Error::Diverged {
@@ -1046,6 +1040,24 @@ fn non_finite_variable(vs: &VarStore) -> Option<String> {
 }
 
 /// Whether `ok` holds on every rank (one all-reduce with several ranks).
+/// One all-reduce a step: whether every rank's loss is finite, and
+/// whether any rank was asked to stop (so that all stop after the same
+/// step, whatever `--log-every`).
+fn agree_step(
+    group: &ssl_dist::Group,
+    loss_ok: bool,
+    stop: bool,
+    device: tch::Device,
+) -> Result<(bool, bool)> {
+    if !group.is_distributed() {
+        return Ok((loss_ok, stop));
+    }
+    let flags =
+        Tensor::from_slice(&[f64::from(u8::from(!loss_ok)), f64::from(u8::from(stop))]).to_device(device);
+    let sum = group.all_reduce_sum(&flags)?.to_device(tch::Device::Cpu);
+    Ok((sum.double_value(&[0]) == 0.0, sum.double_value(&[1]) > 0.0))
+}
+
 fn ranks_agree(group: &ssl_dist::Group, ok: bool, device: tch::Device) -> Result<bool> {
     if !group.is_distributed() {
         return Ok(ok);
