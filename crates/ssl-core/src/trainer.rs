@@ -725,7 +725,8 @@ impl Trainer {
                 checkpoint_due |= every_steps > 0 && step % every_steps == 0;
                 let minutes = self.cfg.checkpoint_every_minutes;
                 checkpoint_due |= minutes > 0.0 && last_checkpoint.elapsed().as_secs_f64() >= 60.0 * minutes;
-                let stopping = stop_agreed;
+                // One process reads its flag now; ranks take the agreed one.
+                let stopping = if world == 1 { stop_asked() } else { stop_agreed };
                 if (checkpoint_due || stopping) && main {
                     if let Some(name) = non_finite_variable(vs) {
                         return Err(Error::Diverged {
