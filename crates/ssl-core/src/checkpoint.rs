@@ -14,7 +14,7 @@
 //! passes, naming what was wrong with each one it skips, so a checkpoint
 //! truncated or corrupted after it was written is never loaded.
 
-use crate::metrics::{write_atomic, write_json_atomic};
+use crate::metrics::{sync_path, write_atomic, write_json_atomic};
 use crate::optim::Optimizer;
 use crate::{Error, Result};
 use serde_json::Value;
@@ -104,8 +104,8 @@ pub fn save(
         .collect::<Result<_>>()?;
     let value = serde_json::to_value(&state)
         .map_err(|e| Error::Json { path: tmp_dir.join("state.json"), source: e })?;
+    // Its folder synced too, with every file written into it before.
     write_json_atomic(&tmp_dir.join("state.json"), &value)?;
-    sync_file(&tmp_dir)?;
     let old = dir.join(format!(".{name}.old"));
     // Left by a save killed between its two renames (the step's folder was
     // already replaced): it would make the rename below fail for good.
@@ -116,19 +116,13 @@ pub fn save(
         std::fs::rename(&final_dir, &old).map_err(|e| Error::io(&final_dir, e))?;
     }
     std::fs::rename(&tmp_dir, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
-    sync_file(dir)?;
+    sync_path(dir)?;
     write_atomic(&dir.join("latest"), name.as_bytes())?;
-    sync_file(dir)?;
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
     }
     prune(dir, keep, &name)?;
     Ok(final_dir)
-}
-
-/// Flushes a file (or, on Unix, a folder's entries) to disk.
-fn sync_file(path: &Path) -> Result<()> {
-    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| Error::io(path, e))
 }
 
 /// Checkpoint folders in `dir`, oldest first: `step-N` by step, after the
@@ -301,7 +295,7 @@ pub fn save_tensors(named: Vec<(String, Tensor)>, path: &Path) -> Result<()> {
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let tmp = crate::metrics::tmp_path(path);
     Tensor::write_safetensors(&named, &tmp).map_err(|e| Error::TorchFile { path: tmp.clone(), source: e })?;
-    sync_file(&tmp)?;
+    sync_path(&tmp)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 

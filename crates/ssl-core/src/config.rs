@@ -75,13 +75,12 @@ pub fn build_with<T, E: From<Error> + std::fmt::Display>(
     let keys: Vec<String> = overrides.iter().map(|o| format!("{}={}", o.key, o.value)).collect();
     let keys = keys.join(" ");
     let context = || format!("--set {keys}: {what} cannot be built with this value");
-    crate::error::catch_build(context, build).map_err(|e| {
-        let msg = e.to_string();
-        if msg.contains("--set ") {
-            return e;
-        }
-        let msg = msg.strip_prefix("invalid configuration: ").unwrap_or(&msg);
-        Error::Config(format!("{msg} (with --set {keys})")).into()
+    crate::error::catch_build(context, || {
+        build().map_err(|e| {
+            let msg = e.to_string();
+            let msg = msg.strip_prefix("invalid configuration: ").unwrap_or(&msg);
+            Error::Config(format!("{msg} (with --set {keys})")).into()
+        })
     })
 }
 
